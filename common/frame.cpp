@@ -1,0 +1,131 @@
+#include "respawn/frame.hpp"
+
+#include <cstring>
+
+namespace respawn::ipc {
+namespace {
+
+template <typename T>
+void put_le(char*& out, T value) {
+  for (std::size_t i = 0; i < sizeof(T); ++i) {
+    *out++ = static_cast<char>((static_cast<std::uint64_t>(value) >> (8 * i)) & 0xff);
+  }
+}
+
+template <typename T>
+T get_le(const char*& in) {
+  std::uint64_t value = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i) {
+    value |= static_cast<std::uint64_t>(static_cast<unsigned char>(*in++)) << (8 * i);
+  }
+  return static_cast<T>(value);
+}
+
+}  // namespace
+
+bool is_known_type(std::uint16_t type) {
+  return type >= static_cast<std::uint16_t>(MessageType::ready) &&
+         type <= static_cast<std::uint16_t>(MessageType::shutdown);
+}
+
+std::string_view to_string(MessageType type) {
+  switch (type) {
+    case MessageType::ready: return "ready";
+    case MessageType::infer: return "infer";
+    case MessageType::generate: return "generate";
+    case MessageType::token: return "token";
+    case MessageType::result: return "result";
+    case MessageType::error: return "error";
+    case MessageType::heartbeat: return "heartbeat";
+    case MessageType::cancel: return "cancel";
+    case MessageType::shutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+void encode_header(const FrameHeader& header, char* out) {
+  put_le(out, header.magic);
+  put_le(out, header.version);
+  put_le(out, header.type);
+  put_le(out, header.request_id);
+  put_le(out, header.json_len);
+  put_le(out, header.bin_len);
+}
+
+FrameHeader decode_header(const char* in) {
+  FrameHeader h;
+  h.magic = get_le<std::uint32_t>(in);
+  h.version = get_le<std::uint16_t>(in);
+  h.type = get_le<std::uint16_t>(in);
+  h.request_id = get_le<std::uint64_t>(in);
+  h.json_len = get_le<std::uint32_t>(in);
+  h.bin_len = get_le<std::uint32_t>(in);
+  return h;
+}
+
+std::string encode_frame(const Frame& frame) {
+  FrameHeader header;
+  header.type = static_cast<std::uint16_t>(frame.type);
+  header.request_id = frame.request_id;
+  header.json_len = static_cast<std::uint32_t>(frame.json.size());
+  header.bin_len = static_cast<std::uint32_t>(frame.binary.size());
+  std::string out(kHeaderSize + frame.json.size() + frame.binary.size(), '\0');
+  encode_header(header, out.data());
+  std::memcpy(out.data() + kHeaderSize, frame.json.data(), frame.json.size());
+  std::memcpy(out.data() + kHeaderSize + frame.json.size(), frame.binary.data(),
+              frame.binary.size());
+  return out;
+}
+
+std::optional<Error> validate_header(const FrameHeader& h, std::size_t max_frame_bytes) {
+  if (h.magic != kMagic) return make_error(ErrorKind::bad_input, "bad frame magic");
+  if (h.version != kVersion) {
+    return make_error(ErrorKind::bad_input,
+                      "unsupported protocol version " + std::to_string(h.version));
+  }
+  if (!is_known_type(h.type)) {
+    return make_error(ErrorKind::bad_input, "unknown message type " + std::to_string(h.type));
+  }
+  const std::uint64_t total = kHeaderSize + std::uint64_t{h.json_len} + h.bin_len;
+  if (total > max_frame_bytes) {
+    return make_error(ErrorKind::too_large, "frame of " + std::to_string(total) +
+                                                " bytes exceeds the limit of " +
+                                                std::to_string(max_frame_bytes));
+  }
+  return std::nullopt;
+}
+
+void FrameDecoder::feed(std::string_view bytes) {
+  if (error_) return;
+  // Compact lazily so a stream of small frames does not copy the buffer on every frame.
+  if (consumed_ > 0 && consumed_ >= buffer_.size() / 2) {
+    buffer_.erase(0, consumed_);
+    consumed_ = 0;
+  }
+  buffer_.append(bytes);
+}
+
+std::optional<Frame> FrameDecoder::next() {
+  if (error_ || buffered() < kHeaderSize) return std::nullopt;
+  const char* start = buffer_.data() + consumed_;
+  const FrameHeader h = decode_header(start);
+  if (auto err = validate_header(h, max_frame_bytes_)) {
+    error_ = std::move(err);
+    return std::nullopt;
+  }
+  const std::size_t total = kHeaderSize + std::size_t{h.json_len} + h.bin_len;
+  if (buffered() < total) return std::nullopt;
+  Frame frame;
+  frame.type = static_cast<MessageType>(h.type);
+  frame.request_id = h.request_id;
+  frame.json.assign(start + kHeaderSize, h.json_len);
+  frame.binary.assign(start + kHeaderSize + h.json_len, h.bin_len);
+  consumed_ += total;
+  if (consumed_ == buffer_.size()) {
+    buffer_.clear();
+    consumed_ = 0;
+  }
+  return frame;
+}
+
+}  // namespace respawn::ipc

@@ -1,0 +1,40 @@
+#pragma once
+// Sampling parameters of one text generation, as the supervisor validates them from HTTP and
+// the worker reads them from IPC. One definition so that both agree on names, defaults and
+// limits. Pure functions, thread-safe.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "respawn/result.hpp"
+
+namespace respawn {
+
+struct GenerateLimits {
+  int max_tokens = 4096;
+  std::size_t max_prompt_bytes = 1 << 20;
+  std::size_t max_stop_strings = 8;
+};
+
+struct GenerateRequest {
+  std::string prompt;
+  int max_tokens = 16;
+  double temperature = 0.0;  // 0 = greedy
+  double top_p = 1.0;
+  std::optional<std::uint64_t> seed;  // none = a fresh random seed per request
+  std::vector<std::string> stop;
+};
+
+// Reads the parameters from `params` (keys max_tokens, temperature, top_p, seed, stop) and the
+// prompt from `prompt`. Unknown keys are ignored. Errors are bad_input and name the field.
+Result<GenerateRequest> parse_generate_request(std::string prompt, const nlohmann::json& params,
+                                               const GenerateLimits& limits = {});
+
+nlohmann::json to_json(const GenerateRequest& request);
+// The IPC form: {"prompt": ..., params...}.
+Result<GenerateRequest> generate_request_from_json(const nlohmann::json& j);
+
+}  // namespace respawn

@@ -1,0 +1,10 @@
+#pragma once
+// Process memory as Linux reports it in /proc. Thread-safe; returns 0 when unreadable.
+#include <cstdint>
+#include <sys/types.h>
+
+namespace respawn {
+
+std::uint64_t rss_bytes(pid_t pid);  // resident set size of pid (0 = self)
+
+}  // namespace respawn

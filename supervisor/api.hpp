@@ -1,0 +1,38 @@
+#pragma once
+// The HTTP API's handlers (see docs/http-api.md): KServe v2 metadata, health and infer, the
+// Triton generate extension, Prometheus metrics and the admin status. Handlers take a parsed
+// request and answer through `respond`, exactly once, possibly later (after the worker
+// answered). They never touch sockets. Lives on the I/O thread; the scheduler, metrics and
+// options must outlive it.
+#include "http_types.hpp"
+#include "metrics.hpp"
+#include "router.hpp"
+#include "scheduler.hpp"
+#include "serve_options.hpp"
+
+namespace respawn {
+
+class Api {
+ public:
+  Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options)
+      : scheduler_(scheduler), metrics_(metrics), options_(options) {}
+
+  void handle(const HttpRequest& request, const RequestContext& context, Respond respond);
+
+ private:
+  void handle_route(const Route& route, const HttpRequest& request, const RequestContext& context,
+                    Respond& respond);
+  HttpResponse server_metadata() const;
+  HttpResponse ready_response(bool model_route) const;
+  HttpResponse model_metadata() const;
+  HttpResponse metrics();
+  void infer(const HttpRequest& request, Respond respond);
+  void generate(const HttpRequest& request, Respond respond);
+  void submit(Job job, Respond& respond);
+
+  Scheduler& scheduler_;
+  Metrics& metrics_;
+  const ServeOptions& options_;
+};
+
+}  // namespace respawn

@@ -1,0 +1,169 @@
+#include "http_server.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <spdlog/spdlog.h>
+
+namespace respawn {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr std::size_t kHeaderLimit = 16 * 1024;
+constexpr std::size_t kDrainLimit = 4u << 20;
+
+bool is_loopback(const tcp::endpoint& peer) {
+  const auto a = peer.address();
+  if (a.is_loopback()) return true;
+  return a.is_v6() && a.to_v6().is_v4_mapped() &&
+         asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+}
+
+}  // namespace
+
+HttpSession::HttpSession(tcp::socket socket, Api& api, const ServeOptions& options)
+    : stream_(std::move(socket)), api_(api), options_(options) {
+  beast::error_code ec;
+  const auto peer = stream_.socket().remote_endpoint(ec);
+  context_.from_loopback = !ec && is_loopback(peer);
+  stream_.socket().set_option(tcp::no_delay(true), ec);
+}
+
+void HttpSession::run() {
+  asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
+}
+
+void HttpSession::read_request() {
+  parser_.emplace();
+  parser_->body_limit(options_.max_body_bytes);
+  parser_->header_limit(kHeaderLimit);
+  stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                     self->on_read(ec);
+                   });
+}
+
+void HttpSession::on_read(beast::error_code ec) {
+  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+      ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+      ec == asio::error::connection_reset) {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    return stream_.close();
+  }
+  if (ec == http::error::body_limit) {
+    return reject(make_error(ErrorKind::too_large, "request body exceeds " +
+                                                       std::to_string(options_.max_body_bytes) +
+                                                       " bytes"));
+  }
+  if (ec == http::error::header_limit) {
+    return reject(make_error(ErrorKind::too_large, "request headers are too large"));
+  }
+  if (ec) return reject(make_error(ErrorKind::bad_input, "malformed HTTP request: " + ec.message()));
+
+  stream_.expires_never();
+  auto request = parser_->release();
+  version_ = request.version();
+  keep_alive_ = request.keep_alive();
+  api_.handle(request, context_,
+              [self = shared_from_this()](HttpResponse res) { self->send(std::move(res)); });
+}
+
+void HttpSession::reject(const Error& error) {
+  keep_alive_ = false;
+  send(error_response(error));
+}
+
+void HttpSession::send(HttpResponse response) {
+  response.version(version_);
+  response.keep_alive(keep_alive_);
+  response.set(http::field::server, "respawn");
+  response.prepare_payload();
+  response_ = std::make_shared<HttpResponse>(std::move(response));
+  stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
+  http::async_write(stream_, *response_,
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      self->on_write(ec);
+                    });
+}
+
+void HttpSession::on_write(beast::error_code ec) {
+  if (ec) return stream_.close();
+  if (!keep_alive_) return drain_and_close();
+  response_.reset();
+  read_request();
+}
+
+// Closing a socket with unread bytes makes the kernel send RST, which can destroy the answer
+// we just wrote (a 413 for a body still on its way). So: half-close, swallow what the client
+// still sends (bounded in bytes and time), then close.
+void HttpSession::drain_and_close() {
+  beast::error_code ignored;
+  stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  stream_.expires_after(std::chrono::seconds(2));
+  auto scratch = std::make_shared<std::array<char, 16384>>();
+  auto drained = std::make_shared<std::size_t>(0);
+  auto step = std::make_shared<std::function<void(beast::error_code, std::size_t)>>();
+  *step = [self = shared_from_this(), scratch, drained, step](beast::error_code ec, std::size_t n) {
+    *drained += n;
+    if (ec || *drained > kDrainLimit) {
+      self->stream_.close();
+      *step = nullptr;  // break the self-reference cycle
+      return;
+    }
+    self->stream_.async_read_some(asio::buffer(*scratch), *step);
+  };
+  (*step)({}, 0);
+}
+
+HttpServer::HttpServer(asio::io_context& io, Api& api, const ServeOptions& options)
+    : io_(io), acceptor_(io), api_(api), options_(options) {}
+
+Result<tcp::endpoint> HttpServer::listen() {
+  beast::error_code ec;
+  tcp::resolver resolver(io_);
+  const auto results = resolver.resolve(options_.host, std::to_string(options_.port),
+                                        tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  if (ec || results.empty()) {
+    return make_error(ErrorKind::bad_input, "cannot resolve --host " + options_.host + ": " +
+                                                ec.message());
+  }
+  const tcp::endpoint endpoint = *results.begin();
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return make_error(ErrorKind::unavailable, "cannot listen on " + options_.host + ":" +
+                                                  std::to_string(options_.port) + ": " +
+                                                  ec.message());
+  }
+  const auto bound = acceptor_.local_endpoint(ec);
+  accept();
+  return bound;
+}
+
+void HttpServer::accept() {
+  acceptor_.async_accept(
+      io_, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
+        if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
+        if (!ec) {
+          std::make_shared<HttpSession>(std::move(socket), self->api_, self->options_)->run();
+        } else {
+          spdlog::warn("accept failed: {}", ec.message());
+        }
+        self->accept();
+      });
+}
+
+void HttpServer::stop() {
+  beast::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+}  // namespace respawn

@@ -1,0 +1,56 @@
+#pragma once
+// The HTTP/1.1 front end: an acceptor and one session per connection. A session reads one
+// request at a time (with a body limit and a read timeout), hands it to the Api, writes the
+// answer and, with keep-alive, reads the next. Sessions and the server are owned by
+// shared_ptrs and live on the I/O thread; the Api and options must outlive them.
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <memory>
+#include <optional>
+
+#include "api.hpp"
+
+namespace respawn {
+
+class HttpSession : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(boost::asio::ip::tcp::socket socket, Api& api, const ServeOptions& options);
+  void run();
+
+ private:
+  void read_request();
+  void on_read(boost::beast::error_code ec);
+  void reject(const Error& error);  // answers, then closes: the stream can't be trusted
+  void send(HttpResponse response);
+  void on_write(boost::beast::error_code ec);
+  void drain_and_close();
+
+  boost::beast::tcp_stream stream_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::shared_ptr<HttpResponse> response_;
+  Api& api_;
+  const ServeOptions& options_;
+  RequestContext context_;
+  unsigned version_ = 11;
+  bool keep_alive_ = true;
+};
+
+class HttpServer : public std::enable_shared_from_this<HttpServer> {
+ public:
+  HttpServer(boost::asio::io_context& io, Api& api, const ServeOptions& options);
+  // Binds and starts accepting; returns the bound endpoint (the real port when port is 0).
+  Result<boost::asio::ip::tcp::endpoint> listen();
+  void stop();
+
+ private:
+  void accept();
+
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  Api& api_;
+  const ServeOptions& options_;
+};
+
+}  // namespace respawn

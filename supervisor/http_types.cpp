@@ -1,0 +1,33 @@
+#include "http_types.hpp"
+
+namespace respawn {
+
+http::status http_status(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::bad_input: return http::status::bad_request;
+    case ErrorKind::not_found: return http::status::not_found;
+    case ErrorKind::too_large: return http::status::payload_too_large;
+    case ErrorKind::unavailable: return http::status::service_unavailable;
+    case ErrorKind::timeout: return http::status::gateway_timeout;
+    case ErrorKind::worker_failed: return http::status::bad_gateway;
+    case ErrorKind::internal: break;
+  }
+  return http::status::internal_server_error;
+}
+
+HttpResponse json_response(http::status status, const nlohmann::json& body) {
+  HttpResponse res{status, 11};
+  res.set(http::field::content_type, "application/json");
+  // Invalid UTF-8 cannot get here (generated text is sanitized); replace rather than throw
+  // if a bug ever lets some through.
+  res.body() = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return res;
+}
+
+HttpResponse error_response(const Error& error) {
+  auto res = json_response(http_status(error.kind), {{"error", error.message}});
+  if (error.kind == ErrorKind::unavailable) res.set(http::field::retry_after, "1");
+  return res;
+}
+
+}  // namespace respawn

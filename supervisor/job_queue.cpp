@@ -1,0 +1,24 @@
+#include "job_queue.hpp"
+
+namespace respawn {
+
+std::optional<Job> JobQueue::push(Job job) {
+  if (jobs_.size() >= capacity_) return job;
+  jobs_.push_back(std::move(job));
+  return std::nullopt;
+}
+
+std::optional<Job> JobQueue::pop() {
+  if (jobs_.empty()) return std::nullopt;
+  Job job = std::move(jobs_.front());
+  jobs_.pop_front();
+  return job;
+}
+
+void JobQueue::fail_all(const Error& error) {
+  auto jobs = std::move(jobs_);
+  jobs_.clear();
+  for (auto& job : jobs) job.done(error);
+}
+
+}  // namespace respawn

@@ -1,0 +1,32 @@
+#pragma once
+// The bounded FIFO of jobs waiting for the worker. Refuses, rather than grows, when full, so
+// overload turns into fast 503s instead of unbounded latency. Not thread-safe: owned by the
+// scheduler on the I/O thread.
+#include <cstddef>
+#include <deque>
+#include <optional>
+
+#include "job.hpp"
+
+namespace respawn {
+
+class JobQueue {
+ public:
+  explicit JobQueue(std::size_t capacity) : capacity_(capacity) {}
+
+  // Appends the job; hands it back untouched when the queue is full.
+  std::optional<Job> push(Job job);
+  std::optional<Job> pop();
+  // Fails every queued job with `error` (shutdown) and empties the queue.
+  void fail_all(const Error& error);
+
+  std::size_t size() const { return jobs_.size(); }
+  bool empty() const { return jobs_.empty(); }
+  std::size_t capacity() const { return capacity_; }
+
+ private:
+  std::size_t capacity_;
+  std::deque<Job> jobs_;
+};
+
+}  // namespace respawn

@@ -1,0 +1,112 @@
+#include "metrics.hpp"
+
+#include <charconv>
+
+namespace respawn {
+namespace {
+
+const std::vector<double> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10, 30};
+const std::vector<double> kStartupBounds = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120};
+
+std::string number(double v) {
+  char buf[32];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);  // shortest form that round-trips
+  return std::string(buf, res.ptr);
+}
+
+void header(std::string& out, const char* name, const char* type, const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+void sample(std::string& out, const std::string& name, const std::string& labels, double v) {
+  out += name;
+  if (!labels.empty()) out += '{' + labels + '}';
+  out += ' ' + number(v) + '\n';
+}
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::observe(double value) {
+  std::size_t i = 0;
+  while (i < bounds_.size() && value > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += value;
+  ++count_;
+}
+
+void Histogram::render(std::string& out, const std::string& name,
+                       const std::string& labels) const {
+  const std::string sep = labels.empty() ? "" : labels + ",";
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    sample(out, name + "_bucket", sep + "le=\"" + number(bounds_[i]) + "\"", cumulative);
+  }
+  sample(out, name + "_bucket", sep + "le=\"+Inf\"", count_);
+  sample(out, name + "_sum", labels, sum_);
+  sample(out, name + "_count", labels, count_);
+}
+
+Metrics::Metrics()
+    : queue_seconds_(kLatencyBounds),
+      inference_seconds_(kLatencyBounds),
+      time_to_ready_seconds_(kStartupBounds) {}
+
+void Metrics::on_request(const std::string& route, int status, double seconds) {
+  ++requests_[{route, status}];
+  request_seconds_.try_emplace(route, kLatencyBounds).first->second.observe(seconds);
+}
+
+void Metrics::on_queue_wait(double seconds) { queue_seconds_.observe(seconds); }
+void Metrics::on_inference(double seconds) { inference_seconds_.observe(seconds); }
+void Metrics::on_worker_ready(double seconds) { time_to_ready_seconds_.observe(seconds); }
+
+std::string Metrics::render() const {
+  std::string out;
+  header(out, "respawn_requests_total", "counter", "HTTP requests by route and status code.");
+  for (const auto& [key, n] : requests_) {
+    sample(out, "respawn_requests_total",
+           "route=\"" + key.first + "\",code=\"" + std::to_string(key.second) + "\"", n);
+  }
+  header(out, "respawn_request_duration_seconds", "histogram",
+         "Time from a request's arrival to its response, by route.");
+  for (const auto& [route, h] : request_seconds_) {
+    h.render(out, "respawn_request_duration_seconds", "route=\"" + route + "\"");
+  }
+  header(out, "respawn_queue_wait_seconds", "histogram", "Time requests waited for the worker.");
+  queue_seconds_.render(out, "respawn_queue_wait_seconds", "");
+  header(out, "respawn_inference_seconds", "histogram", "Time the worker took per request.");
+  inference_seconds_.render(out, "respawn_inference_seconds", "");
+  header(out, "respawn_queue_depth", "gauge", "Requests waiting for the worker.");
+  sample(out, "respawn_queue_depth", "", static_cast<double>(queue_depth_));
+  header(out, "respawn_requests_inflight", "gauge", "Requests the worker is running now.");
+  sample(out, "respawn_requests_inflight", "", static_cast<double>(inflight_));
+  header(out, "respawn_ready", "gauge", "1 when a worker is ready to serve.");
+  sample(out, "respawn_ready", "", ready_ ? 1 : 0);
+  header(out, "respawn_worker_starts_total", "counter", "Worker processes spawned.");
+  sample(out, "respawn_worker_starts_total", "", static_cast<double>(worker_starts_));
+  header(out, "respawn_worker_exits_total", "counter", "Worker processes that ended, by reason.");
+  for (const auto& [reason, n] : worker_exits_) {
+    sample(out, "respawn_worker_exits_total", "reason=\"" + reason + "\"", n);
+  }
+  header(out, "respawn_worker_time_to_ready_seconds", "histogram",
+         "Time from spawning a worker to its ready frame.");
+  time_to_ready_seconds_.render(out, "respawn_worker_time_to_ready_seconds", "");
+  header(out, "respawn_worker_rss_bytes", "gauge", "Resident memory of the current worker.");
+  sample(out, "respawn_worker_rss_bytes", "", static_cast<double>(worker_rss_));
+  return out;
+}
+
+}  // namespace respawn

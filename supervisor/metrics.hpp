@@ -1,0 +1,57 @@
+#pragma once
+// The supervisor's Prometheus metrics, rendered in the text exposition format. Names are
+// prefixed respawn_, counters end in _total and durations are in seconds. Not thread-safe:
+// updated and read on the I/O thread only.
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace respawn {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void observe(double value);
+  // Appends the _bucket/_sum/_count series; `labels` is like `route="infer"` or empty.
+  void render(std::string& out, const std::string& name, const std::string& labels) const;
+
+ private:
+  std::vector<double> bounds_;
+  std::vector<std::uint64_t> counts_;  // per bucket, not cumulative
+  double sum_ = 0;
+  std::uint64_t count_ = 0;
+};
+
+class Metrics {
+ public:
+  Metrics();
+
+  void on_request(const std::string& route, int status, double seconds);
+  void on_queue_wait(double seconds);
+  void on_inference(double seconds);
+  void on_worker_start() { ++worker_starts_; }
+  void on_worker_exit(const std::string& reason) { ++worker_exits_[reason]; }
+  void on_worker_ready(double seconds_since_spawn);
+  void set_queue_depth(std::size_t n) { queue_depth_ = n; }
+  void set_inflight(std::size_t n) { inflight_ = n; }
+  void set_worker_rss(std::uint64_t bytes) { worker_rss_ = bytes; }
+  void set_ready(bool ready) { ready_ = ready; }
+
+  std::string render() const;
+
+ private:
+  std::map<std::pair<std::string, int>, std::uint64_t> requests_;
+  std::map<std::string, Histogram> request_seconds_;
+  std::map<std::string, std::uint64_t> worker_exits_;
+  Histogram queue_seconds_;
+  Histogram inference_seconds_;
+  Histogram time_to_ready_seconds_;
+  std::uint64_t worker_starts_ = 0;
+  std::size_t queue_depth_ = 0;
+  std::size_t inflight_ = 0;
+  std::uint64_t worker_rss_ = 0;
+  bool ready_ = false;
+};
+
+}  // namespace respawn

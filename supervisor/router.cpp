@@ -1,0 +1,77 @@
+#include "router.hpp"
+
+#include <vector>
+
+namespace respawn {
+namespace {
+
+std::vector<std::string_view> split_path(std::string_view path) {
+  std::vector<std::string_view> parts;
+  while (!path.empty()) {
+    const auto slash = path.find('/');
+    const auto part = path.substr(0, slash);
+    if (!part.empty()) parts.push_back(part);
+    if (slash == std::string_view::npos) break;
+    path.remove_prefix(slash + 1);
+  }
+  return parts;
+}
+
+Route with_method(RouteId id, std::string_view want, std::string_view method, std::string model = {}) {
+  if (method != want) return Route{RouteId::method_not_allowed, std::move(model), std::string(want)};
+  return Route{id, std::move(model), {}};
+}
+
+// /v2/models/{m}[/versions/{v}][/action]
+Route match_model_route(std::string_view method, const std::vector<std::string_view>& p) {
+  std::string model(p[2]);
+  std::size_t next = 3;
+  if (p.size() >= 5 && p[3] == "versions") next = 5;
+  if (p.size() == next) return with_method(RouteId::model_metadata, "GET", method, model);
+  if (p.size() != next + 1) return {};
+  const auto action = p[next];
+  if (action == "ready") return with_method(RouteId::model_ready, "GET", method, model);
+  if (action == "infer") return with_method(RouteId::infer, "POST", method, model);
+  if (action == "generate") return with_method(RouteId::generate, "POST", method, model);
+  return {};
+}
+
+}  // namespace
+
+std::string_view Route::label() const {
+  switch (id) {
+    case RouteId::server_metadata: return "server_metadata";
+    case RouteId::health_live: return "health_live";
+    case RouteId::health_ready: return "health_ready";
+    case RouteId::model_metadata: return "model_metadata";
+    case RouteId::model_ready: return "model_ready";
+    case RouteId::infer: return "infer";
+    case RouteId::generate: return "generate";
+    case RouteId::metrics: return "metrics";
+    case RouteId::admin_workers: return "admin_workers";
+    case RouteId::method_not_allowed: return "method_not_allowed";
+    case RouteId::not_found: break;
+  }
+  return "not_found";
+}
+
+Route match_route(std::string_view method, std::string_view target) {
+  const auto path = target.substr(0, target.find_first_of("?#"));
+  const auto p = split_path(path);
+  if (p.empty()) return {};
+  if (p[0] == "metrics" && p.size() == 1) return with_method(RouteId::metrics, "GET", method);
+  if (p[0] == "admin" && p.size() == 2 && p[1] == "workers") {
+    return with_method(RouteId::admin_workers, "GET", method);
+  }
+  if (p[0] != "v2") return {};
+  if (p.size() == 1) return with_method(RouteId::server_metadata, "GET", method);
+  if (p[1] == "health" && p.size() == 3) {
+    if (p[2] == "live") return with_method(RouteId::health_live, "GET", method);
+    if (p[2] == "ready") return with_method(RouteId::health_ready, "GET", method);
+    return {};
+  }
+  if (p[1] == "models" && p.size() >= 3) return match_model_route(method, p);
+  return {};
+}
+
+}  // namespace respawn

@@ -1,0 +1,32 @@
+#pragma once
+// Maps an HTTP method and target to a route. Pure and Beast-free so it is unit-testable;
+// thread-safe.
+#include <string>
+#include <string_view>
+
+namespace respawn {
+
+enum class RouteId {
+  server_metadata,  // GET /v2
+  health_live,      // GET /v2/health/live
+  health_ready,     // GET /v2/health/ready
+  model_metadata,   // GET /v2/models/{m}[/versions/{v}]
+  model_ready,      // GET /v2/models/{m}[/versions/{v}]/ready
+  infer,            // POST /v2/models/{m}[/versions/{v}]/infer
+  generate,         // POST /v2/models/{m}[/versions/{v}]/generate
+  metrics,          // GET /metrics
+  admin_workers,    // GET /admin/workers
+  method_not_allowed,
+  not_found,
+};
+
+struct Route {
+  RouteId id = RouteId::not_found;
+  std::string model;    // for model routes
+  std::string allow;    // for method_not_allowed: the method the path takes
+  std::string_view label() const;  // a bounded name for metrics labels
+};
+
+Route match_route(std::string_view method, std::string_view target);
+
+}  // namespace respawn

@@ -1,0 +1,39 @@
+#pragma once
+// Everything `respawn serve` can be told on its command line, with defaults, and how the
+// defaults that depend on where the binary lives (the bundled model, the worker binary) are
+// filled in. Pure functions over values; thread-safe.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "respawn/result.hpp"
+
+namespace respawn {
+
+struct ServeOptions {
+  std::string model;       // TorchScript file; empty = the bundled demo model
+  std::string model_name;  // empty = the model file's stem
+  std::string task;        // generate | tensor; empty = what the model declares
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;
+  std::string device = "auto";
+  std::size_t max_queue = 64;
+  std::string worker_bin;  // empty = respawn-worker next to respawn
+  std::size_t max_body_bytes = 64u << 20;
+  std::uint32_t read_timeout_ms = 30000;
+  int worker_threads = 0;
+  std::uint32_t restart_backoff_ms = 100;
+  std::uint32_t restart_backoff_max_ms = 5000;
+};
+
+// Parses the arguments that follow `serve`. Errors are bad_input with CLI11's message.
+Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args);
+
+// Fills model, model_name and worker_bin from the directory that holds the respawn binary.
+void resolve_paths(ServeOptions& options, const std::string& exe_dir);
+
+// The command-line help for `serve`.
+std::string serve_help();
+
+}  // namespace respawn

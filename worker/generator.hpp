@@ -1,0 +1,31 @@
+#pragma once
+// The byte-level decoding loop: prompt bytes are tokens, each step asks the model for the
+// next-token logits and samples. Stops at max_tokens or a stop string, and returns valid
+// UTF-8. Torch-free: the model is reached through LogitsFn, so the loop is unit-testable.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "respawn/generate_request.hpp"
+#include "respawn/result.hpp"
+#include "respawn/worker_error.hpp"
+
+namespace respawn::worker {
+
+// Logits of the next token after `ids` (the generator already cut ids to the model's context).
+using LogitsFn =
+    std::function<Result<std::vector<float>, WorkerError>(const std::vector<std::int64_t>& ids)>;
+
+struct GenerateOutput {
+  std::string text;           // valid UTF-8, stop string excluded
+  std::string finish_reason;  // "length" or "stop"
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  std::uint64_t seed = 0;  // the seed used, so a random run can be reproduced
+};
+
+Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request, const LogitsFn& logits,
+                                     std::size_t max_context);
+
+}  // namespace respawn::worker

@@ -1,0 +1,46 @@
+// respawn-worker: loads one TorchScript model and serves it over the socket the supervisor
+// handed down as --ipc-fd. Not meant to be started by hand.
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <spdlog/spdlog.h>
+
+#include "model_runner.hpp"
+#include "respawn/logging.hpp"
+#include "worker_server.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"respawn-worker: serves one TorchScript model to the respawn supervisor"};
+  respawn::worker::LoadOptions options;
+  int fd = -1;
+  pid_t parent = 0;
+  app.add_option("--ipc-fd", fd, "inherited socket to the supervisor")->required();
+  app.add_option("--parent-pid", parent, "exit if this process is not our parent");
+  app.add_option("--model", options.model_path, "TorchScript file")->required();
+  app.add_option("--task", options.task, "generate | tensor (default: the model's own)");
+  app.add_option("--device", options.device, "auto | cuda | cpu")
+      ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
+  app.add_option("--threads", options.threads, "intra-op threads (0 = default)");
+  CLI11_PARSE(app, argc, argv);
+
+  respawn::init_logging("worker");
+  // If the supervisor dies, so do we, even mid-forward: a worker must never outlive it on a GPU.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (parent != 0 && ::getppid() != parent) return 1;  // it died before prctl took effect
+  std::signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<respawn::worker::ModelRunner> runner;
+  try {
+    runner = respawn::worker::ModelRunner::load(options);
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    respawn::worker::report_load_failure(fd, e.what());
+    return 2;
+  }
+  spdlog::info("ready: task={} device={} load_ms={:.0f}", runner->task(),
+               runner->info()["device"].get<std::string>(),
+               runner->info()["load_ms"].get<double>());
+  return respawn::worker::WorkerServer(fd, *runner).run();
+}

@@ -1,0 +1,32 @@
+#pragma once
+// The worker's side of the IPC: announces readiness, then reads request frames from the
+// inherited socket and answers each one, one at a time. Exits its loop when the socket closes
+// (the supervisor is gone) or on a shutdown frame. Not thread-safe; the runner must outlive it.
+#include "model_runner.hpp"
+#include "respawn/frame.hpp"
+
+namespace respawn::worker {
+
+class WorkerServer {
+ public:
+  WorkerServer(int fd, ModelRunner& runner) : fd_(fd), runner_(runner) {}
+  // Returns the process exit code: 0 on a clean end, non-zero when the stream broke.
+  int run();
+
+ private:
+  bool send(const ipc::Frame& frame);
+  bool handle(const ipc::Frame& frame);  // false when the worker must stop
+  void handle_infer(const ipc::Frame& frame);
+  void handle_generate(const ipc::Frame& frame);
+  void send_error(std::uint64_t id, const WorkerError& error);
+
+  int fd_;
+  ModelRunner& runner_;
+  ipc::FrameDecoder decoder_;
+  bool healthy_ = true;
+};
+
+// Tells the supervisor why loading failed (an error frame with request id 0) before exiting.
+void report_load_failure(int fd, const std::string& reason);
+
+}  // namespace respawn::worker
