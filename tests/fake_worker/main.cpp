@@ -1,0 +1,110 @@
+// respawn-fake-worker: speaks the real IPC protocol with no model, so supervisor tests run in
+// milliseconds and can make the worker misbehave on purpose. Accepts the real worker's flags.
+//
+// RESPAWN_FAKE_MODE (environment): "echo" (default) or "fail-load" (reports a load failure and
+// exits). RESPAWN_FAKE_LOAD_MS delays the ready frame. A generate request's prompt steers it:
+//   "sleep:N"  answer after N ms          "crash"  exit(1) without answering
+//   "garbage"  write bytes that are not a frame    anything else: echo the prompt back
+// Infer requests echo their input tensors as outputs.
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "respawn/frame.hpp"
+
+namespace {
+
+using respawn::ipc::Frame;
+using respawn::ipc::MessageType;
+
+bool write_all(int fd, const std::string& bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+void send(int fd, const Frame& frame) {
+  write_all(fd, respawn::ipc::encode_frame(frame));
+}
+
+std::string env_or(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v ? v : fallback;
+}
+
+void answer_generate(int fd, const Frame& frame) {
+  const auto request = nlohmann::json::parse(frame.json, nullptr, false);
+  const std::string prompt = request.is_object() ? request.value("prompt", "") : "";
+  if (prompt.rfind("sleep:", 0) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(prompt.c_str() + 6)));
+  } else if (prompt == "crash") {
+    std::_Exit(1);
+  } else if (prompt == "garbage") {
+    write_all(fd, std::string(64, '\x5a'));
+    return;
+  }
+  const nlohmann::json reply = {{"text_output", prompt},
+                                {"finish_reason", "length"},
+                                {"prompt_tokens", prompt.size()},
+                                {"completion_tokens", prompt.size()},
+                                {"seed", 0}};
+  send(fd, {MessageType::result, frame.request_id, reply.dump(), {}});
+}
+
+void answer_infer(int fd, const Frame& frame) {
+  auto request = nlohmann::json::parse(frame.json, nullptr, false);
+  const nlohmann::json reply = {{"outputs", request.value("inputs", nlohmann::json::array())}};
+  send(fd, {MessageType::result, frame.request_id, reply.dump(), frame.binary});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int fd = -1;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--ipc-fd") == 0) fd = std::atoi(argv[i + 1]);
+  }
+  if (fd < 0) return 64;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::this_thread::sleep_for(
+      std::chrono::milliseconds(std::atoi(env_or("RESPAWN_FAKE_LOAD_MS", "0").c_str())));
+  if (env_or("RESPAWN_FAKE_MODE", "echo") == "fail-load") {
+    const nlohmann::json error = {
+        {"kind", "internal"}, {"message", "fake load failure"}, {"healthy", false}};
+    send(fd, {MessageType::error, 0, error.dump(), {}});
+    return 2;
+  }
+  const nlohmann::json ready = {{"task", "generate"},
+                                {"device", "fake"},
+                                {"pid", ::getpid()},
+                                {"inputs", nlohmann::json::array()},
+                                {"outputs", nlohmann::json::array()}};
+  send(fd, {MessageType::ready, 0, ready.dump(), {}});
+
+  respawn::ipc::FrameDecoder decoder;
+  char buffer[65536];
+  while (true) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n <= 0) return 0;
+    decoder.feed(std::string_view(buffer, static_cast<std::size_t>(n)));
+    while (auto frame = decoder.next()) {
+      if (frame->type == MessageType::generate) answer_generate(fd, *frame);
+      if (frame->type == MessageType::infer) answer_infer(fd, *frame);
+      if (frame->type == MessageType::shutdown) return 0;
+    }
+    if (decoder.error()) return 1;
+  }
+}

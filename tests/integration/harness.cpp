@@ -1,0 +1,225 @@
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace respawn::test {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string bin_path(const std::string& name) {
+  return std::string(RESPAWN_BIN_DIR) + "/" + name;
+}
+std::string model_path(const std::string& name) {
+  return std::string(RESPAWN_MODELS_DIR) + "/" + name;
+}
+
+namespace {
+
+void set_timeouts(tcp::socket& socket, int seconds) {
+  timeval tv{seconds, 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+HttpResult http_request(int port, const std::string& method, const std::string& target,
+                        const std::string& body) {
+  HttpResult result;
+  try {
+    asio::io_context io;
+    tcp::socket socket(io);
+    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    set_timeouts(socket, 60);
+    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+    req.set(http::field::host, "127.0.0.1");
+    req.set(http::field::connection, "close");
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::write(socket, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256u << 20);
+    http::read(socket, buffer, parser);
+    const auto& res = parser.get();
+    result.status = res.result_int();
+    result.body = res.body();
+    for (const auto& field : res) {
+      result.headers[lower(std::string(field.name_string()))] = std::string(field.value());
+    }
+  } catch (const std::exception&) {
+    result.status = 0;
+  }
+  return result;
+}
+
+HttpResult raw_request(int port, const std::string& bytes) {
+  HttpResult result;
+  try {
+    asio::io_context io;
+    tcp::socket socket(io);
+    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    set_timeouts(socket, 10);
+    asio::write(socket, asio::buffer(bytes));
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    http::read(socket, buffer, parser);
+    result.status = parser.get().result_int();
+    result.body = parser.get().body();
+  } catch (const std::exception&) {
+    result.status = 0;
+  }
+  return result;
+}
+
+bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0) return errno == ESRCH;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(stat)), {});
+  const auto paren = content.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= content.size()) return true;
+  const char state = content[paren + 2];
+  return state == 'Z' || state == 'X';
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return condition();
+}
+
+double metric_value(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 &&
+        line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return -1;
+}
+
+Server::Server(const std::vector<std::string>& args,
+               const std::map<std::string, std::string>& env) {
+  std::random_device rd;
+  dir_ = std::filesystem::temp_directory_path() / ("respawn-test-" + std::to_string(rd()));
+  std::filesystem::create_directories(dir_);
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  const std::string exe = bin_path("respawn");
+  const std::string err_path = (dir_ / "stderr.log").string();
+  std::vector<std::string> argv_s = {exe, "serve", "--port", "0"};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(err, STDERR_FILENO);
+    if (::chdir(dir_.c_str()) != 0) ::_exit(126);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> argv;
+    for (auto& a : argv_s) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(exe.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string seen;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (seen.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    pollfd p{out[0], POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;
+    char buf[256];
+    const ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n <= 0) break;
+    seen.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(out[0]);
+  const auto colon = seen.rfind(':');
+  if (seen.rfind("listening on http://", 0) != 0 || colon == std::string::npos) {
+    stop(SIGKILL);
+    throw std::runtime_error("server did not start; stdout: " + seen + "\nstderr: " + log());
+  }
+  port_ = std::stoi(seen.substr(colon + 1));
+}
+
+Server::~Server() {
+  const pid_t worker = exited_ ? 0 : worker_pid();
+  stop(SIGTERM);
+  // The worker dies with the supervisor; make sure of it so no test leaves one behind.
+  if (worker > 0 && !wait_until([&] { return process_gone(worker); }, std::chrono::seconds(5))) {
+    ::kill(worker, SIGKILL);
+  }
+  std::error_code ignored;
+  std::filesystem::remove_all(dir_, ignored);
+}
+
+int Server::stop(int sig, std::chrono::milliseconds timeout) {
+  if (exited_ || pid_ <= 0) return -1;
+  ::kill(pid_, sig);
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      exited_ = true;
+      return status;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, &status, 0);
+  exited_ = true;
+  return -1;
+}
+
+bool Server::wait_ready(std::chrono::milliseconds timeout) const {
+  return wait_until([&] { return get("/v2/health/ready").status == 200; }, timeout);
+}
+
+nlohmann::json Server::workers() const {
+  return get("/admin/workers").json();
+}
+
+pid_t Server::worker_pid() const {
+  const auto w = workers();
+  return w.is_object() ? w.value("pid", 0) : 0;
+}
+
+double Server::metric(const std::string& series) const {
+  return metric_value(get("/metrics").body, series);
+}
+
+std::string Server::log() const {
+  std::ifstream in(dir_ / "stderr.log");
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+}  // namespace respawn::test

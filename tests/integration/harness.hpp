@@ -1,0 +1,69 @@
+#pragma once
+// Helpers for integration tests: start the real `respawn` binary on port 0 in a per-test temp
+// dir, talk HTTP to it, and always reap what was started. Used from the test thread (and from
+// std::async for concurrent requests: http_request is thread-safe, Server is not).
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace respawn::test {
+
+std::string bin_path(const std::string& name);    // in the build's bin/
+std::string model_path(const std::string& name);  // in the source tree's models/
+
+struct HttpResult {
+  int status = 0;  // 0: no response (connection failed or closed)
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
+};
+
+HttpResult http_request(int port, const std::string& method, const std::string& target,
+                        const std::string& body = "");
+// Sends raw bytes and reads until the server closes (or 10 s pass); parses the status line.
+HttpResult raw_request(int port, const std::string& bytes);
+
+// True once pid no longer runs (gone, or a zombie nobody reaped yet).
+bool process_gone(pid_t pid);
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+// The value of the Prometheus sample whose name{labels} is exactly `series`; -1 if absent.
+double metric_value(const std::string& metrics_text, const std::string& series);
+
+class Server {
+ public:
+  // Starts `respawn serve --port 0 <args>` with extra environment; waits for "listening on".
+  explicit Server(const std::vector<std::string>& args,
+                  const std::map<std::string, std::string>& env = {});
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  HttpResult get(const std::string& target) const { return http_request(port_, "GET", target); }
+  HttpResult post(const std::string& target, const std::string& body) const {
+    return http_request(port_, "POST", target, body);
+  }
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
+  nlohmann::json workers() const;  // GET /admin/workers
+  pid_t worker_pid() const;
+  double metric(const std::string& series) const;
+  // Sends sig and waits for the exit; returns the raw wait status, or -1 on timeout.
+  int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  std::string log() const;  // the server's (and its workers') stderr so far
+
+ private:
+  std::filesystem::path dir_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  bool exited_ = false;
+};
+
+}  // namespace respawn::test

@@ -1,0 +1,156 @@
+// The worker is disposable: killed, crashed, misbehaving or failing to load, the supervisor
+// replaces it, answers the affected client with a defined error, and keeps serving. Tests
+// with the real worker prove it on libtorch; the fake worker makes the faults exact and fast.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <future>
+#include <thread>
+
+#include "harness.hpp"
+
+namespace respawn::test {
+namespace {
+
+using nlohmann::json;
+using std::chrono::seconds;
+
+std::vector<std::string> fake_args(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--worker-bin", bin_path("respawn-fake-worker"), "--model",
+                                   model_path("demo.pt")};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+std::string prompt(const std::string& text) {
+  return json{{"text_input", text}}.dump();
+}
+
+#if RESPAWN_HAS_WORKER
+
+TEST(Recovery, AfterSigkillOfTheWorkerTheServerServesAgain) {
+  Server server({"--model", model_path("demo.pt")});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t old_pid = server.worker_pid();
+  ASSERT_GT(old_pid, 0);
+  ASSERT_EQ(::kill(old_pid, SIGKILL), 0);
+  ASSERT_TRUE(wait_until([&] { return process_gone(old_pid); }, seconds(5)));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto w = server.workers();
+        return w.value("state", "") == "ready" && w.value("pid", 0) != old_pid;
+      },
+      seconds(60)))
+      << server.log();
+  const auto res = server.post("/v2/models/demo/generate",
+                               json{{"text_input", "Hello"}, {"max_tokens", 8}}.dump());
+  EXPECT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(server.workers()["workers_started"], 2);
+  EXPECT_EQ(server.workers()["last_exit_reason"], "crash");
+  EXPECT_EQ(server.metric(R"(respawn_worker_exits_total{reason="crash"})"), 1);
+}
+
+TEST(Recovery, WorkerKilledUnderARequestGives502ThenRecovers) {
+  Server server({"--model", model_path("demo.pt")});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t old_pid = server.worker_pid();
+  const int port = server.port();
+  auto long_request = std::async(std::launch::async, [port] {
+    return http_request(port, "POST", "/v2/models/demo/generate",
+                        json{{"text_input", "The"}, {"max_tokens", 4000}}.dump());
+  });
+  ASSERT_TRUE(
+      wait_until([&] { return server.metric("respawn_requests_inflight") == 1; }, seconds(10)));
+  ::kill(old_pid, SIGKILL);
+  const auto failed = long_request.get();
+  EXPECT_EQ(failed.status, 502) << failed.body;
+  EXPECT_NE(failed.json().value("error", "").find("worker died"), std::string::npos);
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  EXPECT_NE(server.worker_pid(), old_pid);
+  EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("Hi")).status, 200);
+}
+
+TEST(Recovery, SigtermStopsTheServerAndItsWorker) {
+  Server server({"--model", model_path("demo.pt")});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t worker = server.worker_pid();
+  const int status = server.stop(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_TRUE(wait_until([&] { return process_gone(worker); }, seconds(2)));
+}
+
+TEST(Recovery, AWorkerOrphanedBySigkillOfTheSupervisorExitsByItself) {
+  Server server({"--model", model_path("demo.pt")});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t worker = server.worker_pid();
+  server.stop(SIGKILL);
+  EXPECT_TRUE(wait_until([&] { return process_gone(worker); }, seconds(2)));
+}
+
+#endif  // RESPAWN_HAS_WORKER
+
+TEST(FakeWorker, EchoesThroughTheRealProtocol) {
+  Server server(fake_args());
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const auto res = server.post("/v2/models/demo/generate", prompt("ping"));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.json()["text_output"], "ping");
+  const json infer = {
+      {"inputs", {{{"name", "a"}, {"shape", {2}}, {"datatype", "INT32"}, {"data", {7, -8}}}}}};
+  const auto echoed = server.post("/v2/models/demo/infer", infer.dump());
+  ASSERT_EQ(echoed.status, 200) << echoed.body;
+  EXPECT_EQ(echoed.json()["outputs"][0]["data"], json({7, -8}));
+}
+
+TEST(FakeWorker, CrashUnderARequestGives502AndAFreshWorker) {
+  Server server(fake_args());
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t old_pid = server.worker_pid();
+  const auto res = server.post("/v2/models/demo/generate", prompt("crash"));
+  EXPECT_EQ(res.status, 502) << res.body;
+  EXPECT_TRUE(wait_until([&] { return process_gone(old_pid); }, seconds(5)));
+  ASSERT_TRUE(server.wait_ready(seconds(10)));
+  EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("after")).json()["text_output"],
+            "after");
+  EXPECT_EQ(server.metric(R"(respawn_worker_exits_total{reason="crash"})"), 1);
+}
+
+TEST(FakeWorker, AMalformedFrameKillsTheWorkerNotTheSupervisor) {
+  Server server(fake_args());
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t old_pid = server.worker_pid();
+  const auto res = server.post("/v2/models/demo/generate", prompt("garbage"));
+  EXPECT_EQ(res.status, 502) << res.body;
+  EXPECT_TRUE(wait_until([&] { return process_gone(old_pid); }, seconds(5)));
+  ASSERT_TRUE(server.wait_ready(seconds(10)));
+  EXPECT_EQ(server.metric(R"(respawn_worker_exits_total{reason="protocol"})"), 1);
+  EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("ok")).status, 200);
+}
+
+TEST(FakeWorker, LoadFailuresKeepReadinessOffAndBackOff) {
+  Server server(fake_args({"--restart-backoff-ms", "50", "--restart-backoff-max-ms", "400"}),
+                {{"RESPAWN_FAKE_MODE", "fail-load"}});
+  ASSERT_TRUE(wait_until(
+      [&] { return server.metric(R"(respawn_worker_exits_total{reason="load_failure"})") >= 3; },
+      seconds(10)))
+      << server.log();
+  const auto ready = server.get("/v2/health/ready");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.json()["ready"], false);
+  // Backoff: 50, 100, 200, 400, 400 ms (+-20%) between starts, so 1.5 s holds few starts.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_LE(server.metric("respawn_worker_starts_total"), 9);
+  EXPECT_NE(server.log().find("fake load failure"), std::string::npos);
+}
+
+TEST(FakeWorker, RequestsWaitInTheQueueWhileTheWorkerLoads) {
+  Server server(fake_args(), {{"RESPAWN_FAKE_LOAD_MS", "500"}});
+  const auto res = server.post("/v2/models/demo/generate", prompt("early"));
+  EXPECT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.json()["text_output"], "early");
+}
+
+}  // namespace
+}  // namespace respawn::test
