@@ -30,15 +30,24 @@ bool is_known_type(std::uint16_t type) {
 
 std::string_view to_string(MessageType type) {
   switch (type) {
-    case MessageType::ready: return "ready";
-    case MessageType::infer: return "infer";
-    case MessageType::generate: return "generate";
-    case MessageType::token: return "token";
-    case MessageType::result: return "result";
-    case MessageType::error: return "error";
-    case MessageType::heartbeat: return "heartbeat";
-    case MessageType::cancel: return "cancel";
-    case MessageType::shutdown: return "shutdown";
+    case MessageType::ready:
+      return "ready";
+    case MessageType::infer:
+      return "infer";
+    case MessageType::generate:
+      return "generate";
+    case MessageType::token:
+      return "token";
+    case MessageType::result:
+      return "result";
+    case MessageType::error:
+      return "error";
+    case MessageType::heartbeat:
+      return "heartbeat";
+    case MessageType::cancel:
+      return "cancel";
+    case MessageType::shutdown:
+      return "shutdown";
   }
   return "unknown";
 }

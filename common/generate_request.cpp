@@ -64,8 +64,8 @@ Result<GenerateRequest> parse_generate_request(std::string prompt, const nlohman
   if (r.top_p <= 0.0) return bad("top_p", "must be greater than 0");
   if (params.contains("seed") && !params["seed"].is_null()) {
     const auto& v = params["seed"];
-    if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() &&
-                                   v.get<std::int64_t>() < 0)) {
+    if (!v.is_number_integer() ||
+        (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0)) {
       return bad("seed", "must be a non-negative integer");
     }
     r.seed = v.get<std::uint64_t>();

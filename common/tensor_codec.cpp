@@ -23,7 +23,9 @@ constexpr TypeInfo kTypes[] = {
     {DataType::FP32, "FP32", 4},   {DataType::FP64, "FP64", 8},
 };
 
-const TypeInfo& info(DataType type) { return kTypes[static_cast<int>(type)]; }
+const TypeInfo& info(DataType type) {
+  return kTypes[static_cast<int>(type)];
+}
 
 void flatten(const nlohmann::json& data, std::vector<const nlohmann::json*>& out) {
   if (data.is_array()) {
@@ -67,13 +69,20 @@ bool put_element(DataType type, const nlohmann::json& v, char* out) {
       if (!v.is_boolean()) return false;
       *out = v.get<bool>() ? 1 : 0;
       return true;
-    case DataType::UINT8: return put_integer<std::uint8_t>(v, out);
-    case DataType::INT8: return put_integer<std::int8_t>(v, out);
-    case DataType::INT16: return put_integer<std::int16_t>(v, out);
-    case DataType::INT32: return put_integer<std::int32_t>(v, out);
-    case DataType::INT64: return put_integer<std::int64_t>(v, out);
-    case DataType::FP32: return put_float<float>(v, out);
-    case DataType::FP64: return put_float<double>(v, out);
+    case DataType::UINT8:
+      return put_integer<std::uint8_t>(v, out);
+    case DataType::INT8:
+      return put_integer<std::int8_t>(v, out);
+    case DataType::INT16:
+      return put_integer<std::int16_t>(v, out);
+    case DataType::INT32:
+      return put_integer<std::int32_t>(v, out);
+    case DataType::INT64:
+      return put_integer<std::int64_t>(v, out);
+    case DataType::FP32:
+      return put_float<float>(v, out);
+    case DataType::FP64:
+      return put_float<double>(v, out);
   }
   return false;
 }
@@ -97,13 +106,20 @@ nlohmann::json float_json(float f) {
 
 nlohmann::json element_json(DataType type, const char* p) {
   switch (type) {
-    case DataType::BOOL: return *p != 0;
-    case DataType::UINT8: return load<std::uint8_t>(p);
-    case DataType::INT8: return load<std::int8_t>(p);
-    case DataType::INT16: return load<std::int16_t>(p);
-    case DataType::INT32: return load<std::int32_t>(p);
-    case DataType::INT64: return load<std::int64_t>(p);
-    case DataType::FP32: return float_json(load<float>(p));
+    case DataType::BOOL:
+      return *p != 0;
+    case DataType::UINT8:
+      return load<std::uint8_t>(p);
+    case DataType::INT8:
+      return load<std::int8_t>(p);
+    case DataType::INT16:
+      return load<std::int16_t>(p);
+    case DataType::INT32:
+      return load<std::int32_t>(p);
+    case DataType::INT64:
+      return load<std::int64_t>(p);
+    case DataType::FP32:
+      return float_json(load<float>(p));
     case DataType::FP64: {
       const double d = load<double>(p);
       return std::isfinite(d) ? nlohmann::json(d) : nlohmann::json(nullptr);
@@ -137,8 +153,12 @@ std::optional<DataType> parse_datatype(std::string_view name) {
   return std::nullopt;
 }
 
-std::string_view to_string(DataType type) { return info(type).name; }
-std::size_t element_size(DataType type) { return info(type).size; }
+std::string_view to_string(DataType type) {
+  return info(type).name;
+}
+std::size_t element_size(DataType type) {
+  return info(type).size;
+}
 
 std::optional<std::size_t> element_count(const std::vector<std::int64_t>& shape,
                                          std::size_t max_elements) {
@@ -241,7 +261,9 @@ nlohmann::json tensor_to_kserve_json(const TensorMeta& m, std::string_view blob)
   for (std::size_t at = m.offset; at < m.offset + m.nbytes; at += size) {
     arr.push_back(element_json(m.datatype, blob.data() + at));
   }
-  return {{"name", m.name}, {"datatype", to_string(m.datatype)}, {"shape", m.shape},
+  return {{"name", m.name},
+          {"datatype", to_string(m.datatype)},
+          {"shape", m.shape},
           {"data", std::move(data)}};
 }
 

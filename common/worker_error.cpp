@@ -4,10 +4,14 @@ namespace respawn {
 
 std::string_view to_string(WorkerErrorKind kind) {
   switch (kind) {
-    case WorkerErrorKind::bad_input: return "bad_input";
-    case WorkerErrorKind::oom: return "oom";
-    case WorkerErrorKind::cuda_error: return "cuda_error";
-    case WorkerErrorKind::internal: return "internal";
+    case WorkerErrorKind::bad_input:
+      return "bad_input";
+    case WorkerErrorKind::oom:
+      return "oom";
+    case WorkerErrorKind::cuda_error:
+      return "cuda_error";
+    case WorkerErrorKind::internal:
+      return "internal";
   }
   return "internal";
 }
@@ -36,12 +40,14 @@ WorkerError worker_error_from_json(const nlohmann::json& j) {
 
 Error to_client_error(const WorkerError& e) {
   switch (e.kind) {
-    case WorkerErrorKind::bad_input: return make_error(ErrorKind::bad_input, e.message);
+    case WorkerErrorKind::bad_input:
+      return make_error(ErrorKind::bad_input, e.message);
     case WorkerErrorKind::oom:
       return make_error(ErrorKind::unavailable, "out of memory: " + e.message);
     case WorkerErrorKind::cuda_error:
       return make_error(ErrorKind::worker_failed, "CUDA error: " + e.message);
-    case WorkerErrorKind::internal: break;
+    case WorkerErrorKind::internal:
+      break;
   }
   return make_error(ErrorKind::internal, "model error: " + e.message);
 }

@@ -15,8 +15,10 @@ constexpr const char* kModelVersion = "1";
 
 Result<json> parse_body(const HttpRequest& request) {
   auto body = json::parse(request.body(), nullptr, false);
-  if (body.is_discarded()) return make_error(ErrorKind::bad_input, "request body is not valid JSON");
-  if (!body.is_object()) return make_error(ErrorKind::bad_input, "request body must be a JSON object");
+  if (body.is_discarded())
+    return make_error(ErrorKind::bad_input, "request body is not valid JSON");
+  if (!body.is_object())
+    return make_error(ErrorKind::bad_input, "request body must be a JSON object");
   return body;
 }
 
@@ -37,7 +39,8 @@ json generate_parameters(const json& body) {
 Result<std::vector<std::string>> requested_outputs(const json& body) {
   std::vector<std::string> names;
   if (!body.contains("outputs")) return names;
-  if (!body["outputs"].is_array()) return make_error(ErrorKind::bad_input, "'outputs' must be an array");
+  if (!body["outputs"].is_array())
+    return make_error(ErrorKind::bad_input, "'outputs' must be an array");
   for (const auto& o : body["outputs"]) {
     if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
       return make_error(ErrorKind::bad_input, "each of 'outputs' needs a string 'name'");
@@ -49,11 +52,11 @@ Result<std::vector<std::string>> requested_outputs(const json& body) {
 
 Result<json> infer_outputs(const ipc::Frame& frame, const std::vector<std::string>& wanted) {
   const auto meta = json::parse(frame.json, nullptr, false);
-  auto tensors = parse_tensor_list(meta.is_object() ? meta.value("outputs", json()) : json(),
-                                   frame.binary);
+  auto tensors =
+      parse_tensor_list(meta.is_object() ? meta.value("outputs", json()) : json(), frame.binary);
   if (!tensors) {
-    return make_error(ErrorKind::internal, "the worker sent a malformed result: " +
-                                               tensors.error().message);
+    return make_error(ErrorKind::internal,
+                      "the worker sent a malformed result: " + tensors.error().message);
   }
   json outputs = json::array();
   for (const auto& name : wanted) {
@@ -89,18 +92,26 @@ void Api::handle(const HttpRequest& request, const RequestContext& context, Resp
 void Api::handle_route(const Route& route, const HttpRequest& request,
                        const RequestContext& context, Respond& respond) {
   if (!route.model.empty() && route.model != options_.model_name) {
-    return respond(error_response(
-        make_error(ErrorKind::not_found, "unknown model '" + route.model + "'")));
+    return respond(
+        error_response(make_error(ErrorKind::not_found, "unknown model '" + route.model + "'")));
   }
   switch (route.id) {
-    case RouteId::server_metadata: return respond(server_metadata());
-    case RouteId::health_live: return respond(json_response(http::status::ok, {{"live", true}}));
-    case RouteId::health_ready: return respond(ready_response(false));
-    case RouteId::model_ready: return respond(ready_response(true));
-    case RouteId::model_metadata: return respond(model_metadata());
-    case RouteId::metrics: return respond(metrics());
-    case RouteId::infer: return infer(request, std::move(respond));
-    case RouteId::generate: return generate(request, std::move(respond));
+    case RouteId::server_metadata:
+      return respond(server_metadata());
+    case RouteId::health_live:
+      return respond(json_response(http::status::ok, {{"live", true}}));
+    case RouteId::health_ready:
+      return respond(ready_response(false));
+    case RouteId::model_ready:
+      return respond(ready_response(true));
+    case RouteId::model_metadata:
+      return respond(model_metadata());
+    case RouteId::metrics:
+      return respond(metrics());
+    case RouteId::infer:
+      return infer(request, std::move(respond));
+    case RouteId::generate:
+      return generate(request, std::move(respond));
     case RouteId::admin_workers: {
       if (!context.from_loopback) {
         return respond(json_response(http::status::forbidden,
@@ -116,10 +127,11 @@ void Api::handle_route(const Route& route, const HttpRequest& request,
       res.set(http::field::allow, route.allow);
       return respond(std::move(res));
     }
-    case RouteId::not_found: break;
+    case RouteId::not_found:
+      break;
   }
-  respond(error_response(make_error(ErrorKind::not_found,
-                                    "no route for " + std::string(request.target()))));
+  respond(error_response(
+      make_error(ErrorKind::not_found, "no route for " + std::string(request.target()))));
 }
 
 HttpResponse Api::server_metadata() const {
@@ -191,7 +203,8 @@ void Api::generate(const HttpRequest& request, Respond respond) {
   auto body = parse_body(request);
   if (!body) return respond(error_response(body.error()));
   if (!body->contains("text_input") || !(*body)["text_input"].is_string()) {
-    return respond(error_response(make_error(ErrorKind::bad_input, "'text_input' must be a string")));
+    return respond(
+        error_response(make_error(ErrorKind::bad_input, "'text_input' must be a string")));
   }
   auto params = parse_generate_request((*body)["text_input"], generate_parameters(*body));
   if (!params) return respond(error_response(params.error()));
@@ -206,17 +219,15 @@ void Api::generate(const HttpRequest& request, Respond respond) {
           make_error(ErrorKind::internal, "the worker sent a malformed generate result")));
     }
     const int prompt = r.value("prompt_tokens", 0), completion = r.value("completion_tokens", 0);
-    respond(json_response(
-        http::status::ok,
-        {{"model_name", name},
-         {"model_version", kModelVersion},
-         {"text_output", r["text_output"]},
-         {"finish_reason", r.value("finish_reason", "length")},
-         {"seed", r.value("seed", std::uint64_t{0})},
-         {"usage",
-          {{"prompt_tokens", prompt},
-           {"completion_tokens", completion},
-           {"total_tokens", prompt + completion}}}}));
+    respond(json_response(http::status::ok, {{"model_name", name},
+                                             {"model_version", kModelVersion},
+                                             {"text_output", r["text_output"]},
+                                             {"finish_reason", r.value("finish_reason", "length")},
+                                             {"seed", r.value("seed", std::uint64_t{0})},
+                                             {"usage",
+                                              {{"prompt_tokens", prompt},
+                                               {"completion_tokens", completion},
+                                               {"total_tokens", prompt + completion}}}}));
   };
   submit(std::move(job), respond);
 }

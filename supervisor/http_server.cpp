@@ -1,9 +1,9 @@
 #include "http_server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <spdlog/spdlog.h>
 
 namespace respawn {
 
@@ -37,34 +37,39 @@ void HttpSession::run() {
   asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_request(); });
 }
 
+// Two deadlines: the headers (which also bounds an idle keep-alive connection) and then the
+// body, so a slow client can hold a connection only so long at each stage.
 void HttpSession::read_request() {
   parser_.emplace();
   parser_->body_limit(options_.max_body_bytes);
   parser_->header_limit(kHeaderLimit);
-  stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                     self->on_read(ec);
-                   });
+  stream_.expires_after(std::chrono::milliseconds(options_.header_timeout_ms));
+  http::async_read_header(
+      stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        if (ec || self->parser_->is_done()) return self->on_read(ec);
+        self->stream_.expires_after(std::chrono::milliseconds(self->options_.read_timeout_ms));
+        http::async_read(self->stream_, self->buffer_, *self->parser_,
+                         [self](beast::error_code ec, std::size_t) { self->on_read(ec); });
+      });
 }
 
 void HttpSession::on_read(beast::error_code ec) {
-  if (ec == http::error::end_of_stream || ec == asio::error::eof ||
-      ec == beast::error::timeout || ec == asio::error::operation_aborted ||
-      ec == asio::error::connection_reset) {
+  if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout ||
+      ec == asio::error::operation_aborted || ec == asio::error::connection_reset) {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
     return stream_.close();
   }
   if (ec == http::error::body_limit) {
-    return reject(make_error(ErrorKind::too_large, "request body exceeds " +
-                                                       std::to_string(options_.max_body_bytes) +
-                                                       " bytes"));
+    return reject(
+        make_error(ErrorKind::too_large,
+                   "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes"));
   }
   if (ec == http::error::header_limit) {
     return reject(make_error(ErrorKind::too_large, "request headers are too large"));
   }
-  if (ec) return reject(make_error(ErrorKind::bad_input, "malformed HTTP request: " + ec.message()));
+  if (ec)
+    return reject(make_error(ErrorKind::bad_input, "malformed HTTP request: " + ec.message()));
 
   stream_.expires_never();
   auto request = parser_->release();
@@ -86,10 +91,9 @@ void HttpSession::send(HttpResponse response) {
   response.prepare_payload();
   response_ = std::make_shared<HttpResponse>(std::move(response));
   stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
-  http::async_write(stream_, *response_,
-                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                      self->on_write(ec);
-                    });
+  http::async_write(
+      stream_, *response_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
 }
 
 void HttpSession::on_write(beast::error_code ec) {
@@ -127,11 +131,12 @@ HttpServer::HttpServer(asio::io_context& io, Api& api, const ServeOptions& optio
 Result<tcp::endpoint> HttpServer::listen() {
   beast::error_code ec;
   tcp::resolver resolver(io_);
-  const auto results = resolver.resolve(options_.host, std::to_string(options_.port),
-                                        tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+  const auto results =
+      resolver.resolve(options_.host, std::to_string(options_.port),
+                       tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || results.empty()) {
-    return make_error(ErrorKind::bad_input, "cannot resolve --host " + options_.host + ": " +
-                                                ec.message());
+    return make_error(ErrorKind::bad_input,
+                      "cannot resolve --host " + options_.host + ": " + ec.message());
   }
   const tcp::endpoint endpoint = *results.begin();
   acceptor_.open(endpoint.protocol(), ec);

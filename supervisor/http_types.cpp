@@ -4,13 +4,20 @@ namespace respawn {
 
 http::status http_status(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::bad_input: return http::status::bad_request;
-    case ErrorKind::not_found: return http::status::not_found;
-    case ErrorKind::too_large: return http::status::payload_too_large;
-    case ErrorKind::unavailable: return http::status::service_unavailable;
-    case ErrorKind::timeout: return http::status::gateway_timeout;
-    case ErrorKind::worker_failed: return http::status::bad_gateway;
-    case ErrorKind::internal: break;
+    case ErrorKind::bad_input:
+      return http::status::bad_request;
+    case ErrorKind::not_found:
+      return http::status::not_found;
+    case ErrorKind::too_large:
+      return http::status::payload_too_large;
+    case ErrorKind::unavailable:
+      return http::status::service_unavailable;
+    case ErrorKind::timeout:
+      return http::status::gateway_timeout;
+    case ErrorKind::worker_failed:
+      return http::status::bad_gateway;
+    case ErrorKind::internal:
+      break;
   }
   return http::status::internal_server_error;
 }

@@ -2,17 +2,17 @@
 // through a disposable worker process. This file only parses arguments and wires objects.
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <spdlog/spdlog.h>
 
 #include "api.hpp"
-#include "respawn/logging.hpp"
 #include "http_server.hpp"
+#include "respawn/logging.hpp"
 #include "scheduler.hpp"
 #include "serve_options.hpp"
 #include "worker_slot.hpp"
@@ -26,9 +26,8 @@ std::string exe_dir() {
 }
 
 int usage(int code) {
-  (code == 0 ? std::cout : std::cerr)
-      << "usage: respawn [serve] [options]\n\n"
-      << respawn::serve_help();
+  (code == 0 ? std::cout : std::cerr) << "usage: respawn [serve] [options]\n\n"
+                                      << respawn::serve_help();
   return code;
 }
 
@@ -69,7 +68,8 @@ int serve(respawn::ServeOptions options) {
     if (ec) return;
     spdlog::info("signal {}: shutting down", signal);
     server->stop();
-    scheduler.close(respawn::make_error(respawn::ErrorKind::unavailable, "the server is shutting down"));
+    scheduler.close(
+        respawn::make_error(respawn::ErrorKind::unavailable, "the server is shutting down"));
     slot->stop([&io] { io.stop(); });
   });
   io.run();

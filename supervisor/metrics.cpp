@@ -5,8 +5,8 @@
 namespace respawn {
 namespace {
 
-const std::vector<double> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10, 30};
+const std::vector<double> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,   0.5,   1,      2.5,   5,    10,    30};
 const std::vector<double> kStartupBounds = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120};
 
 std::string number(double v) {
@@ -46,8 +46,7 @@ void Histogram::observe(double value) {
   ++count_;
 }
 
-void Histogram::render(std::string& out, const std::string& name,
-                       const std::string& labels) const {
+void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   const std::string sep = labels.empty() ? "" : labels + ",";
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < bounds_.size(); ++i) {
@@ -69,9 +68,15 @@ void Metrics::on_request(const std::string& route, int status, double seconds) {
   request_seconds_.try_emplace(route, kLatencyBounds).first->second.observe(seconds);
 }
 
-void Metrics::on_queue_wait(double seconds) { queue_seconds_.observe(seconds); }
-void Metrics::on_inference(double seconds) { inference_seconds_.observe(seconds); }
-void Metrics::on_worker_ready(double seconds) { time_to_ready_seconds_.observe(seconds); }
+void Metrics::on_queue_wait(double seconds) {
+  queue_seconds_.observe(seconds);
+}
+void Metrics::on_inference(double seconds) {
+  inference_seconds_.observe(seconds);
+}
+void Metrics::on_worker_ready(double seconds) {
+  time_to_ready_seconds_.observe(seconds);
+}
 
 std::string Metrics::render() const {
   std::string out;

@@ -17,8 +17,10 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return parts;
 }
 
-Route with_method(RouteId id, std::string_view want, std::string_view method, std::string model = {}) {
-  if (method != want) return Route{RouteId::method_not_allowed, std::move(model), std::string(want)};
+Route with_method(RouteId id, std::string_view want, std::string_view method,
+                  std::string model = {}) {
+  if (method != want)
+    return Route{RouteId::method_not_allowed, std::move(model), std::string(want)};
   return Route{id, std::move(model), {}};
 }
 
@@ -40,17 +42,28 @@ Route match_model_route(std::string_view method, const std::vector<std::string_v
 
 std::string_view Route::label() const {
   switch (id) {
-    case RouteId::server_metadata: return "server_metadata";
-    case RouteId::health_live: return "health_live";
-    case RouteId::health_ready: return "health_ready";
-    case RouteId::model_metadata: return "model_metadata";
-    case RouteId::model_ready: return "model_ready";
-    case RouteId::infer: return "infer";
-    case RouteId::generate: return "generate";
-    case RouteId::metrics: return "metrics";
-    case RouteId::admin_workers: return "admin_workers";
-    case RouteId::method_not_allowed: return "method_not_allowed";
-    case RouteId::not_found: break;
+    case RouteId::server_metadata:
+      return "server_metadata";
+    case RouteId::health_live:
+      return "health_live";
+    case RouteId::health_ready:
+      return "health_ready";
+    case RouteId::model_metadata:
+      return "model_metadata";
+    case RouteId::model_ready:
+      return "model_ready";
+    case RouteId::infer:
+      return "infer";
+    case RouteId::generate:
+      return "generate";
+    case RouteId::metrics:
+      return "metrics";
+    case RouteId::admin_workers:
+      return "admin_workers";
+    case RouteId::method_not_allowed:
+      return "method_not_allowed";
+    case RouteId::not_found:
+      break;
   }
   return "not_found";
 }

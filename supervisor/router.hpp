@@ -22,8 +22,8 @@ enum class RouteId {
 
 struct Route {
   RouteId id = RouteId::not_found;
-  std::string model;    // for model routes
-  std::string allow;    // for method_not_allowed: the method the path takes
+  std::string model;               // for model routes
+  std::string allow;               // for method_not_allowed: the method the path takes
   std::string_view label() const;  // a bounded name for metrics labels
 };
 

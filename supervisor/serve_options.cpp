@@ -19,7 +19,11 @@ void add_options(CLI::App& app, ServeOptions& o) {
   app.add_option("--worker-bin", o.worker_bin, "worker binary (default: next to respawn)");
   app.add_option("--max-body-bytes", o.max_body_bytes, "largest request body accepted (413)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{1} << 30));
-  app.add_option("--read-timeout-ms", o.read_timeout_ms, "time to receive a whole request")
+  app.add_option("--header-timeout-ms", o.header_timeout_ms,
+                 "time to receive a request's headers; also closes idle keep-alive connections")
+      ->check(CLI::Range(100u, 3600000u));
+  app.add_option("--read-timeout-ms", o.read_timeout_ms,
+                 "time to receive a request's body (and to write the response)")
       ->check(CLI::Range(100u, 3600000u));
   app.add_option("--worker-threads", o.worker_threads, "libtorch intra-op threads (0 = default)")
       ->check(CLI::Range(0, 1024));

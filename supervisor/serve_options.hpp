@@ -21,7 +21,8 @@ struct ServeOptions {
   std::size_t max_queue = 64;
   std::string worker_bin;  // empty = respawn-worker next to respawn
   std::size_t max_body_bytes = 64u << 20;
-  std::uint32_t read_timeout_ms = 30000;
+  std::uint32_t header_timeout_ms = 30000;  // also the keep-alive idle limit
+  std::uint32_t read_timeout_ms = 30000;    // the body, once the headers are in
   int worker_threads = 0;
   std::uint32_t restart_backoff_ms = 100;
   std::uint32_t restart_backoff_max_ms = 5000;

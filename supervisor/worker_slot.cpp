@@ -6,9 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <cstring>
 #include <random>
-#include <spdlog/spdlog.h>
 
 #include "respawn/proc_stats.hpp"
 #include "respawn/worker_error.hpp"
@@ -58,11 +58,16 @@ Result<pid_t> spawn_worker_process(const std::string& exe, const std::vector<std
 
 std::string_view to_string(WorkerState state) {
   switch (state) {
-    case WorkerState::stopped: return "stopped";
-    case WorkerState::spawning: return "spawning";
-    case WorkerState::ready: return "ready";
-    case WorkerState::busy: return "busy";
-    case WorkerState::exited: return "exited";
+    case WorkerState::stopped:
+      return "stopped";
+    case WorkerState::spawning:
+      return "spawning";
+    case WorkerState::ready:
+      return "ready";
+    case WorkerState::busy:
+      return "busy";
+    case WorkerState::exited:
+      return "exited";
   }
   return "unknown";
 }
@@ -80,7 +85,9 @@ WorkerSlot::~WorkerSlot() {
   }
 }
 
-void WorkerSlot::start() { spawn(); }
+void WorkerSlot::start() {
+  spawn();
+}
 
 void WorkerSlot::spawn() {
   int fds[2];
@@ -94,11 +101,11 @@ void WorkerSlot::spawn() {
     ::close(fds[1]);
     fds[1] = moved;
   }
-  std::vector<std::string> args = {"--ipc-fd",   std::to_string(kChildFd),
+  std::vector<std::string> args = {"--ipc-fd",     std::to_string(kChildFd),
                                    "--parent-pid", std::to_string(::getpid()),
-                                   "--model",    options_.model,
-                                   "--device",   options_.device,
-                                   "--threads",  std::to_string(options_.worker_threads)};
+                                   "--model",      options_.model,
+                                   "--device",     options_.device,
+                                   "--threads",    std::to_string(options_.worker_threads)};
   if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
   const auto pid = spawn_worker_process(options_.worker_bin, args, fds[1]);
   ::close(fds[1]);
@@ -147,15 +154,18 @@ void WorkerSlot::on_frame(ipc::Frame frame) {
     case ipc::MessageType::error:
       if (inflight_ && frame.request_id == inflight_id_) return on_answer(std::move(frame));
       if (frame.type == ipc::MessageType::error && frame.request_id == 0) {
-        const auto error = worker_error_from_json(nlohmann::json::parse(frame.json, nullptr, false));
+        const auto error =
+            worker_error_from_json(nlohmann::json::parse(frame.json, nullptr, false));
         spdlog::error("worker {} failed to load: {}", pid_, error.message);
         exit_reason_ = "load_failure";
         return;
       }
       break;
     case ipc::MessageType::heartbeat:
-    case ipc::MessageType::token: return;
-    default: break;
+    case ipc::MessageType::token:
+      return;
+    default:
+      break;
   }
   spdlog::error("worker {} sent an unexpected {} frame (request {})", pid_,
                 ipc::to_string(frame.type), frame.request_id);
@@ -258,8 +268,8 @@ void WorkerSlot::schedule_restart() {
     const double base = options_.restart_backoff_ms * std::pow(2.0, failed_starts_ - 1);
     static thread_local std::mt19937 rng{std::random_device{}()};
     const double jitter = std::uniform_real_distribution<double>(0.8, 1.2)(rng);
-    delay = std::chrono::milliseconds(static_cast<long>(
-        std::min<double>(base, options_.restart_backoff_max_ms) * jitter));
+    delay = std::chrono::milliseconds(
+        static_cast<long>(std::min<double>(base, options_.restart_backoff_max_ms) * jitter));
   }
   spdlog::info("starting a new worker in {} ms", delay.count());
   restart_timer_.expires_after(delay);

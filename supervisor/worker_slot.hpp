@@ -6,12 +6,12 @@
 // and Metrics must outlive it.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include "process_v2.hpp"
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include "process_v2.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -74,9 +74,9 @@ class WorkerSlot : public std::enable_shared_from_this<WorkerSlot> {
   std::string last_exit_reason_;
   int pid_ = 0;
   std::uint64_t starts_ = 0;
-  std::uint64_t served_ = 0;     // by the current worker
-  int failed_starts_ = 0;        // consecutive workers that exited before reaching ready
-  bool reached_ready_ = false;   // the current worker sent its ready frame
+  std::uint64_t served_ = 0;    // by the current worker
+  int failed_starts_ = 0;       // consecutive workers that exited before reaching ready
+  bool reached_ready_ = false;  // the current worker sent its ready frame
   bool stopping_ = false;
   std::function<void()> on_idle_;
   std::function<void()> on_stopped_;

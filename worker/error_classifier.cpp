@@ -17,8 +17,8 @@ std::string first_line(std::string_view message) {
 
 // CUDA errors after which the context is unusable: every later kernel fails too.
 constexpr std::array<std::string_view, 6> kStickyCuda = {
-    "illegal memory access", "device-side assert",     "unspecified launch failure",
-    "misaligned address",    "illegal instruction",    "CUDA error: an illegal",
+    "illegal memory access", "device-side assert",  "unspecified launch failure",
+    "misaligned address",    "illegal instruction", "CUDA error: an illegal",
 };
 
 }  // namespace
@@ -45,7 +45,8 @@ WorkerError classify_failure(ExceptionFamily family, std::string_view message) {
     e.healthy = false;
     return e;
   }
-  e.kind = family == ExceptionFamily::input ? WorkerErrorKind::bad_input : WorkerErrorKind::internal;
+  e.kind =
+      family == ExceptionFamily::input ? WorkerErrorKind::bad_input : WorkerErrorKind::internal;
   return e;
 }
 

@@ -23,8 +23,8 @@ std::optional<std::size_t> stop_position(const std::string& text,
 
 }  // namespace
 
-Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request, const LogitsFn& logits,
-                                     std::size_t max_context) {
+Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
+                                                  const LogitsFn& logits, std::size_t max_context) {
   // An empty prompt still needs one token to condition on; a newline is a neutral start.
   const std::string prompt = request.prompt.empty() ? "\n" : request.prompt;
   std::vector<std::int64_t> ids(prompt.begin(), prompt.end());

@@ -25,7 +25,7 @@ struct GenerateOutput {
   std::uint64_t seed = 0;  // the seed used, so a random run can be reproduced
 };
 
-Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request, const LogitsFn& logits,
-                                     std::size_t max_context);
+Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
+                                                  const LogitsFn& logits, std::size_t max_context);
 
 }  // namespace respawn::worker

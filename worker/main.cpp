@@ -3,9 +3,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <spdlog/spdlog.h>
 
 #include "model_runner.hpp"
 #include "respawn/logging.hpp"

@@ -3,9 +3,9 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <spdlog/spdlog.h>
 #include <chrono>
 #include <cstring>
-#include <spdlog/spdlog.h>
 #include <stdexcept>
 
 #include "error_classifier.hpp"
@@ -18,14 +18,22 @@ using Clock = std::chrono::steady_clock;
 
 torch::ScalarType to_scalar_type(DataType type) {
   switch (type) {
-    case DataType::BOOL: return torch::kBool;
-    case DataType::UINT8: return torch::kUInt8;
-    case DataType::INT8: return torch::kInt8;
-    case DataType::INT16: return torch::kInt16;
-    case DataType::INT32: return torch::kInt32;
-    case DataType::INT64: return torch::kInt64;
-    case DataType::FP32: return torch::kFloat32;
-    case DataType::FP64: return torch::kFloat64;
+    case DataType::BOOL:
+      return torch::kBool;
+    case DataType::UINT8:
+      return torch::kUInt8;
+    case DataType::INT8:
+      return torch::kInt8;
+    case DataType::INT16:
+      return torch::kInt16;
+    case DataType::INT32:
+      return torch::kInt32;
+    case DataType::INT64:
+      return torch::kInt64;
+    case DataType::FP32:
+      return torch::kFloat32;
+    case DataType::FP64:
+      return torch::kFloat64;
   }
   return torch::kFloat32;
 }
@@ -150,9 +158,9 @@ struct ModelRunner::Impl {
       const auto host = tensors[i].to(torch::kCPU).contiguous();
       const auto type = from_scalar_type(host.scalar_type());
       if (!type) {
-        return WorkerError{WorkerErrorKind::internal,
-                           "unsupported output dtype " + std::string(c10::toString(host.scalar_type())),
-                           true};
+        return WorkerError{
+            WorkerErrorKind::internal,
+            "unsupported output dtype " + std::string(c10::toString(host.scalar_type())), true};
       }
       const std::string_view bytes(static_cast<const char*>(host.data_ptr()), host.nbytes());
       out.tensors.push_back(append_tensor(out.blob, output_name(i, tensors.size()), *type,
@@ -254,9 +262,15 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
 
 ModelRunner::ModelRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ModelRunner::~ModelRunner() = default;
-const nlohmann::json& ModelRunner::info() const { return impl_->info; }
-const std::string& ModelRunner::task() const { return impl_->task; }
-std::size_t ModelRunner::max_context() const { return impl_->max_context; }
+const nlohmann::json& ModelRunner::info() const {
+  return impl_->info;
+}
+const std::string& ModelRunner::task() const {
+  return impl_->task;
+}
+std::size_t ModelRunner::max_context() const {
+  return impl_->max_context;
+}
 
 Result<TensorOutputs, WorkerError> ModelRunner::infer(const std::vector<TensorMeta>& inputs,
                                                       std::string_view blob) {

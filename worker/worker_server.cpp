@@ -2,8 +2,8 @@
 
 #include <unistd.h>
 
-#include <cerrno>
 #include <spdlog/spdlog.h>
+#include <cerrno>
 
 #include "generator.hpp"
 #include "respawn/generate_request.hpp"
@@ -51,7 +51,9 @@ int WorkerServer::run() {
   }
 }
 
-bool WorkerServer::send(const ipc::Frame& frame) { return write_all(fd_, ipc::encode_frame(frame)); }
+bool WorkerServer::send(const ipc::Frame& frame) {
+  return write_all(fd_, ipc::encode_frame(frame));
+}
 
 void WorkerServer::send_error(std::uint64_t id, const WorkerError& error) {
   if (!error.healthy) healthy_ = false;
@@ -60,10 +62,16 @@ void WorkerServer::send_error(std::uint64_t id, const WorkerError& error) {
 
 bool WorkerServer::handle(const ipc::Frame& frame) {
   switch (frame.type) {
-    case ipc::MessageType::infer: handle_infer(frame); break;
-    case ipc::MessageType::generate: handle_generate(frame); break;
-    case ipc::MessageType::shutdown: return false;
-    case ipc::MessageType::cancel: break;  // requests run to completion one at a time
+    case ipc::MessageType::infer:
+      handle_infer(frame);
+      break;
+    case ipc::MessageType::generate:
+      handle_generate(frame);
+      break;
+    case ipc::MessageType::shutdown:
+      return false;
+    case ipc::MessageType::cancel:
+      break;  // requests run to completion one at a time
     default:
       spdlog::warn("ignoring unexpected {} frame", ipc::to_string(frame.type));
       break;
@@ -74,12 +82,10 @@ bool WorkerServer::handle(const ipc::Frame& frame) {
 
 void WorkerServer::handle_infer(const ipc::Frame& frame) {
   const auto meta = nlohmann::json::parse(frame.json, nullptr, false);
-  auto inputs = parse_tensor_list(meta.is_object() ? meta.value("inputs", nlohmann::json())
-                                                   : nlohmann::json(),
-                                  frame.binary);
+  auto inputs = parse_tensor_list(
+      meta.is_object() ? meta.value("inputs", nlohmann::json()) : nlohmann::json(), frame.binary);
   if (!inputs) {
-    return send_error(frame.request_id,
-                      {WorkerErrorKind::bad_input, inputs.error().message, true});
+    return send_error(frame.request_id, {WorkerErrorKind::bad_input, inputs.error().message, true});
   }
   auto out = runner_.infer(*inputs, frame.binary);
   if (!out) return send_error(frame.request_id, out.error());

@@ -1,7 +1,7 @@
 #pragma once
 // Process memory as Linux reports it in /proc. Thread-safe; returns 0 when unreadable.
-#include <cstdint>
 #include <sys/types.h>
+#include <cstdint>
 
 namespace respawn {
 

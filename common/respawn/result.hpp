@@ -46,17 +46,26 @@ class Result {
   std::variant<T, E> v_;
 };
 
-inline Error make_error(ErrorKind kind, std::string message) { return Error{kind, std::move(message)}; }
+inline Error make_error(ErrorKind kind, std::string message) {
+  return Error{kind, std::move(message)};
+}
 
 inline std::string_view to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::bad_input: return "bad_input";
-    case ErrorKind::not_found: return "not_found";
-    case ErrorKind::too_large: return "too_large";
-    case ErrorKind::unavailable: return "unavailable";
-    case ErrorKind::timeout: return "timeout";
-    case ErrorKind::worker_failed: return "worker_failed";
-    case ErrorKind::internal: return "internal";
+    case ErrorKind::bad_input:
+      return "bad_input";
+    case ErrorKind::not_found:
+      return "not_found";
+    case ErrorKind::too_large:
+      return "too_large";
+    case ErrorKind::unavailable:
+      return "unavailable";
+    case ErrorKind::timeout:
+      return "timeout";
+    case ErrorKind::worker_failed:
+      return "worker_failed";
+    case ErrorKind::internal:
+      return "internal";
   }
   return "internal";
 }
