@@ -1,5 +1,7 @@
 #include "respawn/tensor_codec.hpp"
 
+#include "respawn/json_util.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -35,29 +37,33 @@ void flatten(const nlohmann::json& data, std::vector<const nlohmann::json*>& out
   }
 }
 
+// nlohmann keeps parsed non-negative integers as unsigned and integers built in code as
+// signed; both storages must be range-checked against T.
 template <typename T>
 bool put_integer(const nlohmann::json& v, char* out) {
   if (!v.is_number_integer()) return false;
-  if constexpr (std::is_signed_v<T>) {
-    if (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t(INT64_MAX)) return false;
-    const auto x = v.get<std::int64_t>();
-    if (x < std::numeric_limits<T>::min() || x > std::numeric_limits<T>::max()) return false;
-    const T t = static_cast<T>(x);
-    std::memcpy(out, &t, sizeof(T));
-  } else {
-    if (!v.is_number_unsigned()) return false;
+  T t;
+  if (v.is_number_unsigned()) {
     const auto x = v.get<std::uint64_t>();
-    if (x > std::numeric_limits<T>::max()) return false;
-    const T t = static_cast<T>(x);
-    std::memcpy(out, &t, sizeof(T));
+    if (x > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) return false;
+    t = static_cast<T>(x);
+  } else {
+    const auto x = v.get<std::int64_t>();
+    if (x < static_cast<std::int64_t>(std::numeric_limits<T>::min())) return false;
+    if (x > 0 && static_cast<std::uint64_t>(x) > std::numeric_limits<T>::max()) return false;
+    t = static_cast<T>(x);
   }
+  std::memcpy(out, &t, sizeof(T));
   return true;
 }
 
 template <typename T>
 bool put_float(const nlohmann::json& v, char* out) {
   if (!v.is_number()) return false;
-  const T t = static_cast<T>(v.get<double>());
+  const double d = v.get<double>();
+  // Narrowing an out-of-range double to float is undefined behaviour, not infinity.
+  if (std::abs(d) > static_cast<double>(std::numeric_limits<T>::max())) return false;
+  const T t = static_cast<T>(d);
   std::memcpy(out, &t, sizeof(T));
   return true;
 }
@@ -185,14 +191,20 @@ Result<TensorMeta> tensor_meta_from_json(const nlohmann::json& j) {
   }
   TensorMeta m;
   m.name = j["name"].get<std::string>();
-  const auto type = parse_datatype(j.value("datatype", ""));
+  const auto type = parse_datatype(json_get<std::string>(j, "datatype", ""));
   if (!type) return bad(m.name, "unsupported datatype");
   m.datatype = *type;
-  auto shape = parse_shape(j.value("shape", nlohmann::json()));
+  auto shape = parse_shape(json_field(j, "shape"));
   if (!shape) return bad(m.name, shape.error().message);
   m.shape = std::move(*shape);
-  if (j.contains("offset") && j["offset"].is_number_unsigned()) m.offset = j["offset"];
-  if (j.contains("nbytes") && j["nbytes"].is_number_unsigned()) m.nbytes = j["nbytes"];
+  for (auto [key, field] : {std::pair{"offset", &m.offset}, std::pair{"nbytes", &m.nbytes}}) {
+    const auto& v = json_field(j, key);
+    if (v.is_null()) continue;
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<std::int64_t>() < 0)) {
+      return bad(m.name, std::string("'") + key + "' must be a non-negative integer");
+    }
+    *field = v.get<std::size_t>();
+  }
   return m;
 }
 

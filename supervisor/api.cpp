@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "respawn/generate_request.hpp"
+#include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"
 #include "respawn/tensor_codec.hpp"
 
@@ -14,9 +15,12 @@ constexpr const char* kVersion = "0.1.0";
 constexpr const char* kModelVersion = "1";
 
 Result<json> parse_body(const HttpRequest& request) {
-  auto body = json::parse(request.body(), nullptr, false);
-  if (body.is_discarded())
-    return make_error(ErrorKind::bad_input, "request body is not valid JSON");
+  auto body = parse_json(request.body());
+  if (body.is_discarded()) {
+    return make_error(ErrorKind::bad_input,
+                      "request body is not valid JSON (or nests deeper than " +
+                          std::to_string(kMaxJsonDepth) + " levels)");
+  }
   if (!body.is_object())
     return make_error(ErrorKind::bad_input, "request body must be a JSON object");
   return body;
@@ -51,9 +55,7 @@ Result<std::vector<std::string>> requested_outputs(const json& body) {
 }
 
 Result<json> infer_outputs(const ipc::Frame& frame, const std::vector<std::string>& wanted) {
-  const auto meta = json::parse(frame.json, nullptr, false);
-  auto tensors =
-      parse_tensor_list(meta.is_object() ? meta.value("outputs", json()) : json(), frame.binary);
+  auto tensors = parse_tensor_list(json_field(parse_json(frame.json), "outputs"), frame.binary);
   if (!tensors) {
     return make_error(ErrorKind::internal,
                       "the worker sent a malformed result: " + tensors.error().message);
@@ -182,11 +184,17 @@ void Api::infer(const HttpRequest& request, Respond respond) {
   if (!wanted) return respond(error_response(wanted.error()));
   Job job;
   job.type = ipc::MessageType::infer;
-  auto inputs = pack_kserve_inputs(body->value("inputs", json()), job.binary);
+  auto inputs = pack_kserve_inputs(json_field(*body, "inputs"), job.binary);
   if (!inputs) return respond(error_response(inputs.error()));
   json meta = {{"inputs", json::array()}};
   for (const auto& t : *inputs) meta["inputs"].push_back(to_json(t));
   job.json = meta.dump();
+  // Raw tensors can be several times larger than their JSON text ("1," is an 8-byte FP64).
+  if (ipc::kHeaderSize + job.json.size() + job.binary.size() > ipc::kDefaultMaxFrameBytes) {
+    return respond(error_response(make_error(
+        ErrorKind::too_large, "the input tensors exceed the worker's frame limit of " +
+                                  std::to_string(ipc::kDefaultMaxFrameBytes) + " bytes")));
+  }
   json reply = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   if (body->contains("id") && (*body)["id"].is_string()) reply["id"] = (*body)["id"];
   job.done = [respond, wanted = std::move(*wanted), reply](JobOutcome outcome) mutable {
@@ -213,21 +221,23 @@ void Api::generate(const HttpRequest& request, Respond respond) {
   job.json = to_json(*params).dump();
   job.done = [respond, name = options_.model_name](JobOutcome outcome) {
     if (!outcome) return respond(error_response(outcome.error()));
-    const auto r = json::parse(outcome->json, nullptr, false);
-    if (!r.is_object() || !r.contains("text_output") || !r["text_output"].is_string()) {
+    const auto r = parse_json(outcome->json);
+    if (!json_field(r, "text_output").is_string()) {
       return respond(error_response(
           make_error(ErrorKind::internal, "the worker sent a malformed generate result")));
     }
-    const int prompt = r.value("prompt_tokens", 0), completion = r.value("completion_tokens", 0);
-    respond(json_response(http::status::ok, {{"model_name", name},
-                                             {"model_version", kModelVersion},
-                                             {"text_output", r["text_output"]},
-                                             {"finish_reason", r.value("finish_reason", "length")},
-                                             {"seed", r.value("seed", std::uint64_t{0})},
-                                             {"usage",
-                                              {{"prompt_tokens", prompt},
-                                               {"completion_tokens", completion},
-                                               {"total_tokens", prompt + completion}}}}));
+    const int prompt = json_get(r, "prompt_tokens", 0);
+    const int completion = json_get(r, "completion_tokens", 0);
+    respond(json_response(http::status::ok,
+                          {{"model_name", name},
+                           {"model_version", kModelVersion},
+                           {"text_output", r["text_output"]},
+                           {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
+                           {"seed", json_get<std::uint64_t>(r, "seed", 0)},
+                           {"usage",
+                            {{"prompt_tokens", prompt},
+                             {"completion_tokens", completion},
+                             {"total_tokens", prompt + completion}}}}));
   };
   submit(std::move(job), respond);
 }

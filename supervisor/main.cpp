@@ -72,7 +72,16 @@ int serve(respawn::ServeOptions options) {
         respawn::make_error(respawn::ErrorKind::unavailable, "the server is shutting down"));
     slot->stop([&io] { io.stop(); });
   });
-  io.run();
+  // Handlers validate untrusted input and must not throw; if one ever does, the connection it
+  // served is dropped (its session is released) and the server goes on serving the rest.
+  while (true) {
+    try {
+      io.run();
+      break;
+    } catch (const std::exception& e) {
+      spdlog::error("unexpected exception in a handler (a bug): {}", e.what());
+    }
+  }
   spdlog::info("stopped");
   return 0;
 }

@@ -86,7 +86,7 @@ std::string Metrics::render() const {
            "route=\"" + key.first + "\",code=\"" + std::to_string(key.second) + "\"", n);
   }
   header(out, "respawn_request_duration_seconds", "histogram",
-         "Time from a request's arrival to its response, by route.");
+         "Time from a fully read request to its response, by route.");
   for (const auto& [route, h] : request_seconds_) {
     h.render(out, "respawn_request_duration_seconds", "route=\"" + route + "\"");
   }

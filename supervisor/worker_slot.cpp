@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+#include <cmath>
 #include <cstring>
 #include <random>
 
+#include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"
 #include "respawn/worker_error.hpp"
 
@@ -153,9 +155,8 @@ void WorkerSlot::on_frame(ipc::Frame frame) {
     case ipc::MessageType::result:
     case ipc::MessageType::error:
       if (inflight_ && frame.request_id == inflight_id_) return on_answer(std::move(frame));
-      if (frame.type == ipc::MessageType::error && frame.request_id == 0) {
-        const auto error =
-            worker_error_from_json(nlohmann::json::parse(frame.json, nullptr, false));
+      if (frame.type == ipc::MessageType::error && frame.request_id == 0 && !reached_ready_) {
+        const auto error = worker_error_from_json(parse_json(frame.json));
         spdlog::error("worker {} failed to load: {}", pid_, error.message);
         exit_reason_ = "load_failure";
         return;
@@ -173,7 +174,7 @@ void WorkerSlot::on_frame(ipc::Frame frame) {
 }
 
 void WorkerSlot::on_ready(const ipc::Frame& frame) {
-  auto info = nlohmann::json::parse(frame.json, nullptr, false);
+  auto info = parse_json(frame.json);
   if (!info.is_object()) {
     spdlog::error("worker {} sent a ready frame that is not a JSON object", pid_);
     return kill_worker("protocol");
@@ -187,7 +188,8 @@ void WorkerSlot::on_ready(const ipc::Frame& frame) {
   state_ = WorkerState::ready;
   metrics_.set_ready(true);
   spdlog::info("worker {} ready in {:.0f} ms on {} (task {})", pid_, took * 1000,
-               model_info_.value("device", "?"), model_info_.value("task", "?"));
+               json_get<std::string>(model_info_, "device", "?"),
+               json_get<std::string>(model_info_, "task", "?"));
   if (on_idle_) on_idle_();
 }
 
@@ -208,7 +210,7 @@ void WorkerSlot::on_answer(ipc::Frame frame) {
   ++served_;
   state_ = WorkerState::ready;
   if (frame.type == ipc::MessageType::error) {
-    const auto error = worker_error_from_json(nlohmann::json::parse(frame.json, nullptr, false));
+    const auto error = worker_error_from_json(parse_json(frame.json));
     job.done(to_client_error(error));
     // A worker that says it is poisoned (a sticky CUDA error) is replaced, not trusted again.
     if (!error.healthy) return kill_worker(std::string(to_string(error.kind)));
@@ -299,7 +301,7 @@ nlohmann::json WorkerSlot::status() const {
                       {"last_exit_reason", last_exit_reason_},
                       {"rss_bytes", pid_ > 0 ? rss_bytes(pid_) : 0}};
   if (ready()) j["age_s"] = seconds_since(ready_at_);
-  if (!model_info_.is_null()) j["device"] = model_info_.value("device", "");
+  if (!model_info_.is_null()) j["device"] = json_get<std::string>(model_info_, "device", "");
   return j;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
-// The one worker process: spawns it with Boost.Process v2 over an inherited socketpair, runs
-// one job at a time on it, notices when it dies, reaps it, and starts a fresh one with
-// exponential backoff. State: spawning -> ready <-> busy -> exited -> (backoff) spawning.
+// The one worker process: spawns it (posix_spawn, watched through a Boost.Process v2 handle)
+// over an inherited socketpair, runs one job at a time on it, notices when it dies, reaps it,
+// and starts a fresh one, with exponential backoff while workers fail to start.
+// State: spawning -> ready <-> busy -> exited -> spawning (after the restart timer).
 // Must be owned by a shared_ptr; lives on the I/O thread (not thread-safe). The io_context
 // and Metrics must outlive it.
 #include <boost/asio/io_context.hpp>

@@ -9,16 +9,19 @@
 namespace respawn::worker {
 namespace {
 
-// Where the earliest stop string ends in `text`, if one does: generated text is checked after
-// every byte, so a match can only end at the last byte.
+// Where a stop string starts in `text`, if one ends at its last byte (text is checked after
+// every byte, so no match can end earlier). When several match ("b" and "ab"), the text is
+// cut before the earliest, whatever their order in the request.
 std::optional<std::size_t> stop_position(const std::string& text,
                                          const std::vector<std::string>& stops) {
+  std::optional<std::size_t> earliest;
   for (const auto& s : stops) {
     if (text.size() >= s.size() && text.compare(text.size() - s.size(), s.size(), s) == 0) {
-      return text.size() - s.size();
+      const std::size_t at = text.size() - s.size();
+      if (!earliest || at < *earliest) earliest = at;
     }
   }
-  return std::nullopt;
+  return earliest;
 }
 
 }  // namespace

@@ -252,11 +252,11 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
                 {"device", impl->device.str()},
                 {"inputs", impl->spec.value("inputs", nlohmann::json::array())},
                 {"outputs", impl->spec.value("outputs", nlohmann::json::array())},
-                {"max_context", impl->max_context},
                 {"load_ms", ms(loaded - started)},
                 {"warmup_ms", ms(Clock::now() - loaded)},
                 {"rss_bytes", rss_bytes(0)},
                 {"torch_version", TORCH_VERSION}};
+  if (impl->task == "generate") impl->info["max_context"] = impl->max_context;
   return std::unique_ptr<ModelRunner>(new ModelRunner(std::move(impl)));
 }
 

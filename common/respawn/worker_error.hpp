@@ -24,7 +24,8 @@ struct WorkerError {
 nlohmann::json to_json(const WorkerError& e);
 WorkerError worker_error_from_json(const nlohmann::json& j);
 
-// What the client sees: bad input -> 400, OOM -> 503 (retry later), others -> 500.
+// What the client sees: bad input -> 400, OOM -> 503 (retry later), a CUDA error -> 502 (the
+// worker is being replaced), internal -> 500.
 Error to_client_error(const WorkerError& e);
 
 }  // namespace respawn

@@ -76,3 +76,28 @@ TEST(Http, WrongMethodGets405WithAllow) {
 
 }  // namespace
 }  // namespace respawn::test
+
+namespace respawn::test {
+namespace {
+
+TEST(Http, HostileJsonGets400AndTheServerKeepsServing) {
+  Server server(fake_args());
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const auto non_string_type =
+      server.post("/v2/models/demo/infer",
+                  R"({"inputs":[{"name":"x","datatype":5,"shape":[1,4],"data":[1,2,3,4]}]})");
+  EXPECT_EQ(non_string_type.status, 400) << non_string_type.body;
+  const std::string deep = R"({"inputs":[{"name":"x","datatype":"FP32","shape":[1],"data":)" +
+                           std::string(200000, '[') + "1" + std::string(200000, ']') + "}]}";
+  const auto nested = server.post("/v2/models/demo/infer", deep);
+  EXPECT_EQ(nested.status, 400) << nested.body.substr(0, 200);
+  EXPECT_NE(nested.json().value("error", "").find("nests deeper"), std::string::npos);
+  const auto wrong_types = server.post("/v2/models/demo/generate",
+                                       R"({"text_input":"x","max_tokens":"many","stop":[1]})");
+  EXPECT_EQ(wrong_types.status, 400) << wrong_types.body;
+  EXPECT_EQ(server.post("/v2/models/demo/generate", R"({"text_input":"still here"})").status, 200);
+  EXPECT_EQ(server.workers().value("workers_started", 0), 1);
+}
+
+}  // namespace
+}  // namespace respawn::test

@@ -1,0 +1,153 @@
+// Tests for HTTP routing (supervisor/router.hpp).
+#include "router.hpp"
+
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace respawn {
+namespace {
+
+void expect_route(std::string_view method, std::string_view target, RouteId id,
+                  const std::string& model = "") {
+  const Route r = match_route(method, target);
+  EXPECT_EQ(r.id, id) << method << " " << target << " -> " << r.label();
+  EXPECT_EQ(r.model, model) << method << " " << target;
+  EXPECT_EQ(r.allow, "") << method << " " << target;
+}
+
+void expect_not_allowed(std::string_view method, std::string_view target,
+                        const std::string& allow) {
+  const Route r = match_route(method, target);
+  EXPECT_EQ(r.id, RouteId::method_not_allowed) << method << " " << target << " -> " << r.label();
+  EXPECT_EQ(r.allow, allow) << method << " " << target;
+}
+
+TEST(Router, ServerRoutes) {
+  expect_route("GET", "/v2", RouteId::server_metadata);
+  expect_route("GET", "/v2/health/live", RouteId::health_live);
+  expect_route("GET", "/v2/health/ready", RouteId::health_ready);
+  expect_route("GET", "/metrics", RouteId::metrics);
+  expect_route("GET", "/admin/workers", RouteId::admin_workers);
+}
+
+TEST(Router, ModelRoutes) {
+  expect_route("GET", "/v2/models/demo", RouteId::model_metadata, "demo");
+  expect_route("GET", "/v2/models/demo/ready", RouteId::model_ready, "demo");
+  expect_route("POST", "/v2/models/demo/infer", RouteId::infer, "demo");
+  expect_route("POST", "/v2/models/demo/generate", RouteId::generate, "demo");
+}
+
+TEST(Router, ModelRoutesWithVersion) {
+  expect_route("GET", "/v2/models/demo/versions/1", RouteId::model_metadata, "demo");
+  expect_route("GET", "/v2/models/demo/versions/1/ready", RouteId::model_ready, "demo");
+  expect_route("POST", "/v2/models/demo/versions/2/infer", RouteId::infer, "demo");
+  expect_route("POST", "/v2/models/demo/versions/abc/generate", RouteId::generate, "demo");
+}
+
+TEST(Router, ModelNameIsTakenVerbatim) {
+  expect_route("POST", "/v2/models/my-model_v1.2/infer", RouteId::infer, "my-model_v1.2");
+  // A model may be called like an action.
+  expect_route("GET", "/v2/models/infer", RouteId::model_metadata, "infer");
+  expect_route("POST", "/v2/models/ready/infer", RouteId::infer, "ready");
+}
+
+TEST(Router, QueryStringsAndFragmentsAreIgnored) {
+  expect_route("GET", "/v2/health/ready?verbose=1", RouteId::health_ready);
+  expect_route("GET", "/metrics?name[]=x", RouteId::metrics);
+  expect_route("POST", "/v2/models/demo/infer?x=/v2/models/other/ready", RouteId::infer, "demo");
+  expect_route("GET", "/v2/models/demo#frag", RouteId::model_metadata, "demo");
+  expect_route("GET", "/v2?", RouteId::server_metadata);
+}
+
+TEST(Router, WrongMethodIsMethodNotAllowedWithAllow) {
+  expect_not_allowed("POST", "/v2", "GET");
+  expect_not_allowed("POST", "/v2/health/live", "GET");
+  expect_not_allowed("DELETE", "/v2/health/ready", "GET");
+  expect_not_allowed("PUT", "/metrics", "GET");
+  expect_not_allowed("POST", "/admin/workers", "GET");
+  expect_not_allowed("POST", "/v2/models/demo", "GET");
+  expect_not_allowed("POST", "/v2/models/demo/ready", "GET");
+  expect_not_allowed("GET", "/v2/models/demo/infer", "POST");
+  expect_not_allowed("GET", "/v2/models/demo/versions/3/generate", "POST");
+  // Methods are case-sensitive (RFC 9110).
+  expect_not_allowed("get", "/v2", "GET");
+  // HEAD is not served.
+  expect_not_allowed("HEAD", "/metrics", "GET");
+}
+
+TEST(Router, MethodNotAllowedKeepsTheModel) {
+  const Route r = match_route("GET", "/v2/models/demo/infer");
+  EXPECT_EQ(r.model, "demo");
+}
+
+TEST(Router, UnknownPathsAreNotFound) {
+  for (const char* target : {
+           "",
+           "/",
+           "/v1",
+           "/v3/models/demo",
+           "/V2",
+           "/v2/health",
+           "/v2/health/dead",
+           "/v2/health/live/now",
+           "/v2/models",
+           "/v2/models/demo/explain",
+           "/v2/models/demo/infer/extra",
+           "/v2/models/demo/versions",
+           "/v2/models/demo/versions/1/x",
+           "/v2/models/demo/versions/1/infer/x",
+           "/v2/repository/index",
+           "/metrics/x",
+           "/admin",
+           "/admin/workers/1",
+           "/admin/other",
+           "/favicon.ico",
+           "?a=b",
+       }) {
+    const Route r = match_route("GET", target);
+    EXPECT_EQ(r.id, RouteId::not_found) << target << " -> " << r.label();
+    EXPECT_EQ(r.allow, "") << target;
+  }
+  // An unknown path is not_found whatever the method.
+  EXPECT_EQ(match_route("POST", "/nope").id, RouteId::not_found);
+  EXPECT_EQ(match_route("POST", "/v2/models/demo/explain").id, RouteId::not_found);
+}
+
+TEST(Router, TrailingAndRepeatedSlashesAreIgnored) {
+  // Empty path segments are skipped, so these match as if the slashes were not there.
+  expect_route("GET", "/v2/", RouteId::server_metadata);
+  expect_route("GET", "/metrics/", RouteId::metrics);
+  expect_route("GET", "/v2/health/live/", RouteId::health_live);
+  expect_route("POST", "/v2/models/demo/infer/", RouteId::infer, "demo");
+  expect_route("GET", "//v2//models//demo", RouteId::model_metadata, "demo");
+  expect_route("GET", "v2/health/ready", RouteId::health_ready);
+}
+
+TEST(Router, LabelValues) {
+  const std::pair<RouteId, const char*> labels[] = {
+      {RouteId::server_metadata, "server_metadata"},
+      {RouteId::health_live, "health_live"},
+      {RouteId::health_ready, "health_ready"},
+      {RouteId::model_metadata, "model_metadata"},
+      {RouteId::model_ready, "model_ready"},
+      {RouteId::infer, "infer"},
+      {RouteId::generate, "generate"},
+      {RouteId::metrics, "metrics"},
+      {RouteId::admin_workers, "admin_workers"},
+      {RouteId::method_not_allowed, "method_not_allowed"},
+      {RouteId::not_found, "not_found"},
+  };
+  for (const auto& [id, label] : labels) {
+    Route r;
+    r.id = id;
+    EXPECT_EQ(r.label(), label);
+  }
+  EXPECT_EQ(Route{}.id, RouteId::not_found);
+  // Labels do not depend on the model, so metrics stay bounded.
+  EXPECT_EQ(match_route("POST", "/v2/models/a/infer").label(),
+            match_route("POST", "/v2/models/b/infer").label());
+}
+
+}  // namespace
+}  // namespace respawn
