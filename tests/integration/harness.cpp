@@ -31,6 +31,13 @@ std::string model_path(const std::string& name) {
   return std::string(RESPAWN_MODELS_DIR) + "/" + name;
 }
 
+std::vector<std::string> fake_args(std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--worker-bin", bin_path("respawn-fake-worker"), "--model",
+                                   model_path("demo.pt")};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 namespace {
 
 void set_timeouts(tcp::socket& socket, int seconds) {

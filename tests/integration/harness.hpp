@@ -17,6 +17,8 @@ namespace respawn::test {
 
 std::string bin_path(const std::string& name);    // in the build's bin/
 std::string model_path(const std::string& name);  // in the source tree's models/
+// `serve` arguments that run the fake worker (no libtorch), plus `extra`.
+std::vector<std::string> fake_args(std::vector<std::string> extra = {});
 
 struct HttpResult {
   int status = 0;  // 0: no response (connection failed or closed)

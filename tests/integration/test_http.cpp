@@ -17,13 +17,6 @@ namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
 
-std::vector<std::string> fake_args(std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--worker-bin", bin_path("respawn-fake-worker"), "--model",
-                                   model_path("demo.pt")};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
-
 tcp::socket connect(asio::io_context& io, int port) {
   tcp::socket socket(io);
   socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));

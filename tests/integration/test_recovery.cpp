@@ -16,13 +16,6 @@ namespace {
 using nlohmann::json;
 using std::chrono::seconds;
 
-std::vector<std::string> fake_args(std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--worker-bin", bin_path("respawn-fake-worker"), "--model",
-                                   model_path("demo.pt")};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
-
 std::string prompt(const std::string& text) {
   return json{{"text_input", text}}.dump();
 }
