@@ -72,18 +72,22 @@ FrameHeader decode_header(const char* in) {
   return h;
 }
 
-std::string encode_frame(const Frame& frame) {
+std::string encode_frame(MessageType type, std::uint64_t request_id, std::string_view json,
+                         std::string_view binary) {
   FrameHeader header;
-  header.type = static_cast<std::uint16_t>(frame.type);
-  header.request_id = frame.request_id;
-  header.json_len = static_cast<std::uint32_t>(frame.json.size());
-  header.bin_len = static_cast<std::uint32_t>(frame.binary.size());
-  std::string out(kHeaderSize + frame.json.size() + frame.binary.size(), '\0');
+  header.type = static_cast<std::uint16_t>(type);
+  header.request_id = request_id;
+  header.json_len = static_cast<std::uint32_t>(json.size());
+  header.bin_len = static_cast<std::uint32_t>(binary.size());
+  std::string out(kHeaderSize + json.size() + binary.size(), '\0');
   encode_header(header, out.data());
-  std::memcpy(out.data() + kHeaderSize, frame.json.data(), frame.json.size());
-  std::memcpy(out.data() + kHeaderSize + frame.json.size(), frame.binary.data(),
-              frame.binary.size());
+  std::memcpy(out.data() + kHeaderSize, json.data(), json.size());
+  std::memcpy(out.data() + kHeaderSize + json.size(), binary.data(), binary.size());
   return out;
+}
+
+std::string encode_frame(const Frame& frame) {
+  return encode_frame(frame.type, frame.request_id, frame.json, frame.binary);
 }
 
 std::optional<Error> validate_header(const FrameHeader& h, std::size_t max_frame_bytes) {

@@ -7,6 +7,8 @@
 #include "respawn/proc_stats.hpp"
 #include "respawn/tensor_codec.hpp"
 
+#include <spdlog/spdlog.h>
+
 namespace respawn {
 namespace {
 
@@ -54,8 +56,9 @@ Result<std::vector<std::string>> requested_outputs(const json& body) {
   return names;
 }
 
-Result<json> infer_outputs(const ipc::Frame& frame, const std::vector<std::string>& wanted) {
-  auto tensors = parse_tensor_list(json_field(parse_json(frame.json), "outputs"), frame.binary);
+Result<json> infer_outputs(const json& meta, const std::string& blob,
+                           const std::vector<std::string>& wanted) {
+  auto tensors = parse_tensor_list(json_field(meta, "outputs"), blob);
   if (!tensors) {
     return make_error(ErrorKind::internal,
                       "the worker sent a malformed result: " + tensors.error().message);
@@ -70,10 +73,31 @@ Result<json> infer_outputs(const ipc::Frame& frame, const std::vector<std::strin
   }
   for (const auto& t : *tensors) {
     if (wanted.empty() || std::find(wanted.begin(), wanted.end(), t.name) != wanted.end()) {
-      outputs.push_back(tensor_to_kserve_json(t, frame.binary));
+      outputs.push_back(tensor_to_kserve_json(t, blob));
     }
   }
   return outputs;
+}
+
+// Which worker answered: smoke reports and debugging tie a result to a process.
+HttpResponse with_worker_pid(HttpResponse res, const json& result) {
+  res.set("X-Respawn-Worker-Pid", std::to_string(json_get<std::int64_t>(result, "pid", 0)));
+  return res;
+}
+
+bool query_flag(std::string_view target, std::string_view name) {
+  const auto q = target.find('?');
+  if (q == std::string_view::npos) return false;
+  for (auto rest = target.substr(q + 1); !rest.empty();) {
+    const auto amp = rest.find('&');
+    const auto pair = rest.substr(0, amp);
+    if (pair == name || pair == std::string(name) + "=1" || pair == std::string(name) + "=true") {
+      return true;
+    }
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return false;
 }
 
 }  // namespace
@@ -114,15 +138,12 @@ void Api::handle_route(const Route& route, const HttpRequest& request,
       return infer(request, std::move(respond));
     case RouteId::generate:
       return generate(request, std::move(respond));
-    case RouteId::admin_workers: {
-      if (!context.from_loopback) {
-        return respond(json_response(http::status::forbidden,
-                                     {{"error", "admin calls are only allowed from loopback"}}));
-      }
-      auto status = scheduler_.slot().status();
-      status["queue_depth"] = scheduler_.queued();
-      return respond(json_response(http::status::ok, status));
-    }
+    case RouteId::admin_workers:
+    case RouteId::admin_policy:
+    case RouteId::admin_recycle:
+    case RouteId::admin_fault:
+      if (auto refused = admin_refusal(request, context)) return respond(std::move(*refused));
+      return handle_admin(route, request, respond);
     case RouteId::method_not_allowed: {
       auto res = json_response(http::status::method_not_allowed,
                                {{"error", "method not allowed; use " + route.allow}});
@@ -142,15 +163,19 @@ HttpResponse Api::server_metadata() const {
 }
 
 HttpResponse Api::ready_response(bool model_route) const {
-  const bool ready = scheduler_.slot().ready();
+  const bool ready = scheduler_.accepting() && scheduler_.manager().ready();
   json body = {{"ready", ready}};
   if (model_route) body["name"] = options_.model_name;
-  if (!ready) body["state"] = to_string(scheduler_.slot().state());
+  if (!scheduler_.accepting()) body["state"] = "shutting_down";
+  if (!ready && scheduler_.accepting()) {
+    body["state"] = scheduler_.manager().status()["breaker"]["state"] == "open" ? "breaker_open"
+                                                                                : "worker_starting";
+  }
   return json_response(ready ? http::status::ok : http::status::service_unavailable, body);
 }
 
 HttpResponse Api::model_metadata() const {
-  const auto& info = scheduler_.slot().model_info();
+  const auto& info = scheduler_.manager().model_info();
   json body = {{"name", options_.model_name},
                {"versions", {kModelVersion}},
                {"platform", "pytorch_torchscript"},
@@ -165,8 +190,9 @@ HttpResponse Api::model_metadata() const {
 }
 
 HttpResponse Api::metrics() {
-  const auto status = scheduler_.slot().status();
-  metrics_.set_worker_rss(status.value("rss_bytes", std::uint64_t{0}));
+  const auto status = scheduler_.manager().status();
+  metrics_.set_worker_rss(json_get<std::uint64_t>(status, "rss_bytes", 0));
+  metrics_.set_worker_gpu(json_get<std::uint64_t>(status, "gpu_memory_bytes", 0));
   HttpResponse res{http::status::ok, 11};
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = metrics_.render();
@@ -188,6 +214,7 @@ void Api::infer(const HttpRequest& request, Respond respond) {
   if (!inputs) return respond(error_response(inputs.error()));
   json meta = {{"inputs", json::array()}};
   for (const auto& t : *inputs) meta["inputs"].push_back(to_json(t));
+  add_fault(request, meta);
   job.json = meta.dump();
   // Raw tensors can be several times larger than their JSON text ("1," is an 8-byte FP64).
   if (ipc::kHeaderSize + job.json.size() + job.binary.size() > ipc::kDefaultMaxFrameBytes) {
@@ -199,10 +226,11 @@ void Api::infer(const HttpRequest& request, Respond respond) {
   if (body->contains("id") && (*body)["id"].is_string()) reply["id"] = (*body)["id"];
   job.done = [respond, wanted = std::move(*wanted), reply](JobOutcome outcome) mutable {
     if (!outcome) return respond(error_response(outcome.error()));
-    auto outputs = infer_outputs(*outcome, wanted);
+    const auto meta = parse_json(outcome->json);
+    auto outputs = infer_outputs(meta, outcome->binary, wanted);
     if (!outputs) return respond(error_response(outputs.error()));
     reply["outputs"] = std::move(*outputs);
-    respond(json_response(http::status::ok, reply));
+    respond(with_worker_pid(json_response(http::status::ok, reply), meta));
   };
   submit(std::move(job), respond);
 }
@@ -218,7 +246,9 @@ void Api::generate(const HttpRequest& request, Respond respond) {
   if (!params) return respond(error_response(params.error()));
   Job job;
   job.type = ipc::MessageType::generate;
-  job.json = to_json(*params).dump();
+  auto ipc_request = to_json(*params);
+  add_fault(request, ipc_request);
+  job.json = ipc_request.dump();
   job.done = [respond, name = options_.model_name](JobOutcome outcome) {
     if (!outcome) return respond(error_response(outcome.error()));
     const auto r = parse_json(outcome->json);
@@ -228,18 +258,100 @@ void Api::generate(const HttpRequest& request, Respond respond) {
     }
     const int prompt = json_get(r, "prompt_tokens", 0);
     const int completion = json_get(r, "completion_tokens", 0);
-    respond(json_response(http::status::ok,
-                          {{"model_name", name},
-                           {"model_version", kModelVersion},
-                           {"text_output", r["text_output"]},
-                           {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
-                           {"seed", json_get<std::uint64_t>(r, "seed", 0)},
-                           {"usage",
-                            {{"prompt_tokens", prompt},
-                             {"completion_tokens", completion},
-                             {"total_tokens", prompt + completion}}}}));
+    respond(with_worker_pid(
+        json_response(http::status::ok,
+                      {{"model_name", name},
+                       {"model_version", kModelVersion},
+                       {"text_output", r["text_output"]},
+                       {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
+                       {"seed", json_get<std::uint64_t>(r, "seed", 0)},
+                       {"usage",
+                        {{"prompt_tokens", prompt},
+                         {"completion_tokens", completion},
+                         {"total_tokens", prompt + completion}}}}),
+        r));
   };
   submit(std::move(job), respond);
+}
+
+std::optional<HttpResponse> Api::admin_refusal(const HttpRequest& request,
+                                               const RequestContext& context) const {
+  if (!options_.admin_token.empty()) {
+    if (request[http::field::authorization] == "Bearer " + options_.admin_token) {
+      return std::nullopt;
+    }
+    auto res = json_response(http::status::unauthorized,
+                             {{"error", "admin calls need 'Authorization: Bearer <token>'"}});
+    res.set(http::field::www_authenticate, "Bearer");
+    return res;
+  }
+  if (context.from_loopback) return std::nullopt;
+  return json_response(http::status::forbidden,
+                       {{"error",
+                         "admin calls are only allowed from loopback (or set "
+                         "--admin-token)"}});
+}
+
+void Api::handle_admin(const Route& route, const HttpRequest& request, Respond& respond) {
+  auto& manager = scheduler_.manager();
+  switch (route.id) {
+    case RouteId::admin_workers: {
+      auto status = manager.status();
+      status["queue_depth"] = scheduler_.queued();
+      return respond(json_response(http::status::ok, status));
+    }
+    case RouteId::admin_policy:
+      if (request.method() == http::verb::patch) return respond(patch_policy(request));
+      return respond(json_response(http::status::ok, to_json(manager.policy())));
+    case RouteId::admin_recycle: {
+      const bool now = query_flag(request.target(), "now");
+      const auto pid = json_get<std::int64_t>(manager.status(), "pid", 0);
+      if (pid == 0) {
+        return respond(
+            error_response(make_error(ErrorKind::unavailable, "no worker is running to recycle")));
+      }
+      manager.recycle(now);
+      return respond(json_response(http::status::accepted,
+                                   {{"recycling", now ? "now" : "graceful"}, {"pid", pid}}));
+    }
+    case RouteId::admin_fault:
+      return respond(put_fault(request));
+    default:
+      break;
+  }
+  respond(error_response(make_error(ErrorKind::not_found, "no such admin route")));
+}
+
+HttpResponse Api::patch_policy(const HttpRequest& request) {
+  auto body = parse_body(request);
+  if (!body) return error_response(body.error());
+  auto& manager = scheduler_.manager();
+  auto updated = apply_json(manager.policy(), *body);
+  if (!updated) return error_response(updated.error());
+  manager.set_policy(*updated);
+  spdlog::info("policy changed by PATCH /admin/policy: {}", body->dump());
+  return json_response(http::status::ok, to_json(manager.policy()));
+}
+
+HttpResponse Api::put_fault(const HttpRequest& request) {
+  if (!options_.enable_fault_injection) {
+    return error_response(make_error(
+        ErrorKind::not_found, "fault injection is off (start with --enable-fault-injection)"));
+  }
+  auto body = parse_body(request);
+  if (!body) return error_response(body.error());
+  const auto& start = json_field(*body, "start");
+  if (!start.is_string() && !start.is_null()) {
+    return error_response(make_error(ErrorKind::bad_input, "'start' must be a string or null"));
+  }
+  scheduler_.manager().set_start_fault(start.is_string() ? start.get<std::string>() : "");
+  return json_response(http::status::ok, {{"start", scheduler_.manager().start_fault()}});
+}
+
+void Api::add_fault(const HttpRequest& request, json& ipc_request) const {
+  if (!options_.enable_fault_injection) return;
+  const auto fault = request["X-Respawn-Fault"];
+  if (!fault.empty()) ipc_request["fault"] = std::string(fault);
 }
 
 }  // namespace respawn

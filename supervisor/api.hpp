@@ -22,6 +22,13 @@ class Api {
  private:
   void handle_route(const Route& route, const HttpRequest& request, const RequestContext& context,
                     Respond& respond);
+  void handle_admin(const Route& route, const HttpRequest& request, Respond& respond);
+  std::optional<HttpResponse> admin_refusal(const HttpRequest& request,
+                                            const RequestContext& context) const;
+  HttpResponse patch_policy(const HttpRequest& request);
+  HttpResponse put_fault(const HttpRequest& request);
+  // The X-Respawn-Fault header, when fault injection is on: added to the IPC request.
+  void add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
   HttpResponse server_metadata() const;
   HttpResponse ready_response(bool model_route) const;
   HttpResponse model_metadata() const;

@@ -16,20 +16,19 @@ namespace {
 constexpr std::size_t kHeaderLimit = 16 * 1024;
 constexpr std::size_t kDrainLimit = 4u << 20;
 
-bool is_loopback(const tcp::endpoint& peer) {
-  const auto a = peer.address();
+}  // namespace
+
+bool is_loopback_peer(const asio::ip::address& a) {
   if (a.is_loopback()) return true;
   return a.is_v6() && a.to_v6().is_v4_mapped() &&
          asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
 }
 
-}  // namespace
-
 HttpSession::HttpSession(tcp::socket socket, Api& api, const ServeOptions& options)
     : stream_(std::move(socket)), api_(api), options_(options) {
   beast::error_code ec;
   const auto peer = stream_.socket().remote_endpoint(ec);
-  context_.from_loopback = !ec && is_loopback(peer);
+  context_.from_loopback = !ec && is_loopback_peer(peer.address());
   stream_.socket().set_option(tcp::no_delay(true), ec);
 }
 

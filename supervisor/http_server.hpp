@@ -13,6 +13,9 @@
 
 namespace respawn {
 
+// Whether a peer counts as local for the admin API (127/8, ::1, and v4-mapped 127/8).
+bool is_loopback_peer(const boost::asio::ip::address& address);
+
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(boost::asio::ip::tcp::socket socket, Api& api, const ServeOptions& options);

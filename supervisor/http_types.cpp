@@ -1,5 +1,7 @@
 #include "http_types.hpp"
 
+#include <algorithm>
+
 namespace respawn {
 
 http::status http_status(ErrorKind kind) {
@@ -33,7 +35,9 @@ HttpResponse json_response(http::status status, const nlohmann::json& body) {
 
 HttpResponse error_response(const Error& error) {
   auto res = json_response(http_status(error.kind), {{"error", error.message}});
-  if (error.kind == ErrorKind::unavailable) res.set(http::field::retry_after, "1");
+  if (error.kind == ErrorKind::unavailable) {
+    res.set(http::field::retry_after, std::to_string(std::max(1u, error.retry_after_s)));
+  }
   return res;
 }
 

@@ -32,8 +32,12 @@ void IpcChannel::read_more() {
 }
 
 void IpcChannel::send(const ipc::Frame& frame) {
+  send_raw(ipc::encode_frame(frame));
+}
+
+void IpcChannel::send_raw(std::string encoded) {
   if (!socket_.is_open()) return;
-  outbox_.push_back(ipc::encode_frame(frame));
+  outbox_.push_back(std::move(encoded));
   if (outbox_.size() == 1) write_next();
 }
 

@@ -23,7 +23,8 @@ class IpcChannel : public std::enable_shared_from_this<IpcChannel> {
 
   void start(FrameHandler on_frame, CloseHandler on_close);
   void send(const ipc::Frame& frame);
-  void close();  // no on_close call for a close we asked for
+  void send_raw(std::string encoded);  // an already encoded frame
+  void close();                        // no on_close call for a close we asked for
   bool open() const { return socket_.is_open(); }
 
  private:

@@ -1,9 +1,11 @@
 #pragma once
-// A request on its way to the worker: the IPC frame to send and the callback that receives
-// the worker's answer (or the error that replaced it). Exactly one call of `done` per job.
+// A request on its way to the worker: the IPC payload to send (kept until the request is
+// answered, so it can be replayed on a fresh worker) and the callback that receives the
+// worker's answer or the error that replaced it. `done` is called exactly once.
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "respawn/frame.hpp"
@@ -14,11 +16,14 @@ namespace respawn {
 using JobOutcome = Result<ipc::Frame>;
 
 struct Job {
+  std::uint64_t id = 0;  // assigned by the scheduler
   ipc::MessageType type = ipc::MessageType::infer;
   std::string json;
   std::string binary;
   std::function<void(JobOutcome)> done;
   std::chrono::steady_clock::time_point enqueued{};
+  unsigned failures = 0;  // worker failures this request was present at
+  unsigned replays = 0;   // times it was re-sent to a fresh worker
 };
 
 }  // namespace respawn

@@ -1,5 +1,7 @@
 #include "job_queue.hpp"
 
+#include <algorithm>
+
 namespace respawn {
 
 std::optional<Job> JobQueue::push(Job job) {
@@ -12,6 +14,19 @@ std::optional<Job> JobQueue::pop() {
   if (jobs_.empty()) return std::nullopt;
   Job job = std::move(jobs_.front());
   jobs_.pop_front();
+  return job;
+}
+
+void JobQueue::push_front(Job job) {
+  jobs_.push_front(std::move(job));
+}
+
+std::optional<Job> JobQueue::remove(std::uint64_t id) {
+  const auto it =
+      std::find_if(jobs_.begin(), jobs_.end(), [id](const Job& job) { return job.id == id; });
+  if (it == jobs_.end()) return std::nullopt;
+  Job job = std::move(*it);
+  jobs_.erase(it);
   return job;
 }
 

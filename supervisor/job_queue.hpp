@@ -17,6 +17,10 @@ class JobQueue {
   // Appends the job; hands it back untouched when the queue is full.
   std::optional<Job> push(Job job);
   std::optional<Job> pop();
+  // Puts a job back at the head (a replay), even past capacity: it was admitted already.
+  void push_front(Job job);
+  // Takes out the job with this id, if it is queued.
+  std::optional<Job> remove(std::uint64_t id);
   // Fails every queued job with `error` (shutdown) and empties the queue.
   void fail_all(const Error& error);
 

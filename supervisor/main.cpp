@@ -15,7 +15,8 @@
 #include "respawn/logging.hpp"
 #include "scheduler.hpp"
 #include "serve_options.hpp"
-#include "worker_slot.hpp"
+#include "smoke_runner.hpp"
+#include "worker_manager.hpp"
 
 namespace {
 
@@ -25,9 +26,19 @@ std::string exe_dir() {
   return ec ? std::string(".") : exe.parent_path().string();
 }
 
+// The running binary, for `smoke` to start `serve` from.
+std::string self_exe() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string("/proc/self/exe") : exe.string();
+}
+
 int usage(int code) {
-  (code == 0 ? std::cout : std::cerr) << "usage: respawn [serve] [options]\n\n"
-                                      << respawn::serve_help();
+  (code == 0 ? std::cout : std::cerr)
+      << "usage: respawn [serve] [options]\n"
+      << "       respawn smoke --suite FILE.jsonl [--restart-per-test] [--url URL]\n"
+      << "                     [--report-dir DIR] [-- SERVE_OPTIONS]  (respawn smoke --help)\n\n"
+      << respawn::serve_help();
   return code;
 }
 
@@ -49,8 +60,8 @@ int serve(respawn::ServeOptions options) {
   std::signal(SIGPIPE, SIG_IGN);
   boost::asio::io_context io(1);
   respawn::Metrics metrics;
-  auto slot = std::make_shared<respawn::WorkerSlot>(io, options, metrics);
-  respawn::Scheduler scheduler(options.max_queue, slot, metrics);
+  auto manager = std::make_shared<respawn::WorkerManager>(io, options, options.policy, metrics);
+  respawn::Scheduler scheduler(io, options.max_queue, manager, metrics);
   respawn::Api api(scheduler, metrics, options);
   auto server = std::make_shared<respawn::HttpServer>(io, api, options);
   auto bound = server->listen();
@@ -61,16 +72,21 @@ int serve(respawn::ServeOptions options) {
   std::printf("listening on http://%s:%u\n", url_host(options.host).c_str(), bound->port());
   std::fflush(stdout);
   spdlog::info("serving model '{}' from {}", options.model_name, options.model);
-  slot->start();
+  spdlog::info("policy: {}", respawn::to_json(options.policy).dump());
+  manager->start();
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int signal) {
     if (ec) return;
-    spdlog::info("signal {}: shutting down", signal);
-    server->stop();
-    scheduler.close(
-        respawn::make_error(respawn::ErrorKind::unavailable, "the server is shutting down"));
-    slot->stop([&io] { io.stop(); });
+    // Readiness turns 503 and new requests get 503 at once; the listener stays open so that
+    // clients hear that rather than a refused connection. Queued and in-flight requests
+    // finish, for up to drain_timeout_ms.
+    const auto drain = std::chrono::milliseconds(manager->policy().drain_timeout_ms);
+    spdlog::info("signal {}: draining for up to {} ms", signal, drain.count());
+    scheduler.drain(drain, [&io, server, manager] {
+      server->stop();
+      manager->stop([&io] { io.stop(); });
+    });
   });
   // Handlers validate untrusted input and must not throw; if one ever does, the connection it
   // served is dropped (its session is released) and the server goes on serving the rest.
@@ -94,12 +110,15 @@ int main(int argc, char** argv) {
   if (!args.empty() && (args[0] == "-h" || args[0] == "--help" || args[0] == "help")) {
     return usage(0);
   }
+  if (!args.empty() && args[0] == "smoke") {
+    return respawn::run_smoke({args.begin() + 1, args.end()}, self_exe());
+  }
   if (!args.empty() && args[0] == "serve") args.erase(args.begin());
   if (!args.empty() && args[0].rfind("-", 0) != 0) {
     std::cerr << "unknown command '" << args[0] << "'\n";
     return usage(2);
   }
-  auto options = respawn::parse_serve_options(args);
+  auto options = respawn::parse_serve_options(args, respawn::environment_map());
   if (!options) {
     std::cerr << options.error().message << "\n";
     return usage(2);

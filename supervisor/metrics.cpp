@@ -102,15 +102,31 @@ std::string Metrics::render() const {
   sample(out, "respawn_ready", "", ready_ ? 1 : 0);
   header(out, "respawn_worker_starts_total", "counter", "Worker processes spawned.");
   sample(out, "respawn_worker_starts_total", "", static_cast<double>(worker_starts_));
-  header(out, "respawn_worker_exits_total", "counter", "Worker processes that ended, by reason.");
-  for (const auto& [reason, n] : worker_exits_) {
-    sample(out, "respawn_worker_exits_total", "reason=\"" + reason + "\"", n);
+  header(out, "respawn_worker_recycles_total", "counter",
+         "Workers replaced, by reason (planned: max_requests, max_age, memory, operator; "
+         "unplanned: crash, hang, timeout, oom, cuda_error, protocol, load_failure).");
+  for (const auto& [reason, n] : recycles_) {
+    sample(out, "respawn_worker_recycles_total", "reason=\"" + reason + "\"", n);
   }
+  header(out, "respawn_requests_replayed_total", "counter",
+         "Requests re-sent to a fresh worker after a worker failure.");
+  sample(out, "respawn_requests_replayed_total", "", static_cast<double>(replayed_));
+  header(out, "respawn_requests_quarantined_total", "counter",
+         "Requests refused as poison after witnessing poison_threshold worker failures.");
+  sample(out, "respawn_requests_quarantined_total", "", static_cast<double>(quarantined_));
+  header(out, "respawn_requests_timed_out_total", "counter",
+         "Requests answered 504 because they passed request_timeout_ms.");
+  sample(out, "respawn_requests_timed_out_total", "", static_cast<double>(timed_out_));
+  header(out, "respawn_breaker_opened_total", "counter", "Times the crash-loop breaker opened.");
+  sample(out, "respawn_breaker_opened_total", "", static_cast<double>(breaker_opened_));
   header(out, "respawn_worker_time_to_ready_seconds", "histogram",
          "Time from spawning a worker to its ready frame.");
   time_to_ready_seconds_.render(out, "respawn_worker_time_to_ready_seconds", "");
   header(out, "respawn_worker_rss_bytes", "gauge", "Resident memory of the current worker.");
   sample(out, "respawn_worker_rss_bytes", "", static_cast<double>(worker_rss_));
+  header(out, "respawn_worker_gpu_memory_bytes", "gauge",
+         "GPU memory the current worker held after its last request (0 on cpu).");
+  sample(out, "respawn_worker_gpu_memory_bytes", "", static_cast<double>(worker_gpu_));
   return out;
 }
 

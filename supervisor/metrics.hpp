@@ -31,11 +31,16 @@ class Metrics {
   void on_queue_wait(double seconds);
   void on_inference(double seconds);
   void on_worker_start() { ++worker_starts_; }
-  void on_worker_exit(const std::string& reason) { ++worker_exits_[reason]; }
+  void on_recycle(const std::string& reason) { ++recycles_[reason]; }
+  void on_replayed() { ++replayed_; }
+  void on_quarantined() { ++quarantined_; }
+  void on_timed_out() { ++timed_out_; }
+  void on_breaker_open() { ++breaker_opened_; }
   void on_worker_ready(double seconds_since_spawn);
   void set_queue_depth(std::size_t n) { queue_depth_ = n; }
   void set_inflight(std::size_t n) { inflight_ = n; }
   void set_worker_rss(std::uint64_t bytes) { worker_rss_ = bytes; }
+  void set_worker_gpu(std::uint64_t bytes) { worker_gpu_ = bytes; }
   void set_ready(bool ready) { ready_ = ready; }
 
   std::string render() const;
@@ -43,7 +48,12 @@ class Metrics {
  private:
   std::map<std::pair<std::string, int>, std::uint64_t> requests_;
   std::map<std::string, Histogram> request_seconds_;
-  std::map<std::string, std::uint64_t> worker_exits_;
+  std::map<std::string, std::uint64_t> recycles_;
+  std::uint64_t replayed_ = 0;
+  std::uint64_t quarantined_ = 0;
+  std::uint64_t timed_out_ = 0;
+  std::uint64_t breaker_opened_ = 0;
+  std::uint64_t worker_gpu_ = 0;
   Histogram queue_seconds_;
   Histogram inference_seconds_;
   Histogram time_to_ready_seconds_;

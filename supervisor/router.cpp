@@ -60,6 +60,12 @@ std::string_view Route::label() const {
       return "metrics";
     case RouteId::admin_workers:
       return "admin_workers";
+    case RouteId::admin_policy:
+      return "admin_policy";
+    case RouteId::admin_recycle:
+      return "admin_recycle";
+    case RouteId::admin_fault:
+      return "admin_fault";
     case RouteId::method_not_allowed:
       return "method_not_allowed";
     case RouteId::not_found:
@@ -73,8 +79,14 @@ Route match_route(std::string_view method, std::string_view target) {
   const auto p = split_path(path);
   if (p.empty()) return {};
   if (p[0] == "metrics" && p.size() == 1) return with_method(RouteId::metrics, "GET", method);
-  if (p[0] == "admin" && p.size() == 2 && p[1] == "workers") {
-    return with_method(RouteId::admin_workers, "GET", method);
+  if (p[0] == "admin" && p.size() == 2) {
+    if (p[1] == "workers") return with_method(RouteId::admin_workers, "GET", method);
+    if (p[1] == "policy") {
+      if (method == "GET" || method == "PATCH") return Route{RouteId::admin_policy, {}, {}};
+      return Route{RouteId::method_not_allowed, {}, "GET, PATCH"};
+    }
+    if (p[1] == "recycle") return with_method(RouteId::admin_recycle, "POST", method);
+    if (p[1] == "fault") return with_method(RouteId::admin_fault, "PUT", method);
   }
   if (p[0] != "v2") return {};
   if (p.size() == 1) return with_method(RouteId::server_metadata, "GET", method);

@@ -16,6 +16,9 @@ enum class RouteId {
   generate,         // POST /v2/models/{m}[/versions/{v}]/generate
   metrics,          // GET /metrics
   admin_workers,    // GET /admin/workers
+  admin_policy,     // GET or PATCH /admin/policy
+  admin_recycle,    // POST /admin/recycle[?now=1]
+  admin_fault,      // PUT /admin/fault (with --enable-fault-injection)
   method_not_allowed,
   not_found,
 };

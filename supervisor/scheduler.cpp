@@ -1,21 +1,45 @@
 #include "scheduler.hpp"
 
+#include <boost/asio/post.hpp>
+
 namespace respawn {
 
-Scheduler::Scheduler(std::size_t max_queue, std::shared_ptr<WorkerSlot> slot, Metrics& metrics)
-    : queue_(max_queue), slot_(std::move(slot)), metrics_(metrics) {
-  slot_->on_idle([this] { dispatch(); });
+using std::chrono::milliseconds;
+
+Scheduler::Scheduler(boost::asio::io_context& io, std::size_t max_queue,
+                     std::shared_ptr<WorkerManager> manager, Metrics& metrics)
+    : io_(io), queue_(max_queue), manager_(std::move(manager)), metrics_(metrics) {
+  manager_->set_hooks({[this] { dispatch(); }, [this](Job job) { requeue_front(std::move(job)); },
+                       [this](const Error& error) { fail_queued(error); }});
 }
 
 std::optional<Error> Scheduler::submit(Job job) {
   if (closed_) return make_error(ErrorKind::unavailable, "the server is shutting down");
+  if (auto refused = manager_->refusal()) return refused;
+  const std::uint64_t id = next_id_++;
+  job.id = id;
   job.enqueued = std::chrono::steady_clock::now();
-  if (slot_->idle() && queue_.empty()) {
+  // Every answer passes here: the deadline is cancelled and a drain may be complete.
+  job.done = [this, id, done = std::move(job.done)](JobOutcome outcome) {
+    deadlines_.erase(id);
+    done(std::move(outcome));
+    check_drained();
+  };
+  const auto timeout = manager_->policy().request_timeout_ms;
+  if (timeout > 0) {
+    auto timer = std::make_unique<boost::asio::steady_timer>(io_, milliseconds(timeout));
+    timer->async_wait([this, id](const boost::system::error_code& ec) {
+      if (!ec) on_deadline(id);
+    });
+    deadlines_[id] = std::move(timer);
+  }
+  if (manager_->idle() && queue_.empty()) {
     metrics_.on_queue_wait(0);
-    slot_->run(std::move(job));
+    manager_->run(std::move(job));
     return std::nullopt;
   }
   if (queue_.push(std::move(job))) {
+    deadlines_.erase(id);
     return make_error(ErrorKind::unavailable,
                       "the queue is full (" + std::to_string(queue_.capacity()) + " waiting)");
   }
@@ -24,20 +48,58 @@ std::optional<Error> Scheduler::submit(Job job) {
 }
 
 void Scheduler::dispatch() {
-  while (slot_->idle()) {
+  while (manager_->idle()) {
     auto job = queue_.pop();
     if (!job) break;
     metrics_.set_queue_depth(queue_.size());
     metrics_.on_queue_wait(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - job->enqueued).count());
-    slot_->run(std::move(*job));
+    manager_->run(std::move(*job));
   }
 }
 
-void Scheduler::close(const Error& reason) {
-  closed_ = true;
-  queue_.fail_all(reason);
+// Called from inside the manager's failure handling: only queue here; the manager says when
+// a fresh worker is idle.
+void Scheduler::requeue_front(Job job) {
+  queue_.push_front(std::move(job));
+  metrics_.set_queue_depth(queue_.size());
+}
+
+void Scheduler::fail_queued(const Error& error) {
+  queue_.fail_all(error);
   metrics_.set_queue_depth(0);
+}
+
+void Scheduler::on_deadline(std::uint64_t id) {
+  const auto timeout = manager_->policy().request_timeout_ms;
+  metrics_.on_timed_out();
+  if (auto job = queue_.remove(id)) {
+    metrics_.set_queue_depth(queue_.size());
+    return job->done(make_error(ErrorKind::timeout, "the request waited in the queue past its " +
+                                                        std::to_string(timeout) + " ms deadline"));
+  }
+  manager_->expire(
+      id, make_error(ErrorKind::timeout, "the request ran past its " + std::to_string(timeout) +
+                                             " ms deadline; its worker was replaced"));
+}
+
+void Scheduler::drain(milliseconds timeout, std::function<void()> drained) {
+  closed_ = true;
+  drained_ = std::move(drained);
+  drain_timer_ = std::make_unique<boost::asio::steady_timer>(io_, timeout);
+  drain_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec || !drained_) return;
+    fail_queued(make_error(ErrorKind::unavailable, "the server shut down before serving this"));
+    boost::asio::post(io_, std::exchange(drained_, nullptr));
+  });
+  check_drained();
+}
+
+void Scheduler::check_drained() {
+  if (!closed_ || !drained_ || !queue_.empty() || manager_->busy()) return;
+  drain_timer_->cancel();
+  // Posted: this may run inside the manager's answer handling.
+  boost::asio::post(io_, std::exchange(drained_, nullptr));
 }
 
 }  // namespace respawn

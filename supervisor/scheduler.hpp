@@ -1,37 +1,55 @@
 #pragma once
 // Admits requests into the bounded queue and feeds them to the worker one at a time, in
-// arrival order. While no worker is ready, requests wait in the queue (a restart loses none of
-// them). Lives on the I/O thread (not thread-safe); the slot and Metrics must outlive it.
+// arrival order, with replays first. Enforces each request's deadline (request_timeout_ms,
+// queue included): a queued request past it is answered 504; one in flight is handed to the
+// WorkerManager, which kills the worker. While no worker is ready, requests wait (a restart
+// loses none of them); while the crash-loop breaker is open they are refused at once.
+// Lives on the I/O thread (not thread-safe); the manager and Metrics must outlive it.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 
 #include "job_queue.hpp"
 #include "metrics.hpp"
-#include "worker_slot.hpp"
+#include "worker_manager.hpp"
 
 namespace respawn {
 
 class Scheduler {
  public:
-  Scheduler(std::size_t max_queue, std::shared_ptr<WorkerSlot> slot, Metrics& metrics);
+  Scheduler(boost::asio::io_context& io, std::size_t max_queue,
+            std::shared_ptr<WorkerManager> manager, Metrics& metrics);
 
-  // Queues the job, or returns why not (503: queue full or shutting down). On success the
-  // job's `done` will be called exactly once.
+  // Queues the job, or returns why not (503: queue full, breaker open, shutting down). On
+  // success the job's `done` will be called exactly once.
   std::optional<Error> submit(Job job);
-  // Refuses new jobs and fails the queued ones; the one in flight finishes or fails with the
-  // worker.
-  void close(const Error& reason);
+  // Graceful shutdown: refuse new jobs, let queued and in-flight ones finish for up to
+  // `timeout`, fail what is left with 503, then call `drained`.
+  void drain(std::chrono::milliseconds timeout, std::function<void()> drained);
+  bool accepting() const { return !closed_; }
   std::size_t queued() const { return queue_.size(); }
-  WorkerSlot& slot() { return *slot_; }
-  const WorkerSlot& slot() const { return *slot_; }
+  WorkerManager& manager() { return *manager_; }
+  const WorkerManager& manager() const { return *manager_; }
 
  private:
   void dispatch();
+  void requeue_front(Job job);
+  void fail_queued(const Error& error);
+  void on_deadline(std::uint64_t id);
+  void check_drained();
 
+  boost::asio::io_context& io_;
   JobQueue queue_;
-  std::shared_ptr<WorkerSlot> slot_;
+  std::shared_ptr<WorkerManager> manager_;
   Metrics& metrics_;
+  std::map<std::uint64_t, std::unique_ptr<boost::asio::steady_timer>> deadlines_;
+  std::uint64_t next_id_ = 1;
   bool closed_ = false;
+  std::function<void()> drained_;
+  std::unique_ptr<boost::asio::steady_timer> drain_timer_;
 };
 
 }  // namespace respawn

@@ -1,10 +1,26 @@
 #include "serve_options.hpp"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <filesystem>
 
 namespace respawn {
 namespace {
+
+std::string dashed(std::string name) {
+  std::replace(name.begin(), name.end(), '_', '-');
+  return name;
+}
+
+// Every policy knob is a flag named after it (max_requests -> --max-requests). Values are
+// kept raw here and parsed by the policy table, like env and file values.
+void add_policy_flags(CLI::App& app, std::map<std::string, std::string>& raw) {
+  for (const auto& knob : policy_knobs()) {
+    auto* option = app.add_option("--" + dashed(std::string(knob.name)),
+                                  raw[std::string(knob.name)], std::string(knob.help));
+    if (knob.type == KnobType::boolean) option->expected(0, 1);  // bare --prestart-spare = on
+  }
+}
 
 void add_options(CLI::App& app, ServeOptions& o) {
   app.add_option("--model", o.model, "TorchScript model file (default: the bundled demo)");
@@ -27,26 +43,39 @@ void add_options(CLI::App& app, ServeOptions& o) {
       ->check(CLI::Range(100u, 3600000u));
   app.add_option("--worker-threads", o.worker_threads, "libtorch intra-op threads (0 = default)")
       ->check(CLI::Range(0, 1024));
-  app.add_option("--restart-backoff-ms", o.restart_backoff_ms, "first delay after a failed start");
-  app.add_option("--restart-backoff-max-ms", o.restart_backoff_max_ms, "longest restart delay");
+  app.add_option("--config", o.config_file, "TOML file with policy knobs (docs/policy.md)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--admin-token", o.admin_token,
+                 "require 'Authorization: Bearer TOKEN' on /admin calls (else loopback only)");
+  app.add_flag("--enable-fault-injection", o.enable_fault_injection,
+               "let X-Respawn-Fault and PUT /admin/fault make workers fail (tests, chaos)");
 }
 
 }  // namespace
 
-Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args) {
+Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args,
+                                         const std::map<std::string, std::string>& env) {
   ServeOptions options;
+  std::map<std::string, std::string> raw;
   CLI::App app{"respawn serve"};
   add_options(app, options);
+  add_policy_flags(app, raw);
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
   try {
     app.parse(reversed);
   } catch (const CLI::ParseError& e) {
     return make_error(ErrorKind::bad_input, e.what());
   }
-  if (options.restart_backoff_max_ms < options.restart_backoff_ms) {
-    return make_error(ErrorKind::bad_input,
-                      "--restart-backoff-max-ms must be at least --restart-backoff-ms");
+  std::map<std::string, std::string> flags;
+  for (const auto& knob : policy_knobs()) {
+    const std::string name(knob.name);
+    auto* option = app.get_option("--" + dashed(name));
+    if (option->count() == 0) continue;
+    flags[name] = raw[name].empty() && knob.type == KnobType::boolean ? "true" : raw[name];
   }
+  auto policy = resolve_policy(options.config_file, env, flags);
+  if (!policy) return policy.error();
+  options.policy = *policy;
   return options;
 }
 
@@ -63,8 +92,10 @@ void resolve_paths(ServeOptions& o, const std::string& exe_dir) {
 
 std::string serve_help() {
   ServeOptions options;
+  std::map<std::string, std::string> raw;
   CLI::App app{"respawn serve: serve one TorchScript model over HTTP"};
   add_options(app, options);
+  add_policy_flags(app, raw);
   return app.help();
 }
 

@@ -4,9 +4,11 @@
 // filled in. Pure functions over values; thread-safe.
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "respawn/policy.hpp"
 #include "respawn/result.hpp"
 
 namespace respawn {
@@ -24,12 +26,16 @@ struct ServeOptions {
   std::uint32_t header_timeout_ms = 30000;  // also the keep-alive idle limit
   std::uint32_t read_timeout_ms = 30000;    // the body, once the headers are in
   int worker_threads = 0;
-  std::uint32_t restart_backoff_ms = 100;
-  std::uint32_t restart_backoff_max_ms = 5000;
+  std::string config_file;  // TOML with policy knobs (docs/policy.md)
+  std::string admin_token;  // when set, admin calls need "Authorization: Bearer <token>"
+  bool enable_fault_injection = false;  // honour X-Respawn-Fault and PUT /admin/fault
+  Policy policy;                        // resolved: flag > env > file > default
 };
 
-// Parses the arguments that follow `serve`. Errors are bad_input with CLI11's message.
-Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args);
+// Parses the arguments that follow `serve` and resolves the policy from the flags, the
+// RESPAWN_<KNOB> variables in `env` and the --config file. Errors are bad_input.
+Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args,
+                                         const std::map<std::string, std::string>& env = {});
 
 // Fills model, model_name and worker_bin from the directory that holds the respawn binary.
 void resolve_paths(ServeOptions& options, const std::string& exe_dir);

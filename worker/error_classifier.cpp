@@ -27,7 +27,8 @@ WorkerError classify_failure(ExceptionFamily family, std::string_view message) {
   WorkerError e;
   e.message = first_line(message);
   if (family == ExceptionFamily::out_of_memory || contains(message, "out of memory") ||
-      contains(message, "CUBLAS_STATUS_ALLOC_FAILED")) {
+      contains(message, "CUBLAS_STATUS_ALLOC_FAILED") ||
+      contains(message, "can't allocate memory") || contains(message, "not enough memory")) {
     e.kind = WorkerErrorKind::oom;
     return e;  // recoverable: the allocation failed, nothing else did
   }

@@ -27,7 +27,8 @@ std::optional<std::size_t> stop_position(const std::string& text,
 }  // namespace
 
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
-                                                  const LogitsFn& logits, std::size_t max_context) {
+                                                  const LogitsFn& logits, std::size_t max_context,
+                                                  const TokenFn& on_token) {
   // An empty prompt still needs one token to condition on; a newline is a neutral start.
   const std::string prompt = request.prompt.empty() ? "\n" : request.prompt;
   std::vector<std::int64_t> ids(prompt.begin(), prompt.end());
@@ -48,6 +49,7 @@ Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request
     const int token = sample_token(*next, request.temperature, request.top_p, rng);
     ids.push_back(token);
     generated.push_back(static_cast<char>(token));
+    if (on_token) on_token(token);
     ++out.completion_tokens;
     if (auto at = stop_position(generated, request.stop)) {
       generated.resize(*at);

@@ -25,7 +25,11 @@ struct GenerateOutput {
   std::uint64_t seed = 0;  // the seed used, so a random run can be reproduced
 };
 
+// Called after every generated token: progress (and, to the supervisor, proof of life).
+using TokenFn = std::function<void(int token)>;
+
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
-                                                  const LogitsFn& logits, std::size_t max_context);
+                                                  const LogitsFn& logits, std::size_t max_context,
+                                                  const TokenFn& on_token = nullptr);
 
 }  // namespace respawn::worker

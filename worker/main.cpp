@@ -5,9 +5,13 @@
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <thread>
 
 #include "model_runner.hpp"
+#include "respawn/fault.hpp"
 #include "respawn/logging.hpp"
 #include "worker_server.hpp"
 
@@ -23,6 +27,10 @@ int main(int argc, char** argv) {
   app.add_option("--device", options.device, "auto | cuda | cpu")
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
   app.add_option("--threads", options.threads, "intra-op threads (0 = default)");
+  bool fault_injection = false;
+  std::string start_fault;
+  app.add_flag("--enable-fault-injection", fault_injection, "obey injected faults (tests)");
+  app.add_option("--fault", start_fault, "fail_load | crash_on_load | slow_load:MS");
   CLI11_PARSE(app, argc, argv);
 
   respawn::init_logging("worker");
@@ -31,6 +39,20 @@ int main(int argc, char** argv) {
   if (parent != 0 && ::getppid() != parent) return 1;  // it died before prctl took effect
   std::signal(SIGPIPE, SIG_IGN);
 
+  if (fault_injection && !start_fault.empty()) {
+    const auto fault = respawn::parse_fault(start_fault);
+    using Kind = respawn::Fault::Kind;
+    if (!fault || !respawn::is_start_fault(*fault)) {
+      spdlog::error("unknown start fault '{}'", start_fault);
+    } else if (fault->kind == Kind::fail_load) {
+      respawn::worker::report_load_failure(fd, "injected load failure");
+      return 2;
+    } else if (fault->kind == Kind::crash_on_load) {
+      std::abort();
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(fault->ms));
+    }
+  }
   std::unique_ptr<respawn::worker::ModelRunner> runner;
   try {
     runner = respawn::worker::ModelRunner::load(options);
@@ -42,5 +64,5 @@ int main(int argc, char** argv) {
   spdlog::info("ready: task={} device={} load_ms={:.0f}", runner->task(),
                runner->info()["device"].get<std::string>(),
                runner->info()["load_ms"].get<double>());
-  return respawn::worker::WorkerServer(fd, *runner).run();
+  return respawn::worker::WorkerServer(fd, *runner, fault_injection).run();
 }

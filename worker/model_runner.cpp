@@ -289,6 +289,16 @@ Result<TensorOutputs, WorkerError> ModelRunner::infer(const std::vector<TensorMe
   });
 }
 
+WorkerError ModelRunner::allocate_too_much() {
+  auto outcome = guarded<bool>([&]() -> Result<bool, WorkerError> {
+    const auto huge =
+        torch::empty({std::int64_t{1} << 50}, torch::dtype(torch::kUInt8).device(impl_->device));
+    return huge.numel() > 0;
+  });
+  if (!outcome) return outcome.error();
+  return WorkerError{WorkerErrorKind::internal, "a 1 PiB allocation unexpectedly succeeded", true};
+}
+
 Result<std::vector<float>, WorkerError> ModelRunner::next_token_logits(
     const std::vector<std::int64_t>& ids) {
   return guarded<std::vector<float>>([&]() -> Result<std::vector<float>, WorkerError> {

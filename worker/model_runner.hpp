@@ -42,6 +42,9 @@ class ModelRunner {
 
   Result<TensorOutputs, WorkerError> infer(const std::vector<TensorMeta>& inputs,
                                            std::string_view blob);
+  // Tries an allocation no device can satisfy and returns how that failure classifies (for
+  // fault injection: a real allocator failure, not a simulated one).
+  WorkerError allocate_too_much();
   // Logits of the token after ids (one sequence), as floats on the host.
   Result<std::vector<float>, WorkerError> next_token_logits(const std::vector<std::int64_t>& ids);
 

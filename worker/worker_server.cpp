@@ -4,8 +4,12 @@
 
 #include <spdlog/spdlog.h>
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 
 #include "generator.hpp"
+#include "respawn/fault.hpp"
 #include "respawn/generate_request.hpp"
 #include "respawn/proc_stats.hpp"
 
@@ -60,13 +64,23 @@ void WorkerServer::send_error(std::uint64_t id, const WorkerError& error) {
   send({ipc::MessageType::error, id, to_json(error).dump(), {}});
 }
 
+void WorkerServer::send_result(std::uint64_t id, nlohmann::json reply, std::string binary) {
+  reply["pid"] = ::getpid();
+  reply["rss_bytes"] = rss_bytes(0);
+  send({ipc::MessageType::result, id, reply.dump(), std::move(binary)});
+}
+
 bool WorkerServer::handle(const ipc::Frame& frame) {
+  const auto request = nlohmann::json::parse(frame.json, nullptr, false);
   switch (frame.type) {
     case ipc::MessageType::infer:
-      handle_infer(frame);
-      break;
     case ipc::MessageType::generate:
-      handle_generate(frame);
+      if (inject_fault(frame.request_id, request)) break;
+      if (frame.type == ipc::MessageType::infer) {
+        handle_infer(frame, request);
+      } else {
+        handle_generate(frame, request);
+      }
       break;
     case ipc::MessageType::shutdown:
       return false;
@@ -80,42 +94,78 @@ bool WorkerServer::handle(const ipc::Frame& frame) {
   return healthy_;
 }
 
-void WorkerServer::handle_infer(const ipc::Frame& frame) {
-  const auto meta = nlohmann::json::parse(frame.json, nullptr, false);
+bool WorkerServer::inject_fault(std::uint64_t id, const nlohmann::json& request) {
+  if (!fault_injection_ || !request.is_object() || !request.contains("fault")) return false;
+  const auto fault = parse_fault(request["fault"].is_string() ? request["fault"].get<std::string>()
+                                                              : std::string());
+  if (!fault || is_start_fault(*fault)) {
+    send_error(id, {WorkerErrorKind::bad_input, "unknown fault " + request["fault"].dump(), true});
+    return true;
+  }
+  spdlog::warn("injected fault for request {}: {}", id, request["fault"].dump());
+  switch (fault->kind) {
+    case Fault::Kind::crash:
+      std::abort();
+    case Fault::Kind::hang:
+      while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+    case Fault::Kind::oom:
+      send_error(id, runner_.allocate_too_much());
+      return true;
+    case Fault::Kind::oom_fatal:
+      send_error(id, {WorkerErrorKind::oom, "injected: out of memory, state lost", false});
+      return true;
+    case Fault::Kind::cuda_error:
+      send_error(id, {WorkerErrorKind::cuda_error,
+                      "injected: an illegal memory access was encountered", false});
+      return true;
+    case Fault::Kind::malformed:
+      write_all(fd_, std::string(64, '\x5a'));
+      return true;
+    case Fault::Kind::slow:
+      std::this_thread::sleep_for(std::chrono::milliseconds(fault->ms));
+      return false;
+    default:
+      return false;
+  }
+}
+
+void WorkerServer::handle_infer(const ipc::Frame& frame, const nlohmann::json& request) {
   auto inputs = parse_tensor_list(
-      meta.is_object() ? meta.value("inputs", nlohmann::json()) : nlohmann::json(), frame.binary);
+      request.is_object() ? request.value("inputs", nlohmann::json()) : nlohmann::json(),
+      frame.binary);
   if (!inputs) {
     return send_error(frame.request_id, {WorkerErrorKind::bad_input, inputs.error().message, true});
   }
   auto out = runner_.infer(*inputs, frame.binary);
   if (!out) return send_error(frame.request_id, out.error());
-  nlohmann::json reply = {{"outputs", nlohmann::json::array()}, {"rss_bytes", rss_bytes(0)}};
+  nlohmann::json reply = {{"outputs", nlohmann::json::array()}};
   for (const auto& t : out->tensors) reply["outputs"].push_back(to_json(t));
-  send({ipc::MessageType::result, frame.request_id, reply.dump(), std::move(out->blob)});
+  send_result(frame.request_id, std::move(reply), std::move(out->blob));
 }
 
-void WorkerServer::handle_generate(const ipc::Frame& frame) {
+void WorkerServer::handle_generate(const ipc::Frame& frame, const nlohmann::json& request) {
   if (runner_.task() != "generate") {
     return send_error(frame.request_id,
                       {WorkerErrorKind::bad_input, "this model's task is not generate", true});
   }
-  auto request = generate_request_from_json(nlohmann::json::parse(frame.json, nullptr, false));
-  if (!request) {
-    return send_error(frame.request_id,
-                      {WorkerErrorKind::bad_input, request.error().message, true});
+  auto params = generate_request_from_json(request);
+  if (!params) {
+    return send_error(frame.request_id, {WorkerErrorKind::bad_input, params.error().message, true});
   }
   const auto logits = [this](const std::vector<std::int64_t>& ids) {
     return runner_.next_token_logits(ids);
   };
-  auto out = generate_text(*request, logits, runner_.max_context());
+  // A token frame per step: progress for the supervisor's hang detection.
+  const auto on_token = [this, id = frame.request_id](int token) {
+    send({ipc::MessageType::token, id, nlohmann::json{{"token", token}}.dump(), {}});
+  };
+  auto out = generate_text(*params, logits, runner_.max_context(), on_token);
   if (!out) return send_error(frame.request_id, out.error());
-  const nlohmann::json reply = {{"text_output", out->text},
-                                {"finish_reason", out->finish_reason},
-                                {"prompt_tokens", out->prompt_tokens},
-                                {"completion_tokens", out->completion_tokens},
-                                {"seed", out->seed},
-                                {"rss_bytes", rss_bytes(0)}};
-  send({ipc::MessageType::result, frame.request_id, reply.dump(), {}});
+  send_result(frame.request_id, {{"text_output", out->text},
+                                 {"finish_reason", out->finish_reason},
+                                 {"prompt_tokens", out->prompt_tokens},
+                                 {"completion_tokens", out->completion_tokens},
+                                 {"seed", out->seed}});
 }
 
 }  // namespace respawn::worker

@@ -9,20 +9,26 @@ namespace respawn::worker {
 
 class WorkerServer {
  public:
-  WorkerServer(int fd, ModelRunner& runner) : fd_(fd), runner_(runner) {}
+  // With fault_injection, a request's "fault" field is obeyed (see fault.hpp).
+  WorkerServer(int fd, ModelRunner& runner, bool fault_injection)
+      : fd_(fd), runner_(runner), fault_injection_(fault_injection) {}
   // Returns the process exit code: 0 on a clean end, non-zero when the stream broke.
   int run();
 
  private:
   bool send(const ipc::Frame& frame);
   bool handle(const ipc::Frame& frame);  // false when the worker must stop
-  void handle_infer(const ipc::Frame& frame);
-  void handle_generate(const ipc::Frame& frame);
+  void handle_infer(const ipc::Frame& frame, const nlohmann::json& request);
+  void handle_generate(const ipc::Frame& frame, const nlohmann::json& request);
+  // Acts out the request's injected fault; true when the request is answered already.
+  bool inject_fault(std::uint64_t id, const nlohmann::json& request);
+  void send_result(std::uint64_t id, nlohmann::json reply, std::string binary = {});
   void send_error(std::uint64_t id, const WorkerError& error);
 
   int fd_;
   ModelRunner& runner_;
   ipc::FrameDecoder decoder_;
+  bool fault_injection_;
   bool healthy_ = true;
 };
 

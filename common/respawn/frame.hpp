@@ -53,6 +53,8 @@ struct FrameHeader {
 
 // Serializes a frame; the caller is responsible for the size limit on the receiving side.
 std::string encode_frame(const Frame& frame);
+std::string encode_frame(MessageType type, std::uint64_t request_id, std::string_view json,
+                         std::string_view binary);
 void encode_header(const FrameHeader& header, char* out);  // writes kHeaderSize bytes
 FrameHeader decode_header(const char* in);                 // reads kHeaderSize bytes, no checks
 

@@ -23,6 +23,7 @@ std::string_view to_string(ErrorKind kind);
 struct Error {
   ErrorKind kind = ErrorKind::internal;
   std::string message;
+  unsigned retry_after_s = 0;  // for unavailable: when to try again (0 = the default, 1 s)
 };
 
 // Either a T or an E. Deliberately small: construct from either, test with ok().
@@ -47,7 +48,7 @@ class Result {
 };
 
 inline Error make_error(ErrorKind kind, std::string message) {
-  return Error{kind, std::move(message)};
+  return Error{kind, std::move(message), 0};
 }
 
 inline std::string_view to_string(ErrorKind kind) {

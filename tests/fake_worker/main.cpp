@@ -5,7 +5,8 @@
 // exits). RESPAWN_FAKE_LOAD_MS delays the ready frame. A generate request's prompt steers it:
 //   "sleep:N"  answer after N ms          "crash"  exit(1) without answering
 //   "garbage"  write bytes that are not a frame    anything else: echo the prompt back
-// Infer requests echo their input tensors as outputs.
+// Infer requests echo their input tensors as outputs. The injected faults of the real worker
+// (a request's "fault", --fault at start; see common/respawn/fault.hpp) work the same way.
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "respawn/fault.hpp"
 #include "respawn/frame.hpp"
 
 namespace {
@@ -44,8 +46,48 @@ std::string env_or(const char* name, const char* fallback) {
   return v ? v : fallback;
 }
 
+void send_error(int fd, std::uint64_t id, const char* kind, const char* message, bool healthy) {
+  const nlohmann::json error = {{"kind", kind}, {"message", message}, {"healthy", healthy}};
+  send(fd, {MessageType::error, id, error.dump(), {}});
+}
+
+// Acts out an injected fault; true when the request is answered (or never will be).
+bool inject(int fd, const Frame& frame, const nlohmann::json& request) {
+  if (!request.is_object() || !request.contains("fault") || !request["fault"].is_string()) {
+    return false;
+  }
+  const auto fault = respawn::parse_fault(request["fault"].get<std::string>());
+  if (!fault) return false;
+  using Kind = respawn::Fault::Kind;
+  switch (fault->kind) {
+    case Kind::crash:
+      std::abort();
+    case Kind::hang:
+      while (true) std::this_thread::sleep_for(std::chrono::hours(1));
+    case Kind::oom:
+      send_error(fd, frame.request_id, "oom", "fake: out of memory", true);
+      break;
+    case Kind::oom_fatal:
+      send_error(fd, frame.request_id, "oom", "fake: fatal OOM", false);
+      break;
+    case Kind::cuda_error:
+      send_error(fd, frame.request_id, "cuda_error", "fake: illegal memory access", false);
+      break;
+    case Kind::malformed:
+      write_all(fd, std::string(64, '\x5a'));
+      break;
+    case Kind::slow:
+      std::this_thread::sleep_for(std::chrono::milliseconds(fault->ms));
+      return false;
+    default:
+      return false;
+  }
+  return true;
+}
+
 void answer_generate(int fd, const Frame& frame) {
   const auto request = nlohmann::json::parse(frame.json, nullptr, false);
+  if (inject(fd, frame, request)) return;
   const std::string prompt = request.is_object() ? request.value("prompt", "") : "";
   if (prompt.rfind("sleep:", 0) == 0) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(prompt.c_str() + 6)));
@@ -59,13 +101,16 @@ void answer_generate(int fd, const Frame& frame) {
                                 {"finish_reason", "length"},
                                 {"prompt_tokens", prompt.size()},
                                 {"completion_tokens", prompt.size()},
-                                {"seed", 0}};
+                                {"seed", 0},
+                                {"pid", ::getpid()}};
   send(fd, {MessageType::result, frame.request_id, reply.dump(), {}});
 }
 
 void answer_infer(int fd, const Frame& frame) {
   auto request = nlohmann::json::parse(frame.json, nullptr, false);
-  const nlohmann::json reply = {{"outputs", request.value("inputs", nlohmann::json::array())}};
+  if (inject(fd, frame, request)) return;
+  const nlohmann::json reply = {{"outputs", request.value("inputs", nlohmann::json::array())},
+                                {"pid", ::getpid()}};
   send(fd, {MessageType::result, frame.request_id, reply.dump(), frame.binary});
 }
 
@@ -73,15 +118,21 @@ void answer_infer(int fd, const Frame& frame) {
 
 int main(int argc, char** argv) {
   int fd = -1;
+  std::string start_fault;
   for (int i = 1; i + 1 < argc; ++i) {
     if (std::strcmp(argv[i], "--ipc-fd") == 0) fd = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--fault") == 0) start_fault = argv[i + 1];
   }
   if (fd < 0) return 64;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   std::signal(SIGPIPE, SIG_IGN);
   std::this_thread::sleep_for(
       std::chrono::milliseconds(std::atoi(env_or("RESPAWN_FAKE_LOAD_MS", "0").c_str())));
-  if (env_or("RESPAWN_FAKE_MODE", "echo") == "fail-load") {
+  if (start_fault.rfind("slow_load:", 0) == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(start_fault.c_str() + 10)));
+  }
+  if (start_fault == "crash_on_load") std::abort();
+  if (env_or("RESPAWN_FAKE_MODE", "echo") == "fail-load" || start_fault == "fail_load") {
     const nlohmann::json error = {
         {"kind", "internal"}, {"message", "fake load failure"}, {"healthy", false}};
     send(fd, {MessageType::error, 0, error.dump(), {}});

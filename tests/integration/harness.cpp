@@ -54,7 +54,8 @@ std::string lower(std::string s) {
 }  // namespace
 
 HttpResult http_request(int port, const std::string& method, const std::string& target,
-                        const std::string& body) {
+                        const std::string& body,
+                        const std::map<std::string, std::string>& headers) {
   HttpResult result;
   try {
     asio::io_context io;
@@ -65,6 +66,7 @@ HttpResult http_request(int port, const std::string& method, const std::string& 
     req.set(http::field::host, "127.0.0.1");
     req.set(http::field::connection, "close");
     if (!body.empty()) req.set(http::field::content_type, "application/json");
+    for (const auto& [name, value] : headers) req.set(name, value);
     req.body() = body;
     req.prepare_payload();
     http::write(socket, req);

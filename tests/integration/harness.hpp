@@ -28,7 +28,8 @@ struct HttpResult {
 };
 
 HttpResult http_request(int port, const std::string& method, const std::string& target,
-                        const std::string& body = "");
+                        const std::string& body = "",
+                        const std::map<std::string, std::string>& headers = {});
 // Sends raw bytes and reads until the server closes (or 10 s pass); parses the status line.
 HttpResult raw_request(int port, const std::string& bytes);
 
@@ -50,8 +51,9 @@ class Server {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   HttpResult get(const std::string& target) const { return http_request(port_, "GET", target); }
-  HttpResult post(const std::string& target, const std::string& body) const {
-    return http_request(port_, "POST", target, body);
+  HttpResult post(const std::string& target, const std::string& body,
+                  const std::map<std::string, std::string>& headers = {}) const {
+    return http_request(port_, "POST", target, body, headers);
   }
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(60)) const;
   nlohmann::json workers() const;  // GET /admin/workers

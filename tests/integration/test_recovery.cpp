@@ -40,28 +40,30 @@ TEST(Recovery, AfterSigkillOfTheWorkerTheServerServesAgain) {
                                json{{"text_input", "Hello"}, {"max_tokens", 8}}.dump());
   EXPECT_EQ(res.status, 200) << res.body;
   EXPECT_EQ(server.workers()["workers_started"], 2);
-  EXPECT_EQ(server.workers()["last_exit_reason"], "crash");
-  EXPECT_EQ(server.metric(R"(respawn_worker_exits_total{reason="crash"})"), 1);
+  EXPECT_EQ(server.workers()["last_recycle_reason"], "crash");
+  EXPECT_EQ(server.metric(R"(respawn_worker_recycles_total{reason="crash"})"), 1);
 }
 
-TEST(Recovery, WorkerKilledUnderARequestGives502ThenRecovers) {
+TEST(Recovery, ARequestCaughtInASigkilledWorkerIsReplayedOnAFreshOne) {
   Server server({"--model", model_path("demo.pt")});
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const pid_t old_pid = server.worker_pid();
   const int port = server.port();
   auto long_request = std::async(std::launch::async, [port] {
     return http_request(port, "POST", "/v2/models/demo/generate",
-                        json{{"text_input", "The"}, {"max_tokens", 4000}}.dump());
+                        json{{"text_input", "The"}, {"max_tokens", 400}}.dump());
   });
   ASSERT_TRUE(
       wait_until([&] { return server.metric("respawn_requests_inflight") == 1; }, seconds(10)));
   ::kill(old_pid, SIGKILL);
-  const auto failed = long_request.get();
-  EXPECT_EQ(failed.status, 502) << failed.body;
-  EXPECT_NE(failed.json().value("error", "").find("worker died"), std::string::npos);
-  ASSERT_TRUE(server.wait_ready()) << server.log();
-  EXPECT_NE(server.worker_pid(), old_pid);
-  EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("Hi")).status, 200);
+  const auto replayed = long_request.get();
+  EXPECT_EQ(replayed.status, 200) << replayed.body;
+  EXPECT_EQ(replayed.json()["usage"]["completion_tokens"], 400);
+  ASSERT_EQ(replayed.headers.count("x-respawn-worker-pid"), 1u);
+  EXPECT_NE(replayed.headers.at("x-respawn-worker-pid"), std::to_string(old_pid));
+  EXPECT_TRUE(process_gone(old_pid));
+  EXPECT_EQ(server.metric("respawn_requests_replayed_total"), 1);
+  EXPECT_EQ(server.metric(R"(respawn_worker_recycles_total{reason="crash"})"), 1);
 }
 
 TEST(Recovery, SigtermStopsTheServerAndItsWorker) {
@@ -97,28 +99,33 @@ TEST(FakeWorker, EchoesThroughTheRealProtocol) {
   EXPECT_EQ(echoed.json()["outputs"][0]["data"], json({7, -8}));
 }
 
-TEST(FakeWorker, CrashUnderARequestGives502AndAFreshWorker) {
+// The request crashes its worker, is replayed, crashes the fresh one too: poison.
+TEST(FakeWorker, ARequestThatCrashesTwoWorkersIsQuarantined) {
   Server server(fake_args());
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const pid_t old_pid = server.worker_pid();
   const auto res = server.post("/v2/models/demo/generate", prompt("crash"));
   EXPECT_EQ(res.status, 502) << res.body;
+  EXPECT_NE(res.json().value("error", "").find("quarantined"), std::string::npos) << res.body;
   EXPECT_TRUE(wait_until([&] { return process_gone(old_pid); }, seconds(5)));
   ASSERT_TRUE(server.wait_ready(seconds(10)));
   EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("after")).json()["text_output"],
             "after");
-  EXPECT_EQ(server.metric(R"(respawn_worker_exits_total{reason="crash"})"), 1);
+  EXPECT_EQ(server.metric(R"(respawn_worker_recycles_total{reason="crash"})"), 2);
+  EXPECT_EQ(server.metric("respawn_requests_replayed_total"), 1);
+  EXPECT_EQ(server.metric("respawn_requests_quarantined_total"), 1);
 }
 
 TEST(FakeWorker, AMalformedFrameKillsTheWorkerNotTheSupervisor) {
-  Server server(fake_args());
+  Server server(fake_args({"--replay-limit", "0"}));
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const pid_t old_pid = server.worker_pid();
+  // With replay off, the client gets the failure at once.
   const auto res = server.post("/v2/models/demo/generate", prompt("garbage"));
   EXPECT_EQ(res.status, 502) << res.body;
   EXPECT_TRUE(wait_until([&] { return process_gone(old_pid); }, seconds(5)));
   ASSERT_TRUE(server.wait_ready(seconds(10)));
-  EXPECT_EQ(server.metric(R"(respawn_worker_exits_total{reason="protocol"})"), 1);
+  EXPECT_EQ(server.metric(R"(respawn_worker_recycles_total{reason="protocol"})"), 1);
   EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("ok")).status, 200);
 }
 
@@ -126,7 +133,7 @@ TEST(FakeWorker, LoadFailuresKeepReadinessOffAndBackOff) {
   Server server(fake_args({"--restart-backoff-ms", "50", "--restart-backoff-max-ms", "400"}),
                 {{"RESPAWN_FAKE_MODE", "fail-load"}});
   ASSERT_TRUE(wait_until(
-      [&] { return server.metric(R"(respawn_worker_exits_total{reason="load_failure"})") >= 3; },
+      [&] { return server.metric(R"(respawn_worker_recycles_total{reason="load_failure"})") >= 3; },
       seconds(10)))
       << server.log();
   const auto ready = server.get("/v2/health/ready");

@@ -67,7 +67,7 @@ TEST(Metrics, HelpAndTypeLines) {
       {"respawn_requests_inflight", "gauge"},
       {"respawn_ready", "gauge"},
       {"respawn_worker_starts_total", "counter"},
-      {"respawn_worker_exits_total", "counter"},
+      {"respawn_worker_recycles_total", "counter"},
       {"respawn_worker_time_to_ready_seconds", "histogram"},
       {"respawn_worker_rss_bytes", "gauge"},
   };
@@ -161,13 +161,13 @@ TEST(Metrics, WorkerExitsByReason) {
   m.on_worker_start();
   m.on_worker_start();
   m.on_worker_start();
-  m.on_worker_exit("crash");
-  m.on_worker_exit("oom_kill");
-  m.on_worker_exit("crash");
+  m.on_recycle("crash");
+  m.on_recycle("oom_kill");
+  m.on_recycle("crash");
   const std::string text = m.render();
   EXPECT_TRUE(has_line(text, "respawn_worker_starts_total 3"));
-  EXPECT_TRUE(has_line(text, R"(respawn_worker_exits_total{reason="crash"} 2)")) << text;
-  EXPECT_TRUE(has_line(text, R"(respawn_worker_exits_total{reason="oom_kill"} 1)"));
+  EXPECT_TRUE(has_line(text, R"(respawn_worker_recycles_total{reason="crash"} 2)")) << text;
+  EXPECT_TRUE(has_line(text, R"(respawn_worker_recycles_total{reason="oom_kill"} 1)"));
 }
 
 TEST(Metrics, Gauges) {

@@ -37,8 +37,8 @@ TEST(ServeOptions, Defaults) {
   EXPECT_EQ(o.max_body_bytes, std::size_t{64} << 20);
   EXPECT_EQ(o.read_timeout_ms, 30000u);
   EXPECT_EQ(o.worker_threads, 0);
-  EXPECT_EQ(o.restart_backoff_ms, 100u);
-  EXPECT_EQ(o.restart_backoff_max_ms, 5000u);
+  EXPECT_EQ(o.policy.restart_backoff_ms, 100u);
+  EXPECT_EQ(o.policy.restart_backoff_max_ms, 5000u);
 }
 
 TEST(ServeOptions, AllFlagsParsed) {
@@ -83,8 +83,8 @@ TEST(ServeOptions, AllFlagsParsed) {
   EXPECT_EQ(o.max_body_bytes, 1024u);
   EXPECT_EQ(o.read_timeout_ms, 250u);
   EXPECT_EQ(o.worker_threads, 4);
-  EXPECT_EQ(o.restart_backoff_ms, 50u);
-  EXPECT_EQ(o.restart_backoff_max_ms, 800u);
+  EXPECT_EQ(o.policy.restart_backoff_ms, 50u);
+  EXPECT_EQ(o.policy.restart_backoff_max_ms, 800u);
 }
 
 TEST(ServeOptions, EqualsFormAndOtherChoices) {
@@ -121,12 +121,12 @@ TEST(ServeOptions, UnknownFlagsAndExtraArguments) {
 
 TEST(ServeOptions, BackoffMaxBelowBaseIsRejected) {
   expect_rejected({"--restart-backoff-ms", "1000", "--restart-backoff-max-ms", "999"},
-                  "--restart-backoff-max-ms");
+                  "restart_backoff_max_ms");
   expect_rejected({"--restart-backoff-ms", "6000"});  // above the default max of 5000
   auto equal =
       parse_serve_options({"--restart-backoff-ms", "1000", "--restart-backoff-max-ms", "1000"});
   ASSERT_TRUE(equal.ok()) << equal.error().message;
-  EXPECT_EQ(equal->restart_backoff_max_ms, 1000u);
+  EXPECT_EQ(equal->policy.restart_backoff_max_ms, 1000u);
 }
 
 TEST(ServeOptions, ResolvePathsFillsDefaults) {

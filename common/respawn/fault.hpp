@@ -1,0 +1,33 @@
+#pragma once
+// Fault injection for tests and chaos runs: what a worker started with
+// --enable-fault-injection does when a request carries "fault" or it is started with --fault.
+// Per request: crash | hang | oom | oom_fatal | cuda_error | malformed | slow:MS.
+// At start:    fail_load | crash_on_load | slow_load:MS.
+// Parsing is pure and torch-free; thread-safe.
+#include <optional>
+#include <string_view>
+
+namespace respawn {
+
+struct Fault {
+  enum class Kind {
+    crash,       // abort() mid-request
+    hang,        // stop answering and sending frames, forever
+    oom,         // a real allocation failure (recoverable: the worker stays)
+    oom_fatal,   // report an OOM and declare the worker unhealthy
+    cuda_error,  // report a sticky CUDA error (unhealthy)
+    malformed,   // write bytes that are not a frame
+    slow,        // sleep `ms` before serving normally
+    fail_load,   // start: report a load failure and exit
+    crash_on_load,
+    slow_load,  // start: sleep `ms` before loading
+  };
+  Kind kind;
+  unsigned ms = 0;
+};
+
+// nullopt for an unknown spec.
+std::optional<Fault> parse_fault(std::string_view spec);
+bool is_start_fault(const Fault& fault);
+
+}  // namespace respawn

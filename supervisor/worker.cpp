@@ -1,0 +1,264 @@
+#include "worker.hpp"
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <cstring>
+
+#include "respawn/json_util.hpp"
+#include "respawn/proc_stats.hpp"
+#include "respawn/worker_error.hpp"
+
+namespace respawn {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kChildFd = 3;
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  return "ended";
+}
+
+// posix_spawn rather than Boost 1.81's launcher, which corrupts its argv buffer (and drops
+// the error_code in its io_context overload). The socket's child end becomes fd 3 (dup2 also
+// clears close-on-exec) and every other descriptor above it is closed in the child, so no
+// client socket or listener leaks into the worker.
+Result<pid_t> spawn_process(const std::string& exe, const std::vector<std::string>& args,
+                            int child_fd) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(exe.c_str()));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, child_fd, kChildFd);
+  posix_spawn_file_actions_addclosefrom_np(&actions, kChildFd + 1);
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return make_error(ErrorKind::internal, std::strerror(rc));
+  return pid;
+}
+
+}  // namespace
+
+std::string_view to_string(WorkerState state) {
+  switch (state) {
+    case WorkerState::spawning:
+      return "spawning";
+    case WorkerState::ready:
+      return "ready";
+    case WorkerState::busy:
+      return "busy";
+    case WorkerState::draining:
+      return "draining";
+    case WorkerState::exited:
+      return "exited";
+  }
+  return "unknown";
+}
+
+Worker::Worker(asio::io_context& io, Events events)
+    : io_(io), events_(std::move(events)), load_timer_(io), hang_timer_(io), drain_timer_(io) {}
+
+Worker::~Worker() {
+  // Normally the worker was reaped before; this is the last defence against an orphan.
+  if (process_) {
+    boost::system::error_code ignored;
+    process_->terminate(ignored);
+    process_->detach();
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+  }
+}
+
+Result<pid_t> Worker::spawn(const std::string& exe, const std::vector<std::string>& args,
+                            std::chrono::milliseconds load_timeout) {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    return make_error(ErrorKind::internal, std::string("socketpair: ") + std::strerror(errno));
+  }
+  if (fds[1] == kChildFd) {  // make sure dup2 really copies, so close-on-exec is cleared
+    const int moved = ::fcntl(fds[1], F_DUPFD_CLOEXEC, kChildFd + 1);
+    ::close(fds[1]);
+    fds[1] = moved;
+  }
+  auto pid = spawn_process(exe, args, fds[1]);
+  ::close(fds[1]);
+  if (!pid) {
+    ::close(fds[0]);
+    exit_reason_ = "load_failure";
+    state_ = WorkerState::exited;
+    return pid;
+  }
+  // Boost.Process v2 attaches to the pid (a pidfd) so the exit is awaited asynchronously.
+  process_.emplace(io_.get_executor(), *pid);
+  pid_ = *pid;
+  spawned_at_ = Clock::now();
+  channel_ = std::make_shared<IpcChannel>(
+      asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), fds[0]),
+      ipc::kDefaultMaxFrameBytes);
+  std::weak_ptr<Worker> weak = shared_from_this();
+  channel_->start(
+      [weak](ipc::Frame frame) {
+        if (auto self = weak.lock()) self->on_frame(std::move(frame));
+      },
+      [weak](const std::string& reason, bool protocol) {
+        if (auto self = weak.lock()) self->on_channel_closed(reason, protocol);
+      });
+  process_->async_wait([weak](boost::system::error_code, int) {
+    if (auto self = weak.lock()) self->on_reaped(self->process_->native_exit_code());
+  });
+  arm(load_timer_, load_timeout, "load_failure");
+  spdlog::info("worker {} spawned", pid_);
+  return pid;
+}
+
+void Worker::arm(asio::steady_timer& timer, std::chrono::milliseconds after, const char* reason) {
+  timer.expires_after(after);
+  timer.async_wait([weak = weak_from_this(), reason](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->state_ == WorkerState::exited) return;
+    spdlog::warn("worker {}: {} timeout", self->pid_, reason);
+    self->kill(reason);
+  });
+}
+
+void Worker::on_frame(ipc::Frame frame) {
+  switch (frame.type) {
+    case ipc::MessageType::ready:
+      if (state_ == WorkerState::spawning) return on_ready(frame);
+      break;
+    case ipc::MessageType::result:
+    case ipc::MessageType::error:
+      if (state_ == WorkerState::busy && frame.request_id == inflight_id_) {
+        return on_answer(std::move(frame));
+      }
+      if (frame.type == ipc::MessageType::error && frame.request_id == 0 && !reached_ready_) {
+        const auto error = worker_error_from_json(parse_json(frame.json));
+        spdlog::error("worker {} failed to load: {}", pid_, error.message);
+        exit_reason_ = "load_failure";
+        return;
+      }
+      break;
+    case ipc::MessageType::heartbeat:
+    case ipc::MessageType::token:
+      // Proof of life: a busy worker that still talks is not hung.
+      if (state_ == WorkerState::busy) arm(hang_timer_, hang_timeout_, "hang");
+      return;
+    default:
+      break;
+  }
+  spdlog::error("worker {} sent an unexpected {} frame (request {})", pid_,
+                ipc::to_string(frame.type), frame.request_id);
+  kill("protocol");
+}
+
+void Worker::on_ready(const ipc::Frame& frame) {
+  auto info = parse_json(frame.json);
+  if (!info.is_object()) {
+    spdlog::error("worker {} sent a ready frame that is not a JSON object", pid_);
+    return kill("protocol");
+  }
+  load_timer_.cancel();
+  info_ = std::move(info);
+  reached_ready_ = true;
+  ready_at_ = Clock::now();
+  state_ = WorkerState::ready;
+  spdlog::info("worker {} ready in {:.0f} ms on {} (task {})", pid_,
+               std::chrono::duration<double, std::milli>(ready_at_ - spawned_at_).count(),
+               json_get<std::string>(info_, "device", "?"),
+               json_get<std::string>(info_, "task", "?"));
+  events_.ready(*this);
+}
+
+void Worker::send(const Job& job, std::uint64_t request_id,
+                  std::chrono::milliseconds hang_timeout) {
+  inflight_id_ = request_id;
+  hang_timeout_ = hang_timeout;
+  state_ = WorkerState::busy;
+  channel_->send_raw(ipc::encode_frame(job.type, request_id, job.json, job.binary));
+  arm(hang_timer_, hang_timeout_, "hang");
+}
+
+void Worker::on_answer(ipc::Frame frame) {
+  hang_timer_.cancel();
+  ++served_;
+  state_ = WorkerState::ready;
+  gpu_bytes_ = json_get<std::uint64_t>(parse_json(frame.json), "gpu_memory_bytes", gpu_bytes_);
+  events_.answer(*this, std::move(frame));
+}
+
+void Worker::drain(const std::string& reason, std::chrono::milliseconds timeout) {
+  if (state_ == WorkerState::exited) return;
+  if (exit_reason_.empty()) exit_reason_ = reason;
+  state_ = WorkerState::draining;
+  load_timer_.cancel();
+  hang_timer_.cancel();
+  channel_->send({ipc::MessageType::shutdown, 0, {}, {}});
+  drain_timer_.expires_after(timeout);
+  drain_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->state_ == WorkerState::exited) return;
+    spdlog::warn("worker {} did not exit within the drain timeout; killing it", self->pid_);
+    self->kill(self->exit_reason_);
+  });
+}
+
+void Worker::kill(const std::string& reason) {
+  if (exit_reason_.empty()) exit_reason_ = reason;
+  // From now on it takes no work, even before it is reaped.
+  if (state_ != WorkerState::exited) state_ = WorkerState::draining;
+  hang_timer_.cancel();
+  load_timer_.cancel();
+  if (channel_) channel_->close();
+  boost::system::error_code ignored;
+  if (process_) process_->terminate(ignored);  // SIGKILL; on_reaped follows from async_wait
+}
+
+void Worker::on_channel_closed(const std::string& reason, bool protocol) {
+  if (state_ == WorkerState::draining) return;  // it is exiting as asked
+  spdlog::warn("worker {} channel closed: {}", pid_, reason);
+  kill(protocol ? "protocol" : (reached_ready_ ? "crash" : "load_failure"));
+}
+
+void Worker::on_reaped(int native_status) {
+  if (channel_) channel_->close();
+  load_timer_.cancel();
+  hang_timer_.cancel();
+  drain_timer_.cancel();
+  if (exit_reason_.empty()) exit_reason_ = reached_ready_ ? "crash" : "load_failure";
+  spdlog::warn("worker {} {} (reason: {}, served {})", pid_, describe_status(native_status),
+               exit_reason_, served_);
+  state_ = WorkerState::exited;
+  process_.reset();
+  events_.exited(*this);
+}
+
+double Worker::age_s() const {
+  if (!reached_ready_) return 0;
+  return std::chrono::duration<double>(Clock::now() - ready_at_).count();
+}
+
+std::uint64_t Worker::rss_bytes() const {
+  return state_ == WorkerState::exited ? 0 : respawn::rss_bytes(pid_);
+}
+
+nlohmann::json Worker::status() const {
+  nlohmann::json j = {
+      {"pid", pid_},      {"state", to_string(state_)}, {"requests_served", served_},
+      {"age_s", age_s()}, {"rss_bytes", rss_bytes()},   {"gpu_memory_bytes", gpu_bytes_}};
+  if (request_limit > 0) j["request_limit"] = request_limit;
+  if (info_.is_object()) j["device"] = json_get<std::string>(info_, "device", "");
+  return j;
+}
+
+}  // namespace respawn

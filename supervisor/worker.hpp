@@ -1,0 +1,95 @@
+#pragma once
+// One worker process and the supervisor's view of it: spawned with posix_spawn over an
+// inherited socketpair, watched through a Boost.Process v2 handle, fed one request at a time.
+// It enforces its own deadlines: not ready within the load timeout, or silent (no frame at
+// all) for the hang timeout while busy, and it is SIGKILLed. It knows why it exited; what to
+// do about it is the WorkerManager's business.
+// State: spawning -> ready <-> busy -> draining -> exited (any state -> exited on a failure).
+// Must be owned by a shared_ptr; lives on the I/O thread (not thread-safe).
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ipc_channel.hpp"
+#include "job.hpp"
+#include "process_v2.hpp"
+
+namespace respawn {
+
+enum class WorkerState { spawning, ready, busy, draining, exited };
+std::string_view to_string(WorkerState state);
+
+class Worker : public std::enable_shared_from_this<Worker> {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Events {
+    std::function<void(Worker&)> ready;
+    std::function<void(Worker&, ipc::Frame)> answer;  // result or error of the request in flight
+    std::function<void(Worker&)> exited;              // reaped; exit_reason() says why
+  };
+
+  Worker(boost::asio::io_context& io, Events events);
+  ~Worker();
+
+  // Starts the process; on success the load timeout runs until the ready frame.
+  Result<pid_t> spawn(const std::string& exe, const std::vector<std::string>& args,
+                      std::chrono::milliseconds load_timeout);
+  // Sends the job as request `request_id`; the hang timer runs until the answer, restarted by
+  // every frame the worker sends.
+  void send(const Job& job, std::uint64_t request_id, std::chrono::milliseconds hang_timeout);
+  // Planned stop: asks the worker to exit (shutdown frame) and SIGKILLs it after `timeout`.
+  void drain(const std::string& reason, std::chrono::milliseconds timeout);
+  // Unplanned stop: SIGKILL now. The first reason given sticks.
+  void kill(const std::string& reason);
+
+  WorkerState state() const { return state_; }
+  bool reached_ready() const { return reached_ready_; }
+  pid_t pid() const { return pid_; }
+  const std::string& exit_reason() const { return exit_reason_; }
+  const nlohmann::json& info() const { return info_; }  // the ready frame
+  std::uint64_t served() const { return served_; }
+  double age_s() const;  // since ready (0 before)
+  Clock::time_point spawned_at() const { return spawned_at_; }
+  std::uint64_t rss_bytes() const;                        // now, from /proc
+  std::uint64_t gpu_bytes() const { return gpu_bytes_; }  // as of the last answer
+  std::uint64_t request_limit = 0;  // max_requests + this worker's jitter; 0 = none
+  nlohmann::json status() const;
+
+ private:
+  void on_frame(ipc::Frame frame);
+  void on_ready(const ipc::Frame& frame);
+  void on_answer(ipc::Frame frame);
+  void on_channel_closed(const std::string& reason, bool protocol);
+  void on_reaped(int native_status);
+  void arm(boost::asio::steady_timer& timer, std::chrono::milliseconds after, const char* reason);
+
+  boost::asio::io_context& io_;
+  Events events_;
+  boost::asio::steady_timer load_timer_;
+  boost::asio::steady_timer hang_timer_;
+  boost::asio::steady_timer drain_timer_;
+  std::optional<boost::process::v2::process> process_;
+  std::shared_ptr<IpcChannel> channel_;
+  WorkerState state_ = WorkerState::spawning;
+  bool reached_ready_ = false;
+  pid_t pid_ = 0;
+  std::string exit_reason_;
+  nlohmann::json info_;
+  std::uint64_t served_ = 0;
+  std::uint64_t inflight_id_ = 0;
+  std::chrono::milliseconds hang_timeout_{0};
+  std::uint64_t gpu_bytes_ = 0;
+  Clock::time_point spawned_at_{};
+  Clock::time_point ready_at_{};
+};
+
+}  // namespace respawn

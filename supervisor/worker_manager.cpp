@@ -1,0 +1,366 @@
+#include "worker_manager.hpp"
+
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+#include <cmath>
+
+#include "respawn/json_util.hpp"
+#include "respawn/worker_error.hpp"
+
+namespace respawn {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+namespace {
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string unhealthy_reason(WorkerErrorKind kind) {
+  if (kind == WorkerErrorKind::oom) return "oom";
+  if (kind == WorkerErrorKind::cuda_error) return "cuda_error";
+  return "crash";
+}
+
+}  // namespace
+
+WorkerManager::WorkerManager(asio::io_context& io, const ServeOptions& options, Policy policy,
+                             Metrics& metrics)
+    : io_(io), options_(options), metrics_(metrics), start_timer_(io), housekeeping_timer_(io) {
+  set_policy(policy);
+}
+
+void WorkerManager::set_policy(const Policy& policy) {
+  policy_ = policy;
+  breaker_.set_limits({policy.crash_loop_failures, std::chrono::seconds(policy.crash_loop_window_s),
+                       std::chrono::seconds(policy.crash_loop_cooldown_s)});
+  if (current_) current_->request_limit = draw_request_limit(policy_, rng_());
+  check_idle_worker();  // a lower limit may already be reached
+}
+
+void WorkerManager::start() {
+  start_current();
+  housekeep();
+}
+
+// Age is checked at idle moments; a worker that stays idle is checked here once a second.
+void WorkerManager::housekeep() {
+  housekeeping_timer_.expires_after(std::chrono::seconds(1));
+  housekeeping_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->stopping_) return;
+    self->check_idle_worker();
+    self->housekeep();
+  });
+}
+
+std::shared_ptr<Worker> WorkerManager::spawn_worker() {
+  std::weak_ptr<WorkerManager> weak = shared_from_this();
+  Worker::Events events{[weak](Worker& w) {
+                          if (auto self = weak.lock()) self->on_ready(w);
+                        },
+                        [weak](Worker& w, ipc::Frame frame) {
+                          if (auto self = weak.lock()) self->on_answer(w, std::move(frame));
+                        },
+                        [weak](Worker& w) {
+                          if (auto self = weak.lock()) self->on_exited(w);
+                        }};
+  std::vector<std::string> args = {"--ipc-fd",     "3",
+                                   "--parent-pid", std::to_string(::getpid()),
+                                   "--model",      options_.model,
+                                   "--device",     options_.device,
+                                   "--threads",    std::to_string(options_.worker_threads)};
+  if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
+  if (options_.enable_fault_injection) args.push_back("--enable-fault-injection");
+  if (!start_fault_.empty()) args.insert(args.end(), {"--fault", start_fault_});
+  auto worker = std::make_shared<Worker>(io_, std::move(events));
+  auto pid = worker->spawn(options_.worker_bin, args, milliseconds(policy_.load_timeout_ms));
+  if (!pid) {
+    spdlog::error("cannot start worker {}: {}", options_.worker_bin, pid.error().message);
+    return nullptr;
+  }
+  ++starts_;
+  metrics_.on_worker_start();
+  worker->request_limit = draw_request_limit(policy_, rng_());
+  return worker;
+}
+
+void WorkerManager::start_current() {
+  if (stopping_ || current_) return;
+  current_ = spawn_worker();
+  if (!current_) on_current_failed("load_failure", false);
+}
+
+void WorkerManager::schedule_start() {
+  if (stopping_ || current_) return;
+  milliseconds delay{0};
+  const auto now = Clock::now();
+  if (breaker_.state(now) == CircuitBreaker::State::open) {
+    // The half-open probe: one worker, once the cooldown is over.
+    delay = std::chrono::duration_cast<milliseconds>(breaker_.open_until() - now);
+  } else if (failed_starts_ > 0) {
+    const double base = policy_.restart_backoff_ms * std::pow(2.0, failed_starts_ - 1);
+    const double jitter = std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
+    delay = milliseconds(static_cast<long>(
+        std::min<double>(base, static_cast<double>(policy_.restart_backoff_max_ms)) * jitter));
+  }
+  spdlog::info("starting a new worker in {} ms", delay.count());
+  start_timer_.expires_after(delay);
+  start_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    if (auto self = weak.lock(); self && !ec) self->start_current();
+  });
+}
+
+WorkerUsage WorkerManager::usage(const Worker& w) const {
+  // Reading /proc costs a syscall; only pay for it when a limit needs it.
+  return {w.served(), w.request_limit, w.age_s(), policy_.max_worker_rss_mb > 0 ? w.rss_bytes() : 0,
+          w.gpu_bytes()};
+}
+
+bool WorkerManager::idle() const {
+  return !stopping_ && current_ && current_->state() == WorkerState::ready && !inflight_;
+}
+
+bool WorkerManager::ready() const {
+  if (!current_ || breaker_.state(Clock::now()) == CircuitBreaker::State::open) return false;
+  return current_->state() == WorkerState::ready || current_->state() == WorkerState::busy;
+}
+
+std::optional<Error> WorkerManager::refusal() const {
+  const auto now = Clock::now();
+  if (breaker_.state(now) != CircuitBreaker::State::open) return std::nullopt;
+  const auto left = std::chrono::duration_cast<std::chrono::seconds>(breaker_.open_until() - now);
+  Error error = make_error(ErrorKind::unavailable,
+                           "the worker is in a crash loop; the circuit breaker is open");
+  error.retry_after_s = static_cast<unsigned>(std::max<long>(1, left.count() + 1));
+  return error;
+}
+
+void WorkerManager::run(Job job) {
+  inflight_ = std::move(job);
+  job_started_ = Clock::now();
+  current_->send(*inflight_, next_request_id_++, milliseconds(policy_.hang_timeout_ms));
+  metrics_.set_inflight(1);
+  maybe_prestart_spare();
+}
+
+void WorkerManager::maybe_prestart_spare() {
+  if (!policy_.prestart_spare || spare_ || !current_ || stopping_) return;
+  if (!pending_recycle_ && !due_after_next_request(policy_, usage(*current_))) return;
+  spdlog::info("loading a spare worker ahead of the planned recycle of {}", current_->pid());
+  spare_ = spawn_worker();
+}
+
+void WorkerManager::on_ready(Worker& worker) {
+  metrics_.on_worker_ready(seconds_since(worker.spawned_at()));
+  model_info_ = worker.info();
+  breaker_.on_ready();
+  failed_starts_ = 0;
+  if (&worker == spare_.get()) {
+    if (!current_) promote_spare();
+    return;
+  }
+  metrics_.set_ready(ready());
+  check_idle_worker();
+}
+
+void WorkerManager::promote_spare() {
+  current_ = std::move(spare_);
+  spare_.reset();
+  spdlog::info("worker {} takes over", current_->pid());
+  metrics_.set_ready(ready());
+  check_idle_worker();
+}
+
+void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
+  if (&worker != current_.get() || !inflight_) return;
+  Job job = std::move(*inflight_);
+  inflight_.reset();
+  metrics_.set_inflight(0);
+  metrics_.on_inference(seconds_since(job_started_));
+  if (frame.type == ipc::MessageType::error) {
+    const auto error = worker_error_from_json(parse_json(frame.json));
+    if (!error.healthy) {
+      // The worker says it is poisoned (a sticky CUDA error): replace it, and give the
+      // request, which may only be a victim, a fresh worker.
+      const std::string reason = unhealthy_reason(error.kind);
+      ++job.failures;
+      handle_failed_job(std::move(job), reason, to_client_error(error));
+      current_->kill(reason);
+      return;
+    }
+    job.done(to_client_error(error));
+  } else {
+    job.done(std::move(frame));
+  }
+  check_idle_worker();
+}
+
+// At an idle moment: a planned recycle if one is due, else tell the scheduler.
+void WorkerManager::check_idle_worker() {
+  if (!current_ || current_->state() != WorkerState::ready || inflight_ || stopping_) return;
+  std::optional<std::string> reason = pending_recycle_;
+  if (!reason) {
+    if (auto planned = planned_recycle_reason(policy_, usage(*current_))) reason = *planned;
+  }
+  if (reason) {
+    pending_recycle_.reset();
+    return retire_current(*reason);
+  }
+  if (hooks_.idle) hooks_.idle();
+}
+
+void WorkerManager::retire_current(std::string_view reason) {
+  count_recycle(reason);
+  auto old = std::move(current_);
+  current_.reset();
+  old->drain(std::string(reason), milliseconds(policy_.drain_timeout_ms));
+  retiring_.push_back(std::move(old));
+  // With a spare it takes over now; without, the replacement starts once the old worker has
+  // exited and freed its (GPU) memory, in on_exited.
+  if (spare_) promote_spare();
+  metrics_.set_ready(ready());
+}
+
+void WorkerManager::on_exited(Worker& worker) {
+  const auto keep = worker.shared_from_this();
+  const std::string reason = worker.exit_reason();
+  if (&worker == spare_.get()) {
+    spare_.reset();
+    if (!stopping_) count_recycle(reason);
+    return finish_stop_if_done();
+  }
+  if (&worker != current_.get()) {  // a retiring worker is gone
+    retiring_.remove(keep);
+    if (!current_ && !spare_) start_current();
+    return finish_stop_if_done();
+  }
+  current_.reset();
+  metrics_.set_ready(false);
+  if (inflight_) {
+    Job job = std::move(*inflight_);
+    inflight_.reset();
+    metrics_.set_inflight(0);
+    if (stopping_) {
+      job.done(make_error(ErrorKind::unavailable, "the server is shutting down"));
+    } else if (reason == "operator") {
+      if (hooks_.requeue_front) hooks_.requeue_front(std::move(job));  // not its fault
+    } else {
+      ++job.failures;
+      handle_failed_job(std::move(job), reason,
+                        make_error(ErrorKind::worker_failed,
+                                   "the worker died while serving this request (" + reason + ")"));
+    }
+  }
+  if (stopping_) return finish_stop_if_done();
+  if (reason == "operator") {
+    if (spare_) return promote_spare();
+    return start_current();
+  }
+  on_current_failed(reason, worker.reached_ready());
+}
+
+void WorkerManager::on_current_failed(const std::string& reason, bool reached_ready) {
+  count_recycle(reason);
+  if (!reached_ready) ++failed_starts_;  // backoff grows only while workers fail to start
+  if (counts_for_breaker(reason) && breaker_.on_failure(Clock::now())) {
+    spdlog::error("crash loop: {} failures; circuit breaker open for {} s",
+                  policy_.crash_loop_failures, policy_.crash_loop_cooldown_s);
+    metrics_.on_breaker_open();
+    if (hooks_.fail_queued) hooks_.fail_queued(*refusal());
+  }
+  if (spare_) return promote_spare();
+  schedule_start();
+}
+
+void WorkerManager::handle_failed_job(Job job, const std::string& reason,
+                                      const Error& if_not_replayed) {
+  switch (failed_job_action(policy_, job.failures, job.replays)) {
+    case FailedJobAction::quarantine:
+      metrics_.on_quarantined();
+      spdlog::error("request {} quarantined: present at {} worker failures (last: {})", job.id,
+                    job.failures, reason);
+      return job.done(make_error(
+          ErrorKind::worker_failed,
+          "request quarantined as poison: it was present at " + std::to_string(job.failures) +
+              " worker failures (last: " + reason + ") and will not be sent again"));
+    case FailedJobAction::replay:
+      ++job.replays;
+      metrics_.on_replayed();
+      spdlog::warn("replaying request {} on a fresh worker (after {})", job.id, reason);
+      if (hooks_.requeue_front) return hooks_.requeue_front(std::move(job));
+      break;
+    case FailedJobAction::fail:
+      break;
+  }
+  job.done(if_not_replayed);
+}
+
+bool WorkerManager::expire(std::uint64_t job_id, const Error& error) {
+  if (!inflight_ || inflight_->id != job_id) return false;
+  Job job = std::move(*inflight_);
+  inflight_.reset();
+  metrics_.set_inflight(0);
+  job.done(error);
+  if (current_) current_->kill("timeout");
+  return true;
+}
+
+void WorkerManager::recycle(bool now) {
+  if (!current_) return;
+  if (now || current_->state() == WorkerState::spawning) {
+    count_recycle("operator");
+    return current_->kill("operator");
+  }
+  pending_recycle_ = "operator";
+  maybe_prestart_spare();
+  check_idle_worker();
+}
+
+void WorkerManager::count_recycle(std::string_view reason) {
+  last_recycle_reason_ = std::string(reason);
+  metrics_.on_recycle(last_recycle_reason_);
+  spdlog::info("worker recycle: {}", reason);
+}
+
+void WorkerManager::stop(std::function<void()> done) {
+  stopping_ = true;
+  on_stopped_ = std::move(done);
+  start_timer_.cancel();
+  housekeeping_timer_.cancel();
+  for (auto* w : {&current_, &spare_}) {
+    if (!*w) continue;
+    if ((*w)->state() == WorkerState::busy) {
+      (*w)->kill("shutdown");
+    } else {
+      (*w)->drain("shutdown", milliseconds(2000));
+    }
+  }
+  finish_stop_if_done();
+}
+
+void WorkerManager::finish_stop_if_done() {
+  if (!stopping_ || current_ || spare_ || !retiring_.empty() || !on_stopped_) return;
+  std::exchange(on_stopped_, nullptr)();
+}
+
+nlohmann::json WorkerManager::status() const {
+  nlohmann::json j =
+      current_ ? current_->status() : nlohmann::json{{"pid", 0}, {"state", "starting"}};
+  j["workers_started"] = starts_;
+  j["last_recycle_reason"] = last_recycle_reason_;
+  j["spare"] = spare_ ? spare_->status() : nlohmann::json(nullptr);
+  j["retiring"] = nlohmann::json::array();
+  for (const auto& w : retiring_) j["retiring"].push_back(w->status());
+  const auto now = Clock::now();
+  j["breaker"] = {{"state", to_string(breaker_.state(now))}};
+  if (auto r = refusal()) j["breaker"]["retry_after_s"] = r->retry_after_s;
+  if (!start_fault_.empty()) j["start_fault"] = start_fault_;
+  return j;
+}
+
+}  // namespace respawn
