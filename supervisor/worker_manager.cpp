@@ -115,10 +115,11 @@ void WorkerManager::schedule_start() {
   });
 }
 
-WorkerUsage WorkerManager::usage(const Worker& w) const {
+WorkerUsage WorkerManager::usage(const Worker& w, bool with_memory) const {
   // Reading /proc costs a syscall; only pay for it when a limit needs it.
-  return {w.served(), w.request_limit, w.age_s(), policy_.max_worker_rss_mb > 0 ? w.rss_bytes() : 0,
-          w.gpu_bytes()};
+  const bool rss = with_memory && policy_.max_worker_rss_mb > 0;
+  return {w.served(), w.request_limit, w.age_s(), rss ? w.rss_bytes() : 0,
+          with_memory ? w.gpu_bytes() : 0};
 }
 
 bool WorkerManager::idle() const {
@@ -150,7 +151,7 @@ void WorkerManager::run(Job job) {
 
 void WorkerManager::maybe_prestart_spare() {
   if (!policy_.prestart_spare || spare_ || !current_ || stopping_) return;
-  if (!pending_recycle_ && !due_after_next_request(policy_, usage(*current_))) return;
+  if (!pending_recycle_ && !due_after_next_request(policy_, usage(*current_, true))) return;
   spdlog::info("loading a spare worker ahead of the planned recycle of {}", current_->pid());
   spare_ = spawn_worker();
 }
@@ -197,15 +198,15 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
   } else {
     job.done(std::move(frame));
   }
-  check_idle_worker();
+  check_idle_worker(true);
 }
 
-// At an idle moment: a planned recycle if one is due, else tell the scheduler.
-void WorkerManager::check_idle_worker() {
+void WorkerManager::check_idle_worker(bool after_request) {
   if (!current_ || current_->state() != WorkerState::ready || inflight_ || stopping_) return;
   std::optional<std::string> reason = pending_recycle_;
   if (!reason) {
-    if (auto planned = planned_recycle_reason(policy_, usage(*current_))) reason = *planned;
+    const auto u = usage(*current_, after_request);
+    if (auto planned = planned_recycle_reason(policy_, u)) reason = *planned;
   }
   if (reason) {
     pending_recycle_.reset();

@@ -71,14 +71,17 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void maybe_prestart_spare();
   void promote_spare();
   void retire_current(std::string_view reason);
-  void check_idle_worker();
+  // At an idle moment: a planned recycle if one is due, else tell the scheduler. Memory
+  // limits apply only right after a request (as the policy defines them): a fresh worker whose
+  // baseline is above the limit would otherwise be recycled forever without serving.
+  void check_idle_worker(bool after_request = false);
   void on_ready(Worker& worker);
   void on_answer(Worker& worker, ipc::Frame frame);
   void on_exited(Worker& worker);
   void on_current_failed(const std::string& reason, bool reached_ready);
   void handle_failed_job(Job job, const std::string& reason, const Error& if_not_replayed);
   void count_recycle(std::string_view reason);
-  WorkerUsage usage(const Worker& worker) const;
+  WorkerUsage usage(const Worker& worker, bool with_memory) const;
   void finish_stop_if_done();
 
   boost::asio::io_context& io_;

@@ -164,5 +164,208 @@ TEST(JobQueue, DoneMayPushDuringFailAll) {
   EXPECT_EQ(q.pop()->json, "retry");
 }
 
+// Pops every job and returns their names in order.
+std::vector<std::string> drain(JobQueue& q) {
+  std::vector<std::string> names;
+  while (auto job = q.pop()) names.push_back(job->json);
+  return names;
+}
+
+Job with_id(Job job, std::uint64_t id) {
+  job.id = id;
+  return job;
+}
+
+TEST(JobQueue, PushFrontGoesBeforeOthers) {
+  DoneLog log;
+  JobQueue q(10);
+  ASSERT_FALSE(q.push(log.make("a")).has_value());
+  ASSERT_FALSE(q.push(log.make("b")).has_value());
+  q.push_front(log.make("replay"));
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"replay", "a", "b"}));
+  EXPECT_TRUE(log.calls.empty());
+}
+
+TEST(JobQueue, PushFrontOnEmptyQueue) {
+  DoneLog log;
+  JobQueue q(3);
+  q.push_front(log.make("r"));
+  EXPECT_FALSE(q.empty());
+  EXPECT_EQ(q.size(), 1u);
+  ASSERT_FALSE(q.push(log.make("a")).has_value());
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"r", "a"}));
+}
+
+TEST(JobQueue, RepeatedPushFrontPutsTheLatestFirst) {
+  DoneLog log;
+  JobQueue q(10);
+  ASSERT_FALSE(q.push(log.make("a")).has_value());
+  q.push_front(log.make("x"));
+  q.push_front(log.make("y"));
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"y", "x", "a"}));
+}
+
+TEST(JobQueue, PushFrontIsAllowedWhenFull) {
+  DoneLog log;
+  JobQueue q(2);
+  ASSERT_FALSE(q.push(log.make("a")).has_value());
+  ASSERT_FALSE(q.push(log.make("b")).has_value());
+  q.push_front(log.make("replay"));
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_EQ(q.capacity(), 2u);
+  // Still over capacity: ordinary pushes are refused.
+  auto refused = q.push(log.make("c"));
+  ASSERT_TRUE(refused.has_value());
+  EXPECT_EQ(refused->json, "c");
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_EQ(q.pop()->json, "replay");
+  // Back at capacity: still refused until there is room.
+  EXPECT_TRUE(q.push(log.make("d")).has_value());
+  EXPECT_EQ(q.pop()->json, "a");
+  EXPECT_FALSE(q.push(log.make("e")).has_value());
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"b", "e"}));
+  EXPECT_TRUE(log.calls.empty());
+}
+
+TEST(JobQueue, PushFrontIsAllowedWithCapacityZero) {
+  DoneLog log;
+  JobQueue q(0);
+  q.push_front(log.make("r"));
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_EQ(q.pop()->json, "r");
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(JobQueue, PushFrontKeepsTheWholeJob) {
+  DoneLog log;
+  JobQueue q(1);
+  Job job = log.make("j");
+  job.id = 42;
+  job.type = ipc::MessageType::generate;
+  job.binary = "bin";
+  job.failures = 2;
+  job.replays = 1;
+  job.enqueued = std::chrono::steady_clock::time_point(std::chrono::seconds(9));
+  q.push_front(std::move(job));
+  auto out = q.pop();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->id, 42u);
+  EXPECT_EQ(out->type, ipc::MessageType::generate);
+  EXPECT_EQ(out->json, "j");
+  EXPECT_EQ(out->binary, "bin");
+  EXPECT_EQ(out->failures, 2u);
+  EXPECT_EQ(out->replays, 1u);
+  EXPECT_EQ(out->enqueued, std::chrono::steady_clock::time_point(std::chrono::seconds(9)));
+  ASSERT_TRUE(out->done);
+  EXPECT_TRUE(log.calls.empty());
+  out->done(ipc::Frame{});
+  ASSERT_EQ(log.calls.size(), 1u);
+  EXPECT_EQ(log.calls[0].job, "j");
+}
+
+TEST(JobQueue, FailAllIncludesPushedFrontJobs) {
+  DoneLog log;
+  JobQueue q(1);
+  ASSERT_FALSE(q.push(log.make("a")).has_value());
+  q.push_front(log.make("r"));
+  q.fail_all(make_error(ErrorKind::unavailable, "bye"));
+  ASSERT_EQ(log.calls.size(), 2u);
+  EXPECT_EQ(log.calls[0].job, "r");
+  EXPECT_EQ(log.calls[1].job, "a");
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(JobQueue, RemoveTakesOutTheJobWithThatId) {
+  DoneLog log;
+  JobQueue q(10);
+  const char* names[] = {"a", "b", "c", "d"};
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    ASSERT_FALSE(q.push(with_id(log.make(names[i]), i + 1)).has_value());
+  }
+  auto removed = q.remove(2);
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_EQ(removed->id, 2u);
+  EXPECT_EQ(removed->json, "b");
+  EXPECT_EQ(q.size(), 3u);
+  // The queue does not answer the job; the caller now owns it.
+  EXPECT_TRUE(log.calls.empty());
+  ASSERT_TRUE(removed->done);
+  removed->done(make_error(ErrorKind::unavailable, "cancelled"));
+  ASSERT_EQ(log.calls.size(), 1u);
+  EXPECT_EQ(log.calls[0].job, "b");
+  // The rest keep their order.
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"a", "c", "d"}));
+}
+
+TEST(JobQueue, RemoveTheHeadAndTheTail) {
+  DoneLog log;
+  JobQueue q(10);
+  const char* names[] = {"a", "b", "c", "d"};
+  for (std::uint64_t i = 0; i < 4; ++i) {
+    ASSERT_FALSE(q.push(with_id(log.make(names[i]), 10 + i)).has_value());
+  }
+  auto head = q.remove(10);
+  ASSERT_TRUE(head.has_value());
+  EXPECT_EQ(head->json, "a");
+  auto tail = q.remove(13);
+  ASSERT_TRUE(tail.has_value());
+  EXPECT_EQ(tail->json, "d");
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"b", "c"}));
+}
+
+TEST(JobQueue, RemoveUnknownIdChangesNothing) {
+  DoneLog log;
+  JobQueue q(10);
+  const char* names[] = {"a", "b", "c"};
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    ASSERT_FALSE(q.push(with_id(log.make(names[i]), i + 1)).has_value());
+  }
+  EXPECT_FALSE(q.remove(99).has_value());
+  EXPECT_FALSE(q.remove(0).has_value());
+  EXPECT_EQ(q.size(), 3u);
+  EXPECT_TRUE(log.calls.empty());
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST(JobQueue, RemoveFromEmptyQueue) {
+  JobQueue q(2);
+  EXPECT_FALSE(q.remove(1).has_value());
+  EXPECT_TRUE(q.empty());
+}
+
+TEST(JobQueue, RemoveTwiceFindsItOnce) {
+  DoneLog log;
+  JobQueue q(5);
+  ASSERT_FALSE(q.push(with_id(log.make("a"), 7)).has_value());
+  ASSERT_FALSE(q.push(with_id(log.make("b"), 8)).has_value());
+  EXPECT_TRUE(q.remove(7).has_value());
+  EXPECT_FALSE(q.remove(7).has_value());
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_EQ(q.pop()->json, "b");
+}
+
+TEST(JobQueue, RemoveMakesRoomForAPush) {
+  DoneLog log;
+  JobQueue q(2);
+  ASSERT_FALSE(q.push(with_id(log.make("a"), 1)).has_value());
+  ASSERT_FALSE(q.push(with_id(log.make("b"), 2)).has_value());
+  ASSERT_TRUE(q.push(with_id(log.make("c"), 3)).has_value());
+  ASSERT_TRUE(q.remove(1).has_value());
+  EXPECT_FALSE(q.push(with_id(log.make("c"), 3)).has_value());
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"b", "c"}));
+}
+
+TEST(JobQueue, RemoveFindsAPushedFrontJob) {
+  DoneLog log;
+  JobQueue q(1);
+  ASSERT_FALSE(q.push(with_id(log.make("a"), 1)).has_value());
+  q.push_front(with_id(log.make("r"), 5));
+  auto removed = q.remove(5);
+  ASSERT_TRUE(removed.has_value());
+  EXPECT_EQ(removed->json, "r");
+  EXPECT_EQ(drain(q), (std::vector<std::string>{"a"}));
+}
+
 }  // namespace
 }  // namespace respawn

@@ -1,7 +1,10 @@
 // Tests for HTTP routing (supervisor/router.hpp).
 #include "router.hpp"
 
+#include <iterator>
+#include <set>
 #include <string>
+#include <utility>
 
 #include <gtest/gtest.h>
 
@@ -147,6 +150,114 @@ TEST(Router, LabelValues) {
   // Labels do not depend on the model, so metrics stay bounded.
   EXPECT_EQ(match_route("POST", "/v2/models/a/infer").label(),
             match_route("POST", "/v2/models/b/infer").label());
+}
+
+TEST(Router, AdminWorkers) {
+  expect_route("GET", "/admin/workers", RouteId::admin_workers);
+  expect_route("GET", "/admin/workers?verbose=1", RouteId::admin_workers);
+  expect_route("GET", "/admin/workers/", RouteId::admin_workers);
+  for (const char* method : {"POST", "PUT", "PATCH", "DELETE", "HEAD", "get"}) {
+    expect_not_allowed(method, "/admin/workers", "GET");
+  }
+}
+
+TEST(Router, AdminPolicyTakesGetAndPatch) {
+  expect_route("GET", "/admin/policy", RouteId::admin_policy);
+  expect_route("PATCH", "/admin/policy", RouteId::admin_policy);
+  expect_route("GET", "/admin/policy?format=json", RouteId::admin_policy);
+  expect_route("PATCH", "/admin/policy/", RouteId::admin_policy);
+  expect_route("PATCH", "//admin//policy", RouteId::admin_policy);
+}
+
+TEST(Router, AdminPolicyOtherMethodsAreNotAllowed) {
+  for (const char* method : {"POST", "PUT", "DELETE", "HEAD", "OPTIONS", "get", "patch", ""}) {
+    expect_not_allowed(method, "/admin/policy", "GET, PATCH");
+    const Route r = match_route(method, "/admin/policy");
+    EXPECT_EQ(r.model, "") << method;
+    EXPECT_EQ(r.label(), "method_not_allowed") << method;
+  }
+  expect_not_allowed("POST", "/admin/policy?x=1", "GET, PATCH");
+}
+
+TEST(Router, AdminRecycle) {
+  expect_route("POST", "/admin/recycle", RouteId::admin_recycle);
+  expect_route("POST", "/admin/recycle?now=1", RouteId::admin_recycle);
+  expect_route("POST", "/admin/recycle?now=0", RouteId::admin_recycle);
+  expect_route("POST", "/admin/recycle/?now=1", RouteId::admin_recycle);
+  for (const char* method : {"GET", "PUT", "PATCH", "DELETE", "post"}) {
+    expect_not_allowed(method, "/admin/recycle", "POST");
+    expect_not_allowed(method, "/admin/recycle?now=1", "POST");
+  }
+}
+
+TEST(Router, AdminFault) {
+  expect_route("PUT", "/admin/fault", RouteId::admin_fault);
+  expect_route("PUT", "/admin/fault?spec=crash", RouteId::admin_fault);
+  expect_route("PUT", "/admin/fault/", RouteId::admin_fault);
+  for (const char* method : {"GET", "POST", "PATCH", "DELETE", "put"}) {
+    expect_not_allowed(method, "/admin/fault", "PUT");
+  }
+}
+
+TEST(Router, UnknownAdminPathsAreNotFound) {
+  for (const char* method : {"GET", "POST", "PUT", "PATCH"}) {
+    for (const char* target : {
+             "/admin",
+             "/admin/",
+             "/admin/policy/x",
+             "/admin/recycle/now",
+             "/admin/fault/crash",
+             "/admin/Policy",
+             "/Admin/policy",
+             "/admin/recycler",
+             "/admin/faults",
+             "/v2/admin/policy",
+             "/admin/v2",
+             "/admin/metrics",
+             "/policy",
+             "/recycle",
+         }) {
+      const Route r = match_route(method, target);
+      EXPECT_EQ(r.id, RouteId::not_found) << method << " " << target << " -> " << r.label();
+      EXPECT_EQ(r.allow, "") << method << " " << target;
+    }
+  }
+}
+
+TEST(Router, AdminLabelValues) {
+  const std::pair<RouteId, const char*> labels[] = {
+      {RouteId::admin_workers, "admin_workers"},
+      {RouteId::admin_policy, "admin_policy"},
+      {RouteId::admin_recycle, "admin_recycle"},
+      {RouteId::admin_fault, "admin_fault"},
+  };
+  for (const auto& [id, label] : labels) {
+    Route r;
+    r.id = id;
+    EXPECT_EQ(r.label(), label);
+  }
+  EXPECT_EQ(match_route("GET", "/admin/workers").label(), "admin_workers");
+  EXPECT_EQ(match_route("PATCH", "/admin/policy").label(), "admin_policy");
+  EXPECT_EQ(match_route("POST", "/admin/recycle?now=1").label(), "admin_recycle");
+  EXPECT_EQ(match_route("PUT", "/admin/fault").label(), "admin_fault");
+  EXPECT_EQ(match_route("DELETE", "/admin/policy").label(), "method_not_allowed");
+}
+
+TEST(Router, EveryRouteHasADistinctLabel) {
+  const RouteId ids[] = {
+      RouteId::server_metadata,    RouteId::health_live,   RouteId::health_ready,
+      RouteId::model_metadata,     RouteId::model_ready,   RouteId::infer,
+      RouteId::generate,           RouteId::metrics,       RouteId::admin_workers,
+      RouteId::admin_policy,       RouteId::admin_recycle, RouteId::admin_fault,
+      RouteId::method_not_allowed, RouteId::not_found,
+  };
+  std::set<std::string_view> labels;
+  for (RouteId id : ids) {
+    Route r;
+    r.id = id;
+    EXPECT_TRUE(labels.insert(r.label()).second) << r.label();
+  }
+  EXPECT_EQ(labels.size(), std::size(ids));
 }
 
 }  // namespace
