@@ -16,6 +16,11 @@ Scheduler::Scheduler(boost::asio::io_context& io, std::size_t max_queue,
 std::optional<Error> Scheduler::submit(Job job) {
   if (closed_) return make_error(ErrorKind::unavailable, "the server is shutting down");
   if (auto refused = manager_->refusal()) return refused;
+  if (manager_->is_poison(job)) {
+    return make_error(ErrorKind::worker_failed,
+                      "an identical request was quarantined as poison (it crashed workers); it "
+                      "will not be sent again");
+  }
   const std::uint64_t id = next_id_++;
   job.id = id;
   job.enqueued = std::chrono::steady_clock::now();

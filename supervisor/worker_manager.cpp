@@ -20,6 +20,15 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+constexpr std::size_t kMaxPoisonFingerprints = 1024;
+
+std::size_t fingerprint(const Job& job) {
+  const std::hash<std::string_view> hash;
+  std::size_t h = hash(job.json);
+  h ^= hash(job.binary) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h ^ static_cast<std::size_t>(job.type);
+}
+
 std::string unhealthy_reason(WorkerErrorKind kind) {
   if (kind == WorkerErrorKind::oom) return "oom";
   if (kind == WorkerErrorKind::cuda_error) return "cuda_error";
@@ -283,6 +292,11 @@ void WorkerManager::handle_failed_job(Job job, const std::string& reason,
   switch (failed_job_action(policy_, job.failures, job.replays)) {
     case FailedJobAction::quarantine:
       metrics_.on_quarantined();
+      if (poison_.insert(fingerprint(job)).second) poison_order_.push_back(fingerprint(job));
+      if (poison_order_.size() > kMaxPoisonFingerprints) {
+        poison_.erase(poison_order_.front());
+        poison_order_.pop_front();
+      }
       spdlog::error("request {} quarantined: present at {} worker failures (last: {})", job.id,
                     job.failures, reason);
       return job.done(make_error(
@@ -299,6 +313,10 @@ void WorkerManager::handle_failed_job(Job job, const std::string& reason,
       break;
   }
   job.done(if_not_replayed);
+}
+
+bool WorkerManager::is_poison(const Job& job) const {
+  return !poison_.empty() && poison_.count(fingerprint(job)) > 0;  // no hashing until needed
 }
 
 bool WorkerManager::expire(std::uint64_t job_id, const Error& error) {

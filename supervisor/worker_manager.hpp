@@ -9,12 +9,14 @@
 // options and Metrics must outlive it.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -53,6 +55,8 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   bool expire(std::uint64_t job_id, const Error& error);
   // Non-empty while the breaker is open: why new requests are refused, with Retry-After.
   std::optional<Error> refusal() const;
+  // Whether an identical request was quarantined before (it would crash workers again).
+  bool is_poison(const Job& job) const;
 
   void recycle(bool now);  // operator: graceful (after the request in flight) or now (SIGKILL)
   const Policy& policy() const { return policy_; }
@@ -107,6 +111,9 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   bool stopping_ = false;
   std::function<void()> on_stopped_;
   std::mt19937_64 rng_{std::random_device{}()};
+  // Fingerprints of quarantined requests, oldest first; bounded.
+  std::deque<std::size_t> poison_order_;
+  std::unordered_set<std::size_t> poison_;
 };
 
 }  // namespace respawn

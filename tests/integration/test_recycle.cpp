@@ -225,6 +225,12 @@ TEST(Recycle, CrashFaultIsReplayedThenQuarantinedAsPoison) {
   EXPECT_TRUE(replaced(server, old));
   EXPECT_EQ(recycles(server, "crash"), 2);
   EXPECT_EQ(server.metric("respawn_requests_quarantined_total"), 1);
+  // A client that retries the same request is refused at once: no more workers die for it.
+  const auto again = server.post("/v2/models/demo/generate", prompt("x"), fault("crash"));
+  EXPECT_EQ(again.status, 502);
+  EXPECT_NE(again.json().value("error", "").find("identical request"), std::string::npos);
+  EXPECT_EQ(recycles(server, "crash"), 2);
+  EXPECT_EQ(server.workers()["workers_started"], 3);
   EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("fine")).status, 200);
 }
 
