@@ -47,7 +47,7 @@ def gen_body(tokens: int) -> bytes:
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.0f}"
+    return str(round(seconds * 1000))
 
 
 def table(header, rows) -> None:

@@ -1,5 +1,8 @@
 #include "respawn/frame.hpp"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 
 namespace respawn::ipc {
@@ -88,6 +91,17 @@ std::string encode_frame(MessageType type, std::uint64_t request_id, std::string
 
 std::string encode_frame(const Frame& frame) {
   return encode_frame(frame.type, frame.request_id, frame.json, frame.binary);
+}
+
+bool write_all(int fd, std::string_view bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
 }
 
 std::optional<Error> validate_header(const FrameHeader& h, std::size_t max_frame_bytes) {

@@ -13,12 +13,6 @@ std::optional<std::string_view> planned_recycle_reason(const Policy& p, const Wo
   return std::nullopt;
 }
 
-bool due_after_next_request(const Policy& p, const WorkerUsage& u) {
-  WorkerUsage next = u;
-  ++next.served;
-  return planned_recycle_reason(p, next).has_value();
-}
-
 std::uint64_t draw_request_limit(const Policy& p, std::uint64_t random) {
   if (p.max_requests == 0) return 0;
   return p.max_requests + (p.max_requests_jitter == 0 ? 0 : random % (p.max_requests_jitter + 1));

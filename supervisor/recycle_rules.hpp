@@ -23,9 +23,6 @@ struct WorkerUsage {
 // "max_requests", "memory", "max_age", or nothing.
 std::optional<std::string_view> planned_recycle_reason(const Policy& policy, const WorkerUsage& u);
 
-// Whether the next request would make the worker due (for starting a spare ahead of time).
-bool due_after_next_request(const Policy& policy, const WorkerUsage& u);
-
 // max_requests plus a jitter drawn from 0..max_requests_jitter, or 0 when max_requests is 0.
 std::uint64_t draw_request_limit(const Policy& policy, std::uint64_t random);
 

@@ -158,10 +158,14 @@ void WorkerManager::run(Job job) {
   maybe_prestart_spare();
 }
 
+// A hot spare: with prestart_spare on, the next worker is loaded as soon as the current one
+// serves, so a planned recycle (and even a crash) swaps to a ready worker instead of waiting
+// for a load. It costs a second copy of the model in memory; that is the knob's trade-off.
 void WorkerManager::maybe_prestart_spare() {
   if (!policy_.prestart_spare || spare_ || !current_ || stopping_) return;
-  if (!pending_recycle_ && !due_after_next_request(policy_, usage(*current_, true))) return;
-  spdlog::info("loading a spare worker ahead of the planned recycle of {}", current_->pid());
+  if (current_->state() != WorkerState::ready && current_->state() != WorkerState::busy) return;
+  if (breaker_.state(Clock::now()) != CircuitBreaker::State::closed) return;
+  spdlog::info("loading a spare worker behind {}", current_->pid());
   spare_ = spawn_worker();
 }
 
@@ -176,6 +180,7 @@ void WorkerManager::on_ready(Worker& worker) {
   }
   metrics_.set_ready(ready());
   check_idle_worker();
+  maybe_prestart_spare();
 }
 
 void WorkerManager::promote_spare() {
@@ -184,6 +189,7 @@ void WorkerManager::promote_spare() {
   spdlog::info("worker {} takes over", current_->pid());
   metrics_.set_ready(ready());
   check_idle_worker();
+  maybe_prestart_spare();
 }
 
 void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {

@@ -14,24 +14,9 @@
 #include "respawn/proc_stats.hpp"
 
 namespace respawn::worker {
-namespace {
-
-bool write_all(int fd, const std::string& bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
-}  // namespace
-
 void report_load_failure(int fd, const std::string& reason) {
   const WorkerError error{WorkerErrorKind::internal, reason, false};
-  write_all(fd, ipc::encode_frame({ipc::MessageType::error, 0, to_json(error).dump(), {}}));
+  ipc::write_all(fd, ipc::encode_frame({ipc::MessageType::error, 0, to_json(error).dump(), {}}));
 }
 
 int WorkerServer::run() {
@@ -56,7 +41,7 @@ int WorkerServer::run() {
 }
 
 bool WorkerServer::send(const ipc::Frame& frame) {
-  return write_all(fd_, ipc::encode_frame(frame));
+  return ipc::write_all(fd_, ipc::encode_frame(frame));
 }
 
 void WorkerServer::send_error(std::uint64_t id, const WorkerError& error) {
@@ -119,7 +104,7 @@ bool WorkerServer::inject_fault(std::uint64_t id, const nlohmann::json& request)
                       "injected: an illegal memory access was encountered", false});
       return true;
     case Fault::Kind::malformed:
-      write_all(fd_, std::string(64, '\x5a'));
+      ipc::write_all(fd_, std::string(64, '\x5a'));
       return true;
     case Fault::Kind::slow:
       std::this_thread::sleep_for(std::chrono::milliseconds(fault->ms));

@@ -58,6 +58,10 @@ std::string encode_frame(MessageType type, std::uint64_t request_id, std::string
 void encode_header(const FrameHeader& header, char* out);  // writes kHeaderSize bytes
 FrameHeader decode_header(const char* in);                 // reads kHeaderSize bytes, no checks
 
+// Writes all of `bytes` to a blocking descriptor (retrying short writes and EINTR); false when
+// the peer is gone. For the worker side, which uses plain blocking I/O.
+bool write_all(int fd, std::string_view bytes);
+
 // Checks magic, version, type and the total size against max_frame_bytes.
 std::optional<Error> validate_header(const FrameHeader& header, std::size_t max_frame_bytes);
 

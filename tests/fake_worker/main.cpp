@@ -26,16 +26,7 @@ namespace {
 
 using respawn::ipc::Frame;
 using respawn::ipc::MessageType;
-
-bool write_all(int fd, const std::string& bytes) {
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) return false;
-    done += static_cast<std::size_t>(n);
-  }
-  return true;
-}
+using respawn::ipc::write_all;
 
 void send(int fd, const Frame& frame) {
   write_all(fd, respawn::ipc::encode_frame(frame));

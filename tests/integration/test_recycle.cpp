@@ -92,6 +92,25 @@ TEST(Recycle, RestartPerTestServesEveryRequestWithAFreshWorker) {
   }
 }
 
+TEST(Recycle, AHotSpareTakesOverAtOnceWhenTheWorkerDies) {
+  Server server(fake_args({"--prestart-spare"}), {{"RESPAWN_FAKE_LOAD_MS", "300"}});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto spare = server.workers()["spare"];
+        return spare.is_object() && spare.value("state", "") == "ready";
+      },
+      seconds(10)));
+  const pid_t current = server.worker_pid();
+  const pid_t spare = server.workers()["spare"].value("pid", 0);
+  ::kill(current, SIGKILL);
+  const auto r = server.post("/v2/models/demo/generate", prompt("failover"));
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(answered_by(r), spare) << "served by the spare, not by a worker loaded after the crash";
+  EXPECT_TRUE(wait_until([&] { return process_gone(current); }, seconds(5)));
+  EXPECT_EQ(recycles(server, "crash"), 1);
+}
+
 TEST(Recycle, MaxWorkerAgeRecyclesAnIdleWorker) {
   Server server(fake_args({"--max-worker-age-s", "1"}));
   ASSERT_TRUE(server.wait_ready()) << server.log();

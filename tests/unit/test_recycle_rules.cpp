@@ -229,66 +229,6 @@ TEST(RecycleRules, LaterRulesStillApplyWhenEarlierOnesAreNotMet) {
   EXPECT_EQ(reason_of(p, u), "memory");
 }
 
-// --- due_after_next_request ---
-
-TEST(RecycleRules, DueAfterNextRequestCountsOneMore) {
-  Policy p;
-  p.max_requests = 5;
-  WorkerUsage u;
-  u.request_limit = 5;
-  u.served = 0;
-  EXPECT_FALSE(due_after_next_request(p, u));
-  u.served = 3;
-  EXPECT_FALSE(due_after_next_request(p, u));
-  u.served = 4;
-  EXPECT_TRUE(due_after_next_request(p, u));
-  u.served = 5;
-  EXPECT_TRUE(due_after_next_request(p, u));
-}
-
-TEST(RecycleRules, DueAfterNextRequestWithLimitOne) {
-  Policy p;
-  p.max_requests = 1;
-  WorkerUsage u;
-  u.request_limit = 1;
-  EXPECT_TRUE(due_after_next_request(p, u));
-}
-
-TEST(RecycleRules, NotDueAfterNextRequestWhenNothingIsSet) {
-  const Policy p;
-  WorkerUsage u;
-  u.served = 1000;
-  EXPECT_FALSE(due_after_next_request(p, u));
-  u.request_limit = 0;
-  u.served = kMax - 1;
-  EXPECT_FALSE(due_after_next_request(p, u));
-}
-
-TEST(RecycleRules, DueAfterNextRequestWhenAlreadyDueForAnotherReason) {
-  Policy p;
-  p.max_worker_rss_mb = 10;
-  p.max_worker_age_s = 60;
-  WorkerUsage u;
-  u.rss_bytes = 11 * kMiB;
-  EXPECT_TRUE(due_after_next_request(p, u));
-  u.rss_bytes = 0;
-  u.age_s = 60;
-  EXPECT_TRUE(due_after_next_request(p, u));
-  u.age_s = 59;
-  EXPECT_FALSE(due_after_next_request(p, u));
-}
-
-TEST(RecycleRules, DueAfterNextRequestDoesNotChangeTheUsage) {
-  Policy p;
-  p.max_requests = 2;
-  WorkerUsage u;
-  u.request_limit = 2;
-  u.served = 1;
-  EXPECT_TRUE(due_after_next_request(p, u));
-  EXPECT_EQ(u.served, 1u);
-  EXPECT_EQ(reason_of(p, u), "<none>");
-}
-
 // --- draw_request_limit ---
 
 TEST(RecycleRules, DrawRequestLimitIsZeroWhenMaxRequestsIsZero) {
