@@ -9,7 +9,7 @@ RESPAWN_JOBS="${RESPAWN_JOBS:-2}"
 # the reference BLAS (about 10x slower).
 RESPAWN_PACKAGES=(
   cmake g++ make ccache
-  libboost1.81-dev libtorch-dev nlohmann-json3-dev libspdlog-dev libcli11-dev
+  libboost1.81-dev libtorch-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   googletest libgtest-dev libopenblas0-pthread
 )
 

@@ -204,10 +204,9 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
       // The worker says it is poisoned (a sticky CUDA error): replace it, and give the
       // request, which may only be a victim, a fresh worker.
       const std::string reason = unhealthy_reason(error.kind);
+      current_->kill(reason);  // first: from here on it takes no work
       ++job.failures;
-      handle_failed_job(std::move(job), reason, to_client_error(error));
-      current_->kill(reason);
-      return;
+      return handle_failed_job(std::move(job), reason, to_client_error(error));
     }
     job.done(to_client_error(error));
   } else {
