@@ -11,7 +11,7 @@ measures, and stops it (by pid) before the next:
             time from sending a generate with `X-Respawn-Fault: hang` to its 502; median of
             --hangs per H and the overhead over H
   gap       --max-requests 10, without and with --prestart-spare: ~60 sequential 8-token
-            generates on one keep-alive connection; a recycle shows as a new
+            generates on one keep-alive connection, --gap-pause-ms apart; a recycle shows as a new
             X-Respawn-Worker-Pid, and its gap is that request's latency minus the median
   overhead  8-token generate latency for --max-requests 1 (with and without --prestart-spare)
             against the default cached worker
@@ -280,8 +280,9 @@ def part_hang(args) -> None:
 
 # --- part 2 ---------------------------------------------------------------------------------
 
-def sequential(srv, n, tokens, budget):
-    """n sequential generates on one keep-alive connection: [(status, seconds, pid)]."""
+def sequential(srv, n, tokens, budget, pause=0.0):
+    """n sequential generates on one keep-alive connection, `pause` seconds apart:
+    [(status, seconds, pid)]."""
     conn = srv.conn(timeout=60)
     body = gen_body(tokens)
     out = []
@@ -294,6 +295,7 @@ def sequential(srv, n, tokens, budget):
             conn = srv.conn(timeout=60)
             status, elapsed, pid = f"no answer ({type(e).__name__})", float("nan"), 0
         out.append((status, elapsed, pid))
+        time.sleep(pause)
     conn.close()
     return out
 
@@ -305,7 +307,7 @@ def part_gap(args) -> None:
                                                   ["--prestart-spare"])):
         with Server(args, ["--max-requests", "10", *extra], "gap-" + ("spare" if extra else
                                                                        "plain")) as srv:
-            results = sequential(srv, 60, 8, budget)
+            results = sequential(srv, 60, 8, budget, args.gap_pause_ms / 1000)
             planned = srv.metrics().get('respawn_worker_recycles_total{reason="max_requests"}', 0)
         ok = [r for r in results if r[0] == 200]
         for i, r in enumerate(results):
@@ -324,7 +326,8 @@ def part_gap(args) -> None:
                      ms(max(gaps)) if gaps else "-", ms(statistics.median(gaps)) if gaps else "-",
                      ms(min(gaps)) if gaps else "-",
                      ms(statistics.median(before)) if before else "-", int(planned)))
-    print("### Recycle gap (`--max-requests 10`, 60 sequential 8-token generates, keep-alive)\n")
+    print("### Recycle gap (`--max-requests 10`, 60 sequential 8-token generates, keep-alive, "
+          f"{args.gap_pause_ms} ms apart)\n")
     table(("mode", "requests", "recycles seen (new pid)", "median latency (ms)", "max gap (ms)",
            "median gap (ms)", "min gap (ms)", "median extra on the last request before (ms)",
            "recycles{reason=max_requests}"), rows)
@@ -462,6 +465,9 @@ def main() -> int:
     ap.add_argument("--part", choices=("all", "hang", "gap", "overhead", "lost"), default="all")
     ap.add_argument("--requests", type=int, default=2000, help="requests in the 'lost' part")
     ap.add_argument("--hangs", type=int, default=5, help="hang samples per hang_timeout_ms")
+    ap.add_argument("--gap-pause-ms", type=int, default=0,
+                    help="pause between requests in the 'gap' part (a paced client gives a "
+                         "spare time to load; back-to-back requests outrun any load)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the killer's randomness")
     ap.add_argument("--logs", help="write each server's stderr to DIR/<part>.log")
     args = ap.parse_args()

@@ -67,7 +67,9 @@ const Knob kKnobs[] = {
                       "sliding window for counting crash-loop failures, seconds (1..86400)"),
     RESPAWN_UINT_KNOB(crash_loop_cooldown_s, 1, kDayS,
                       "seconds the breaker stays open before a single probe (1..86400)"),
-    RESPAWN_BOOL_KNOB(prestart_spare, "load the next worker while the old one drains (true/false)"),
+    RESPAWN_BOOL_KNOB(prestart_spare,
+                      "keep a second worker loaded, so recycles and crashes swap at once "
+                      "(true/false; costs a second copy of the model)"),
     RESPAWN_UINT_KNOB(drain_timeout_ms, 0, 3600000,
                       "limit for graceful shutdown and planned-recycle drains (0..3600000)"),
 };

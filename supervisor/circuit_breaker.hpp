@@ -1,9 +1,11 @@
 #pragma once
 // The crash-loop circuit breaker. Closed: workers start as usual. After `failures` unplanned
-// worker failures within `window`, it opens: no worker starts, readiness is off, and requests
-// fail fast until `cooldown` has passed. Then it is half-open: one probe worker may start; if
-// that worker becomes ready the breaker closes, if it fails the breaker opens again.
-// Pure logic over explicit time points so it is unit-testable. Not thread-safe.
+// worker failures within `window` with no worker becoming ready in between, it opens: no worker
+// starts, readiness is off, and requests fail fast until `cooldown` has passed. (A worker that
+// comes up and is later killed is not a crash loop: replay covers its requests, and counting it
+// would turn an occasional crash under load into minutes of 503s.) Then it is half-open: one probe
+// worker may start; if that worker becomes ready the breaker closes, if it fails the breaker opens
+// again. Pure logic over explicit time points so it is unit-testable. Not thread-safe.
 #include <chrono>
 #include <cstdint>
 #include <deque>

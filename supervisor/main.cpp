@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 
 #include "api.hpp"
@@ -75,19 +76,24 @@ int serve(respawn::ServeOptions options) {
   spdlog::info("policy: {}", respawn::to_json(options.policy).dump());
   manager->start();
 
+  // First SIGTERM/SIGINT: readiness turns 503 and new requests get 503 at once (the listener
+  // stays open so that clients hear that rather than a refused connection); queued and
+  // in-flight requests finish, for up to drain_timeout_ms. A second signal cuts the drain short.
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int signal) {
-    if (ec) return;
-    // Readiness turns 503 and new requests get 503 at once; the listener stays open so that
-    // clients hear that rather than a refused connection. Queued and in-flight requests
-    // finish, for up to drain_timeout_ms.
-    const auto drain = std::chrono::milliseconds(manager->policy().drain_timeout_ms);
-    spdlog::info("signal {}: draining for up to {} ms", signal, drain.count());
-    scheduler.drain(drain, [&io, server, manager] {
-      server->stop();
-      manager->stop([&io] { io.stop(); });
-    });
-  });
+  int signals_seen = 0;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        const auto drain =
+            std::chrono::milliseconds(++signals_seen == 1 ? manager->policy().drain_timeout_ms : 0);
+        spdlog::info("signal {}: draining for up to {} ms", signal, drain.count());
+        scheduler.drain(drain, [&io, server, manager] {
+          server->stop();
+          manager->stop([&io] { io.stop(); });
+        });
+        signals.async_wait(on_signal);
+      };
+  signals.async_wait(on_signal);
   // Handlers validate untrusted input and must not throw; if one ever does, the connection it
   // served is dropped (its session is released) and the server goes on serving the rest.
   while (true) {

@@ -125,7 +125,8 @@ std::string Metrics::render() const {
   header(out, "respawn_worker_rss_bytes", "gauge", "Resident memory of the current worker.");
   sample(out, "respawn_worker_rss_bytes", "", static_cast<double>(worker_rss_));
   header(out, "respawn_worker_gpu_memory_bytes", "gauge",
-         "GPU memory the current worker held after its last request (0 on cpu).");
+         "GPU memory the current worker reported after its last request (0 until the worker "
+         "reports CUDA allocator stats).");
   sample(out, "respawn_worker_gpu_memory_bytes", "", static_cast<double>(worker_gpu_));
   return out;
 }

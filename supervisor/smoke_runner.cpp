@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
 
 #include <CLI/CLI.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -350,7 +351,11 @@ std::vector<std::string> serve_argv(const SmokeOptions& o, const std::string& se
   std::vector<std::string> argv = {self_exe.empty() ? "/proc/self/exe" : self_exe, "serve",
                                    "--port", "0"};
   argv.insert(argv.end(), o.serve_args.begin(), o.serve_args.end());
-  if (o.restart_per_test) argv.insert(argv.end(), {"--max-requests", "1"});
+  // A --max-requests among the user's serve arguments would clash (CLI11 allows one).
+  const bool has_limit = std::any_of(o.serve_args.begin(), o.serve_args.end(), [](const auto& a) {
+    return a == "--max-requests" || a.rfind("--max-requests=", 0) == 0;
+  });
+  if (o.restart_per_test && !has_limit) argv.insert(argv.end(), {"--max-requests", "1"});
   return argv;
 }
 

@@ -133,6 +133,8 @@ void Worker::arm(asio::steady_timer& timer, std::chrono::milliseconds after, con
 }
 
 void Worker::on_frame(ipc::Frame frame) {
+  // A worker asked to stop may still finish loading or say goodbye; none of it matters now.
+  if (state_ == WorkerState::draining) return;
   switch (frame.type) {
     case ipc::MessageType::ready:
       if (state_ == WorkerState::spawning) return on_ready(frame);

@@ -57,7 +57,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   const std::string& exit_reason() const { return exit_reason_; }
   const nlohmann::json& info() const { return info_; }  // the ready frame
   std::uint64_t served() const { return served_; }
-  double age_s() const;  // since ready (0 before)
+  double age_s() const;  // since ready, or since it took over as a spare (0 before)
+  void start_serving() { ready_at_ = Clock::now(); }  // a spare's age starts when it serves
   Clock::time_point spawned_at() const { return spawned_at_; }
   std::uint64_t rss_bytes() const;                        // now, from /proc
   std::uint64_t gpu_bytes() const { return gpu_bytes_; }  // as of the last answer

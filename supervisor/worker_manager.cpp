@@ -186,6 +186,7 @@ void WorkerManager::on_ready(Worker& worker) {
 void WorkerManager::promote_spare() {
   current_ = std::move(spare_);
   spare_.reset();
+  if (current_->reached_ready()) current_->start_serving();
   spdlog::info("worker {} takes over", current_->pid());
   metrics_.set_ready(ready());
   check_idle_worker();

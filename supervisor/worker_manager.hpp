@@ -3,8 +3,8 @@
 // on the current worker; recycles it when the policy says so (planned: after its request
 // finishes; unplanned: SIGKILL); replays a request caught in a worker failure at the head of
 // the queue, or quarantines it once it has witnessed poison_threshold failures; restarts with
-// exponential backoff; opens the crash-loop breaker; and optionally loads a spare worker ahead
-// of a planned recycle. Holds the live Policy (PATCH /admin/policy changes it here).
+// exponential backoff; opens the crash-loop breaker; and, with prestart_spare, keeps a hot spare
+// worker loaded to take over at once. Holds the live Policy (PATCH /admin/policy changes it here).
 // Must be owned by a shared_ptr; lives on the I/O thread (not thread-safe). The io_context,
 // options and Metrics must outlive it.
 #include <boost/asio/io_context.hpp>

@@ -384,3 +384,32 @@ TEST(Recycle, RealWorkerRestartPerTestStaysCorrect) {
 
 }  // namespace
 }  // namespace respawn::test
+
+namespace respawn::test {
+namespace {
+
+TEST(Shutdown, ASecondSigtermCutsTheDrainShort) {
+  Server server(fake_args());
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t worker = server.worker_pid();
+  const int port = server.port();
+  auto inflight = std::async(std::launch::async, [port] {
+    return http_request(port, "POST", "/v2/models/demo/generate",
+                        nlohmann::json{{"text_input", "sleep:20000"}}.dump());
+  });
+  ASSERT_TRUE(wait_until([&] { return server.metric("respawn_requests_inflight") == 1; },
+                         std::chrono::seconds(5)));
+  ::kill(server.pid(), SIGTERM);
+  ASSERT_TRUE(wait_until([&] { return server.get("/v2/health/ready").status == 503; },
+                         std::chrono::seconds(2)));
+  // The default drain would wait up to 30 s for the 20 s request; the second signal won't.
+  const int status = server.stop(SIGTERM, std::chrono::seconds(5));
+  ASSERT_TRUE(WIFEXITED(status)) << "still running after the second SIGTERM: " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  const auto r = inflight.get();
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_TRUE(wait_until([&] { return process_gone(worker); }, std::chrono::seconds(2)));
+}
+
+}  // namespace
+}  // namespace respawn::test
