@@ -367,6 +367,18 @@ TEST(Shutdown, SigtermDrainsTheRequestInFlightAndRefusesNewOnes) {
 }
 
 #if RESPAWN_HAS_WORKER
+TEST(Recycle, ARealAllocationFailureInLibtorchIs503AndTheWorkerServesOn) {
+  Server server({"--model", model_path("demo.pt"), "--enable-fault-injection"});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const pid_t pid = server.worker_pid();
+  const auto r = server.post("/v2/models/demo/generate", prompt("x"), fault("oom"));
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_NE(r.json().value("error", "").find("out of memory"), std::string::npos) << r.body;
+  EXPECT_EQ(server.worker_pid(), pid);
+  EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("Hello")).status, 200);
+  EXPECT_EQ(server.metric("respawn_worker_starts_total"), 1);
+}
+
 TEST(Recycle, RealWorkerRestartPerTestStaysCorrect) {
   Server server({"--model", model_path("demo.pt"), "--max-requests", "1"});
   ASSERT_TRUE(server.wait_ready()) << server.log();
