@@ -107,12 +107,17 @@ void Api::handle(const HttpRequest& request, const RequestContext& context, Resp
   Respond recorded = [this, label = std::string(route.label()),
                       started = std::chrono::steady_clock::now(),
                       respond = std::move(respond)](HttpResponse res) {
-    metrics_.on_request(
-        label, res.result_int(),
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    record(label, res.result_int(), started);
     respond(std::move(res));
   };
   handle_route(route, request, context, recorded);
+}
+
+void Api::record(const std::string& route, int status,
+                 std::chrono::steady_clock::time_point since) {
+  metrics_.on_request(
+      route, status,
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count());
 }
 
 void Api::handle_route(const Route& route, const HttpRequest& request,
@@ -138,6 +143,8 @@ void Api::handle_route(const Route& route, const HttpRequest& request,
       return infer(request, std::move(respond));
     case RouteId::generate:
       return generate(request, std::move(respond));
+    case RouteId::generate_stream:
+      return generate_stream(request, context, std::move(respond));
     case RouteId::admin_workers:
     case RouteId::admin_policy:
     case RouteId::admin_recycle:
@@ -235,43 +242,102 @@ void Api::infer(const HttpRequest& request, Respond respond) {
   submit(std::move(job), respond);
 }
 
-void Api::generate(const HttpRequest& request, Respond respond) {
+Result<Job> Api::generate_job(const HttpRequest& request) const {
   auto body = parse_body(request);
-  if (!body) return respond(error_response(body.error()));
-  if (!body->contains("text_input") || !(*body)["text_input"].is_string()) {
-    return respond(
-        error_response(make_error(ErrorKind::bad_input, "'text_input' must be a string")));
+  if (!body) return body.error();
+  if (!json_field(*body, "text_input").is_string()) {
+    return make_error(ErrorKind::bad_input, "'text_input' must be a string");
   }
   auto params = parse_generate_request((*body)["text_input"], generate_parameters(*body));
-  if (!params) return respond(error_response(params.error()));
+  if (!params) return params.error();
   Job job;
   job.type = ipc::MessageType::generate;
   auto ipc_request = to_json(*params);
   add_fault(request, ipc_request);
   job.json = ipc_request.dump();
-  job.done = [respond, name = options_.model_name](JobOutcome outcome) {
-    if (!outcome) return respond(error_response(outcome.error()));
-    const auto r = parse_json(outcome->json);
-    if (!json_field(r, "text_output").is_string()) {
-      return respond(error_response(
-          make_error(ErrorKind::internal, "the worker sent a malformed generate result")));
-    }
-    const int prompt = json_get(r, "prompt_tokens", 0);
-    const int completion = json_get(r, "completion_tokens", 0);
-    respond(with_worker_pid(
-        json_response(http::status::ok,
-                      {{"model_name", name},
-                       {"model_version", kModelVersion},
-                       {"text_output", r["text_output"]},
-                       {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
-                       {"seed", json_get<std::uint64_t>(r, "seed", 0)},
-                       {"usage",
-                        {{"prompt_tokens", prompt},
-                         {"completion_tokens", completion},
-                         {"total_tokens", prompt + completion}}}}),
-        r));
+  return job;
+}
+
+namespace {
+
+// The generate result's fields every answer shares (JSON and the last SSE event).
+Result<json> generate_result(const JobOutcome& outcome) {
+  if (!outcome) return outcome.error();
+  auto r = parse_json(outcome->json);
+  if (!json_field(r, "text_output").is_string()) {
+    return make_error(ErrorKind::internal, "the worker sent a malformed generate result");
+  }
+  const int prompt = json_get(r, "prompt_tokens", 0);
+  const int completion = json_get(r, "completion_tokens", 0);
+  return json{{"model_version", kModelVersion},
+              {"text_output", r["text_output"]},
+              {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
+              {"seed", json_get<std::uint64_t>(r, "seed", 0)},
+              {"pid", json_get<std::int64_t>(r, "pid", 0)},
+              {"usage",
+               {{"prompt_tokens", prompt},
+                {"completion_tokens", completion},
+                {"total_tokens", prompt + completion}}}};
+}
+
+std::string sse_event(const json& data) {
+  return "data: " + data.dump() + "\n\n";
+}
+
+}  // namespace
+
+void Api::generate(const HttpRequest& request, Respond respond) {
+  auto job = generate_job(request);
+  if (!job) return respond(error_response(job.error()));
+  job->done = [respond, name = options_.model_name](JobOutcome outcome) {
+    auto result = generate_result(outcome);
+    if (!result) return respond(error_response(result.error()));
+    const json pid = {{"pid", (*result)["pid"]}};
+    result->erase("pid");
+    (*result)["model_name"] = name;
+    respond(with_worker_pid(json_response(http::status::ok, *result), pid));
   };
-  submit(std::move(job), respond);
+  submit(std::move(*job), respond);
+}
+
+// Server-Sent Events: one `data: {...}` event per chunk of text as the worker produces it,
+// then one with finish_reason and usage (and an empty text_output). An error before the first
+// event is a normal JSON error response; after it, an event {"error": ...} ends the stream.
+void Api::generate_stream(const HttpRequest& request, const RequestContext& context,
+                          Respond respond) {
+  auto job = generate_job(request);
+  if (!job) return respond(error_response(job.error()));
+  auto sink = context.open_stream();
+  auto started = std::make_shared<bool>(false);
+  const auto start = [sink, started] {
+    if (!std::exchange(*started, true)) sink->start(http::status::ok, "text/event-stream");
+  };
+  const json head = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
+  job->on_text = [sink, start, head](std::string_view text) {
+    start();
+    json event = head;
+    event["text_output"] = text;
+    sink->write(sse_event(event));
+  };
+  job->done = [this, sink, start, started, head, respond,
+               since = std::chrono::steady_clock::now()](JobOutcome outcome) {
+    auto result = generate_result(outcome);
+    if (!result && !*started) return respond(error_response(result.error()));
+    start();
+    json event = head;
+    if (result) {
+      event.update(*result);
+      event.erase("pid");
+      event["text_output"] = "";
+    } else {
+      event["error"] = result.error().message;
+    }
+    sink->write(sse_event(event));
+    sink->finish();
+    record("generate_stream", result ? 200 : static_cast<int>(http_status(result.error().kind)),
+           since);
+  };
+  submit(std::move(*job), respond);
 }
 
 std::optional<HttpResponse> Api::admin_refusal(const HttpRequest& request,

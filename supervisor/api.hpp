@@ -30,11 +30,15 @@ class Api {
   // The X-Respawn-Fault header, when fault injection is on: added to the IPC request.
   void add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
   HttpResponse server_metadata() const;
+  void record(const std::string& route, int status, std::chrono::steady_clock::time_point since);
   HttpResponse ready_response(bool model_route) const;
   HttpResponse model_metadata() const;
   HttpResponse metrics();
   void infer(const HttpRequest& request, Respond respond);
   void generate(const HttpRequest& request, Respond respond);
+  void generate_stream(const HttpRequest& request, const RequestContext& context, Respond respond);
+  // The generate job for a request (Triton generate extension body), or why it is invalid.
+  Result<Job> generate_job(const HttpRequest& request) const;
   void submit(Job job, Respond& respond);
 
   Scheduler& scheduler_;

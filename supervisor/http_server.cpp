@@ -2,14 +2,34 @@
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cstdio>
 
 namespace respawn {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
+
+// The StreamSink a handler gets: forwards to its session while the session lives.
+class SessionStream : public StreamSink {
+ public:
+  explicit SessionStream(std::weak_ptr<HttpSession> session) : session_(std::move(session)) {}
+  void start(http::status status, const std::string& content_type) override {
+    if (auto s = session_.lock()) s->stream_start(status, content_type);
+  }
+  void write(std::string data) override {
+    if (auto s = session_.lock()) s->stream_write(std::move(data));
+  }
+  void finish() override {
+    if (auto s = session_.lock()) s->stream_finish();
+  }
+
+ private:
+  std::weak_ptr<HttpSession> session_;
+};
 
 namespace {
 
@@ -74,8 +94,51 @@ void HttpSession::on_read(beast::error_code ec) {
   auto request = parser_->release();
   version_ = request.version();
   keep_alive_ = request.keep_alive();
+  context_.open_stream = [weak = weak_from_this()]() -> std::shared_ptr<StreamSink> {
+    return std::make_shared<SessionStream>(weak);
+  };
   api_.handle(request, context_,
               [self = shared_from_this()](HttpResponse res) { self->send(std::move(res)); });
+}
+
+void HttpSession::stream_start(http::status status, const std::string& content_type) {
+  std::string head = "HTTP/1.1 " + std::to_string(static_cast<unsigned>(status)) + " " +
+                     std::string(http::obsolete_reason(status)) + "\r\nServer: respawn\r\n" +
+                     "Content-Type: " + content_type + "\r\nCache-Control: no-cache\r\n" +
+                     "Transfer-Encoding: chunked\r\n";
+  if (!keep_alive_) head += "Connection: close\r\n";
+  outbox_.push_back(head + "\r\n");
+  if (outbox_.size() == 1) write_outbox();
+}
+
+void HttpSession::stream_write(std::string data) {
+  if (data.empty()) return;  // an empty chunk would end the body
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+  outbox_.push_back(size + std::move(data) + "\r\n");
+  if (outbox_.size() == 1) write_outbox();
+}
+
+void HttpSession::stream_finish() {
+  stream_finished_ = true;
+  outbox_.push_back("0\r\n\r\n");
+  if (outbox_.size() == 1) write_outbox();
+}
+
+void HttpSession::write_outbox() {
+  stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
+  asio::async_write(stream_, asio::buffer(outbox_.front()),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      if (ec) {
+                        self->outbox_.clear();
+                        return self->stream_.close();
+                      }
+                      self->outbox_.pop_front();
+                      if (!self->outbox_.empty()) return self->write_outbox();
+                      if (!self->stream_finished_) return self->stream_.expires_never();
+                      self->stream_finished_ = false;
+                      self->on_write({});
+                    });
 }
 
 void HttpSession::reject(const Error& error) {

@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <deque>
 #include <memory>
 #include <optional>
 
@@ -28,6 +29,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void send(HttpResponse response);
   void on_write(boost::beast::error_code ec);
   void drain_and_close();
+  // Streaming (see StreamSink): bytes go through an ordered outbox of raw writes.
+  friend class SessionStream;
+  void stream_start(http::status status, const std::string& content_type);
+  void stream_write(std::string data);
+  void stream_finish();
+  void write_outbox();
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
@@ -38,6 +45,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   RequestContext context_;
   unsigned version_ = 11;
   bool keep_alive_ = true;
+  std::deque<std::string> outbox_;
+  bool stream_finished_ = false;
 };
 
 class HttpServer : public std::enable_shared_from_this<HttpServer> {

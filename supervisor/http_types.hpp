@@ -15,9 +15,22 @@ using HttpRequest = http::request<http::string_body>;
 using HttpResponse = http::response<http::string_body>;
 using Respond = std::function<void(HttpResponse)>;
 
+// A response whose body is written piece by piece (Server-Sent Events), with chunked transfer
+// encoding. start() once, then write() any number of times, then finish(). Writes after the
+// client is gone are dropped. Used on the I/O thread only.
+class StreamSink {
+ public:
+  virtual ~StreamSink() = default;
+  virtual void start(http::status status, const std::string& content_type) = 0;
+  virtual void write(std::string data) = 0;
+  virtual void finish() = 0;
+};
+
 // What a handler may know about the connection, without touching it.
 struct RequestContext {
   bool from_loopback = false;
+  // Turns this request's answer into a stream; call instead of answering with `respond`.
+  std::function<std::shared_ptr<StreamSink>()> open_stream;
 };
 
 http::status http_status(ErrorKind kind);

@@ -24,6 +24,10 @@ struct Job {
   std::chrono::steady_clock::time_point enqueued{};
   unsigned failures = 0;  // worker failures this request was present at
   unsigned replays = 0;   // times it was re-sent to a fresh worker
+  // Streaming: text that became final, as the worker produces it. Once any reached the client
+  // the request can no longer be replayed (the client would see the text twice).
+  std::function<void(std::string_view text)> on_text;
+  bool streamed = false;
 };
 
 }  // namespace respawn

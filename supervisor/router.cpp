@@ -35,6 +35,9 @@ Route match_model_route(std::string_view method, const std::vector<std::string_v
   if (action == "ready") return with_method(RouteId::model_ready, "GET", method, model);
   if (action == "infer") return with_method(RouteId::infer, "POST", method, model);
   if (action == "generate") return with_method(RouteId::generate, "POST", method, model);
+  if (action == "generate_stream") {
+    return with_method(RouteId::generate_stream, "POST", method, model);
+  }
   return {};
 }
 
@@ -56,6 +59,8 @@ std::string_view Route::label() const {
       return "infer";
     case RouteId::generate:
       return "generate";
+    case RouteId::generate_stream:
+      return "generate_stream";
     case RouteId::metrics:
       return "metrics";
     case RouteId::admin_workers:

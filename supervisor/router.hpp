@@ -14,6 +14,7 @@ enum class RouteId {
   model_ready,      // GET /v2/models/{m}[/versions/{v}]/ready
   infer,            // POST /v2/models/{m}[/versions/{v}]/infer
   generate,         // POST /v2/models/{m}[/versions/{v}]/generate
+  generate_stream,  // POST /v2/models/{m}[/versions/{v}]/generate_stream (Server-Sent Events)
   metrics,          // GET /metrics
   admin_workers,    // GET /admin/workers
   admin_policy,     // GET or PATCH /admin/policy

@@ -154,7 +154,15 @@ void Worker::on_frame(ipc::Frame frame) {
     case ipc::MessageType::heartbeat:
     case ipc::MessageType::token:
       // Proof of life: a busy worker that still talks is not hung.
-      if (state_ == WorkerState::busy) arm(hang_timer_, hang_timeout_, "hang");
+      if (state_ != WorkerState::busy) return;
+      arm(hang_timer_, hang_timeout_, "hang");
+      if (frame.type == ipc::MessageType::token && frame.request_id == inflight_id_) {
+        const auto token = parse_json(frame.json);
+        const auto& text = json_field(token, "text");
+        if (text.is_string() && !text.get_ref<const std::string&>().empty()) {
+          events_.text(*this, text.get_ref<const std::string&>());
+        }
+      }
       return;
     default:
       break;

@@ -34,7 +34,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   struct Events {
     std::function<void(Worker&)> ready;
     std::function<void(Worker&, ipc::Frame)> answer;  // result or error of the request in flight
-    std::function<void(Worker&)> exited;              // reaped; exit_reason() says why
+    std::function<void(Worker&, std::string_view text)> text;  // a streamed chunk of it
+    std::function<void(Worker&)> exited;                       // reaped; exit_reason() says why
   };
 
   Worker(boost::asio::io_context& io, Events events);

@@ -69,15 +69,19 @@ void WorkerManager::housekeep() {
 
 std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   std::weak_ptr<WorkerManager> weak = shared_from_this();
-  Worker::Events events{[weak](Worker& w) {
-                          if (auto self = weak.lock()) self->on_ready(w);
-                        },
-                        [weak](Worker& w, ipc::Frame frame) {
-                          if (auto self = weak.lock()) self->on_answer(w, std::move(frame));
-                        },
-                        [weak](Worker& w) {
-                          if (auto self = weak.lock()) self->on_exited(w);
-                        }};
+  Worker::Events events;
+  events.ready = [weak](Worker& w) {
+    if (auto self = weak.lock()) self->on_ready(w);
+  };
+  events.answer = [weak](Worker& w, ipc::Frame frame) {
+    if (auto self = weak.lock()) self->on_answer(w, std::move(frame));
+  };
+  events.text = [weak](Worker& w, std::string_view text) {
+    if (auto self = weak.lock()) self->on_text(w, text);
+  };
+  events.exited = [weak](Worker& w) {
+    if (auto self = weak.lock()) self->on_exited(w);
+  };
   std::vector<std::string> args = {"--ipc-fd",     "3",
                                    "--parent-pid", std::to_string(::getpid()),
                                    "--model",      options_.model,
@@ -193,6 +197,12 @@ void WorkerManager::promote_spare() {
   maybe_prestart_spare();
 }
 
+void WorkerManager::on_text(Worker& worker, std::string_view text) {
+  if (&worker != current_.get() || !inflight_ || !inflight_->on_text) return;
+  inflight_->streamed = true;
+  inflight_->on_text(text);
+}
+
 void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
   if (&worker != current_.get() || !inflight_) return;
   Job job = std::move(*inflight_);
@@ -295,7 +305,10 @@ void WorkerManager::on_current_failed(const std::string& reason, bool reached_re
 
 void WorkerManager::handle_failed_job(Job job, const std::string& reason,
                                       const Error& if_not_replayed) {
-  switch (failed_job_action(policy_, job.failures, job.replays)) {
+  // Text already sent to a streaming client cannot be taken back: no replay for it.
+  Policy limits = policy_;
+  if (job.streamed) limits.replay_limit = 0;
+  switch (failed_job_action(limits, job.failures, job.replays)) {
     case FailedJobAction::quarantine:
       metrics_.on_quarantined();
       if (poison_.insert(fingerprint(job)).second) poison_order_.push_back(fingerprint(job));

@@ -81,6 +81,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void check_idle_worker(bool after_request = false);
   void on_ready(Worker& worker);
   void on_answer(Worker& worker, ipc::Frame frame);
+  void on_text(Worker& worker, std::string_view text);
   void on_exited(Worker& worker);
   void on_current_failed(const std::string& reason, bool reached_ready);
   void handle_failed_job(Job job, const std::string& reason, const Error& if_not_replayed);

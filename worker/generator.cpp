@@ -26,9 +26,22 @@ std::optional<std::size_t> stop_position(const std::string& text,
 
 }  // namespace
 
+std::size_t stop_prefix_overlap(std::string_view text, const std::vector<std::string>& stops) {
+  std::size_t longest = 0;
+  for (const auto& s : stops) {
+    for (std::size_t k = std::min(s.size() - 1, text.size()); k > longest; --k) {
+      if (text.compare(text.size() - k, k, s, 0, k) == 0) {
+        longest = k;
+        break;
+      }
+    }
+  }
+  return longest;
+}
+
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
                                                   const LogitsFn& logits, std::size_t max_context,
-                                                  const TokenFn& on_token) {
+                                                  const TextFn& on_text) {
   // An empty prompt still needs one token to condition on; a newline is a neutral start.
   const std::string prompt = request.prompt.empty() ? "\n" : request.prompt;
   std::vector<std::int64_t> ids(prompt.begin(), prompt.end());
@@ -41,6 +54,13 @@ Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request
   std::string generated;
   out.finish_reason = "length";
   std::vector<std::int64_t> window;
+  std::size_t sent = 0;  // bytes of `generated` already handed to on_text
+  const auto emit = [&](std::size_t upto) {
+    if (!on_text) return;
+    const std::string chunk = upto > sent ? sanitize_utf8(generated.substr(sent, upto - sent)) : "";
+    sent = std::max(sent, upto);
+    on_text(chunk);
+  };
   for (int step = 0; step < request.max_tokens; ++step) {
     const std::size_t from = ids.size() > max_context ? ids.size() - max_context : 0;
     window.assign(ids.begin() + static_cast<std::ptrdiff_t>(from), ids.end());
@@ -49,14 +69,16 @@ Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request
     const int token = sample_token(*next, request.temperature, request.top_p, rng);
     ids.push_back(token);
     generated.push_back(static_cast<char>(token));
-    if (on_token) on_token(token);
     ++out.completion_tokens;
     if (auto at = stop_position(generated, request.stop)) {
       generated.resize(*at);
       out.finish_reason = "stop";
       break;
     }
+    const std::size_t settled = generated.size() - stop_prefix_overlap(generated, request.stop);
+    emit(complete_utf8_prefix(std::string_view(generated).substr(0, settled)));
   }
+  emit(generated.size());
   out.text = sanitize_utf8(generated);
   return out;
 }

@@ -25,11 +25,17 @@ struct GenerateOutput {
   std::uint64_t seed = 0;  // the seed used, so a random run can be reproduced
 };
 
-// Called after every generated token: progress (and, to the supervisor, proof of life).
-using TokenFn = std::function<void(int token)>;
+// Called after every generated token with the text that became final (often empty: bytes that
+// may still turn into a stop string or complete a UTF-8 sequence are held back), and once more
+// at the end with the rest. The chunks concatenated are exactly GenerateOutput::text. Every call
+// is progress (and, to the supervisor, proof of life).
+using TextFn = std::function<void(std::string_view chunk)>;
 
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
                                                   const LogitsFn& logits, std::size_t max_context,
-                                                  const TokenFn& on_token = nullptr);
+                                                  const TextFn& on_text = nullptr);
+
+// How many trailing bytes of `text` could still be the start of a stop string.
+std::size_t stop_prefix_overlap(std::string_view text, const std::vector<std::string>& stops);
 
 }  // namespace respawn::worker

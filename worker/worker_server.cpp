@@ -140,11 +140,12 @@ void WorkerServer::handle_generate(const ipc::Frame& frame, const nlohmann::json
   const auto logits = [this](const std::vector<std::int64_t>& ids) {
     return runner_.next_token_logits(ids);
   };
-  // A token frame per step: progress for the supervisor's hang detection.
-  const auto on_token = [this, id = frame.request_id](int token) {
-    send({ipc::MessageType::token, id, nlohmann::json{{"token", token}}.dump(), {}});
+  // A token frame per step: the text that became final (for streaming) and, even when empty,
+  // progress for the supervisor's hang detection.
+  const auto on_text = [this, id = frame.request_id](std::string_view chunk) {
+    send({ipc::MessageType::token, id, nlohmann::json{{"text", chunk}}.dump(), {}});
   };
-  auto out = generate_text(*params, logits, runner_.max_context(), on_token);
+  auto out = generate_text(*params, logits, runner_.max_context(), on_text);
   if (!out) return send_error(frame.request_id, out.error());
   send_result(frame.request_id, {{"text_output", out->text},
                                  {"finish_reason", out->finish_reason},

@@ -5,6 +5,7 @@
 // exits). RESPAWN_FAKE_LOAD_MS delays the ready frame. A generate request's prompt steers it:
 //   "sleep:N"  answer after N ms          "crash"  exit(1) without answering
 //   "garbage"  write bytes that are not a frame    anything else: echo the prompt back
+//   "stream-then-crash"  stream one chunk, then exit(1)
 // Infer requests echo their input tensors as outputs. The injected faults of the real worker
 // (a request's "fault", --fault at start; see common/respawn/fault.hpp) work the same way.
 #include <sys/prctl.h>
@@ -87,7 +88,13 @@ void answer_generate(int fd, const Frame& frame) {
   } else if (prompt == "garbage") {
     write_all(fd, std::string(64, '\x5a'));
     return;
+  } else if (prompt == "stream-then-crash") {
+    send(fd, {MessageType::token, frame.request_id, R"({"text":"partial"})", {}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::_Exit(1);
   }
+  // Stream the echo as one chunk, as the real worker streams final text.
+  send(fd, {MessageType::token, frame.request_id, nlohmann::json{{"text", prompt}}.dump(), {}});
   const nlohmann::json reply = {{"text_output", prompt},
                                 {"finish_reason", "length"},
                                 {"prompt_tokens", prompt.size()},

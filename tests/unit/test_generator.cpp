@@ -1,6 +1,10 @@
 // Tests for the byte-level decoding loop (worker/generator.hpp), driven by fake models.
 #include "generator.hpp"
 
+#include <memory>
+
+#include "respawn/utf8.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -286,6 +290,73 @@ TEST(Generator, SeedIsReportedAndReproducible) {
   auto again = generate_text(r, flat, kBigContext);
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(random->text, again->text);
+}
+
+}  // namespace
+}  // namespace respawn::worker
+
+namespace respawn::worker {
+namespace {
+
+// A model that spells out a fixed byte string, one byte per step.
+LogitsFn spelling(std::string bytes) {
+  auto step = std::make_shared<std::size_t>(0);
+  return
+      [bytes, step](const std::vector<std::int64_t>&) -> Result<std::vector<float>, WorkerError> {
+        std::vector<float> logits(256, 0.0f);
+        logits[static_cast<unsigned char>(bytes[(*step)++ % bytes.size()])] = 10.0f;
+        return logits;
+      };
+}
+
+std::string streamed(const GenerateRequest& r, const std::string& bytes,
+                     std::vector<std::string>* chunks = nullptr) {
+  std::string all;
+  auto out = generate_text(r, spelling(bytes), 1024, [&](std::string_view chunk) {
+    all.append(chunk);
+    if (chunks) chunks->emplace_back(chunk);
+  });
+  EXPECT_TRUE(out.ok());
+  EXPECT_EQ(all, out->text) << "the chunks must add up to the final text";
+  return all;
+}
+
+TEST(GeneratorStream, ChunksAddUpToTheTextAndNeverLeakAStopStringPrefix) {
+  GenerateRequest r;
+  r.prompt = "p";
+  r.max_tokens = 20;
+  r.stop = {"queue"};
+  std::vector<std::string> chunks;
+  EXPECT_EQ(streamed(r, "a quest, a queue!", &chunks), "a quest, a ");
+  // "que" of "quest" is held back until "s" shows it is not the stop string, then released
+  // together with it; the "que" of "queue" is never released at all.
+  for (const auto& c : chunks) {
+    if (c.find("que") != std::string::npos) EXPECT_EQ(c, "ques");
+  }
+  EXPECT_GE(chunks.size(), 12u);
+}
+
+TEST(GeneratorStream, SplitUtf8SequencesAreHeldBackAndInvalidBytesReplaced) {
+  GenerateRequest r;
+  r.prompt = "p";
+  r.max_tokens = 6;
+  std::vector<std::string> chunks;
+  EXPECT_EQ(streamed(r,
+                     "\xC3\xA9\xFF"
+                     "ab\xE2",
+                     &chunks),
+            "\xC3\xA9\xEF\xBF\xBD"
+            "ab\xEF\xBF\xBD");
+  for (const auto& c : chunks) EXPECT_EQ(sanitize_utf8(c), c) << "each chunk is valid UTF-8";
+  EXPECT_EQ(chunks[0], "") << "the first byte of a two-byte sequence waits";
+  EXPECT_EQ(chunks[1], "\xC3\xA9");
+}
+
+TEST(GeneratorStream, StopPrefixOverlapFindsTheLongestPendingPrefix) {
+  EXPECT_EQ(stop_prefix_overlap("hello wor", {"world"}), 3u);
+  EXPECT_EQ(stop_prefix_overlap("hello", {"world"}), 0u);
+  EXPECT_EQ(stop_prefix_overlap("aab", {"abc", "b"}), 2u);  // "b" itself would have stopped
+  EXPECT_EQ(stop_prefix_overlap("x", {}), 0u);
 }
 
 }  // namespace
