@@ -2,6 +2,8 @@
 
 #include <chrono>
 
+#include "generation.hpp"
+#include "openai.hpp"
 #include "respawn/generate_request.hpp"
 #include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"
@@ -102,6 +104,14 @@ bool query_flag(std::string_view target, std::string_view name) {
 
 }  // namespace
 
+Api::Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options)
+    : scheduler_(scheduler),
+      started_unix_(std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count()),
+      metrics_(metrics),
+      options_(options) {}
+
 void Api::handle(const HttpRequest& request, const RequestContext& context, Respond respond) {
   const auto route = match_route(request.method_string(), request.target());
   Respond recorded = [this, label = std::string(route.label()),
@@ -145,6 +155,13 @@ void Api::handle_route(const Route& route, const HttpRequest& request,
       return generate(request, std::move(respond));
     case RouteId::generate_stream:
       return generate_stream(request, context, std::move(respond));
+    case RouteId::openai_completions:
+    case RouteId::openai_chat:
+      return openai_generate(request, context, route.id == RouteId::openai_chat,
+                             std::move(respond));
+    case RouteId::openai_models:
+      return respond(
+          json_response(http::status::ok, openai::models(options_.model_name, started_unix_)));
     case RouteId::admin_workers:
     case RouteId::admin_policy:
     case RouteId::admin_recycle:
@@ -258,34 +275,6 @@ Result<Job> Api::generate_job(const HttpRequest& request) const {
   return job;
 }
 
-namespace {
-
-// The generate result's fields every answer shares (JSON and the last SSE event).
-Result<json> generate_result(const JobOutcome& outcome) {
-  if (!outcome) return outcome.error();
-  auto r = parse_json(outcome->json);
-  if (!json_field(r, "text_output").is_string()) {
-    return make_error(ErrorKind::internal, "the worker sent a malformed generate result");
-  }
-  const int prompt = json_get(r, "prompt_tokens", 0);
-  const int completion = json_get(r, "completion_tokens", 0);
-  return json{{"model_version", kModelVersion},
-              {"text_output", r["text_output"]},
-              {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
-              {"seed", json_get<std::uint64_t>(r, "seed", 0)},
-              {"pid", json_get<std::int64_t>(r, "pid", 0)},
-              {"usage",
-               {{"prompt_tokens", prompt},
-                {"completion_tokens", completion},
-                {"total_tokens", prompt + completion}}}};
-}
-
-std::string sse_event(const json& data) {
-  return "data: " + data.dump() + "\n\n";
-}
-
-}  // namespace
-
 void Api::generate(const HttpRequest& request, Respond respond) {
   auto job = generate_job(request);
   if (!job) return respond(error_response(job.error()));
@@ -301,42 +290,34 @@ void Api::generate(const HttpRequest& request, Respond respond) {
 }
 
 // Server-Sent Events: one `data: {...}` event per chunk of text as the worker produces it,
-// then one with finish_reason and usage (and an empty text_output). An error before the first
-// event is a normal JSON error response; after it, an event {"error": ...} ends the stream.
+// then one with finish_reason and usage (and an empty text_output); a failure after the first
+// event ends the stream with an event {"error": ...}.
 void Api::generate_stream(const HttpRequest& request, const RequestContext& context,
                           Respond respond) {
   auto job = generate_job(request);
   if (!job) return respond(error_response(job.error()));
-  auto sink = context.open_stream();
-  auto started = std::make_shared<bool>(false);
-  const auto start = [sink, started] {
-    if (!std::exchange(*started, true)) sink->start(http::status::ok, "text/event-stream");
-  };
   const json head = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
-  job->on_text = [sink, start, head](std::string_view text) {
-    start();
+  StreamFormat format;
+  format.chunk = [head](std::string_view text) {
     json event = head;
     event["text_output"] = text;
-    sink->write(sse_event(event));
+    return sse_event(event);
   };
-  job->done = [this, sink, start, started, head, respond,
-               since = std::chrono::steady_clock::now()](JobOutcome outcome) {
-    auto result = generate_result(outcome);
-    if (!result && !*started) return respond(error_response(result.error()));
-    start();
+  format.end = [head](const Result<json>& result) {
     json event = head;
-    if (result) {
-      event.update(*result);
-      event.erase("pid");
-      event["text_output"] = "";
-    } else {
+    if (!result) {
       event["error"] = result.error().message;
+      return sse_event(event);
     }
-    sink->write(sse_event(event));
-    sink->finish();
-    record("generate_stream", result ? 200 : static_cast<int>(http_status(result.error().kind)),
-           since);
+    event.update(*result);
+    event.erase("pid");
+    event["text_output"] = "";
+    return sse_event(event);
   };
+  stream_job(*job, context.open_stream(), respond, std::move(format),
+             [this, since = std::chrono::steady_clock::now()](int status) {
+               record("generate_stream", status, since);
+             });
   submit(std::move(*job), respond);
 }
 
@@ -418,6 +399,66 @@ void Api::add_fault(const HttpRequest& request, json& ipc_request) const {
   if (!options_.enable_fault_injection) return;
   const auto fault = request["X-Respawn-Fault"];
   if (!fault.empty()) ipc_request["fault"] = std::string(fault);
+}
+
+// OpenAI clients read errors as {"error": {"message", "type", ...}}: every error answer of a
+// /v1 route, from parsing to a failed worker, is rewritten into that shape here.
+void Api::openai_generate(const HttpRequest& request, const RequestContext& context, bool chat,
+                          Respond respond) {
+  Respond answer = [respond = std::move(respond)](HttpResponse res) {
+    if (res.result_int() >= 400) {
+      const auto message = json_get<std::string>(parse_json(res.body()), "error", res.body());
+      res.body() = openai::error_body(res.result_int(), message).dump();
+    }
+    respond(std::move(res));
+  };
+  const auto kind = chat ? openai::Kind::chat : openai::Kind::completion;
+  auto body = parse_body(request);
+  if (!body) return answer(error_response(body.error()));
+  auto parsed = openai::parse_request(kind, *body, options_.model_name);
+  if (!parsed) return answer(error_response(parsed.error()));
+  Job job;
+  job.type = ipc::MessageType::generate;
+  auto ipc_request = to_json(parsed->params);
+  add_fault(request, ipc_request);
+  job.json = ipc_request.dump();
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const openai::Ids ids{std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(started_unix_) +
+                            "-" + std::to_string(next_openai_id_++),
+                        std::chrono::duration_cast<std::chrono::seconds>(now).count(),
+                        options_.model_name};
+  if (!parsed->stream) {
+    job.done = [answer, kind, ids](JobOutcome outcome) {
+      auto result = generate_result(outcome);
+      if (!result) return answer(error_response(result.error()));
+      const json pid = {{"pid", (*result)["pid"]}};
+      answer(with_worker_pid(json_response(http::status::ok, openai::response(kind, ids, *result)),
+                             pid));
+    };
+    return submit(std::move(job), answer);
+  }
+  StreamFormat format;
+  auto first = std::make_shared<bool>(true);
+  format.chunk = [kind, ids, first](std::string_view text) {
+    return sse_event(openai::chunk(kind, ids, text, std::exchange(*first, false)));
+  };
+  format.end = [kind, ids, usage = parsed->include_usage](const Result<json>& result) {
+    std::string events;
+    if (result) {
+      events = sse_event(openai::final_chunk(kind, ids, *result));
+      if (usage) events += sse_event(openai::usage_chunk(kind, ids, *result));
+    } else {
+      events = sse_event(openai::error_body(static_cast<int>(http_status(result.error().kind)),
+                                            result.error().message));
+    }
+    return events + "data: [DONE]\n\n";
+  };
+  const std::string label = chat ? "openai_chat" : "openai_completions";
+  stream_job(job, context.open_stream(), answer, std::move(format),
+             [this, label, since = std::chrono::steady_clock::now()](int status) {
+               record(label, status, since);
+             });
+  submit(std::move(job), answer);
 }
 
 }  // namespace respawn

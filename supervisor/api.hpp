@@ -14,8 +14,7 @@ namespace respawn {
 
 class Api {
  public:
-  Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options)
-      : scheduler_(scheduler), metrics_(metrics), options_(options) {}
+  Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options);
 
   void handle(const HttpRequest& request, const RequestContext& context, Respond respond);
 
@@ -37,11 +36,16 @@ class Api {
   void infer(const HttpRequest& request, Respond respond);
   void generate(const HttpRequest& request, Respond respond);
   void generate_stream(const HttpRequest& request, const RequestContext& context, Respond respond);
+  // POST /v1/completions and /v1/chat/completions (chat when `chat`), plain or streamed.
+  void openai_generate(const HttpRequest& request, const RequestContext& context, bool chat,
+                       Respond respond);
   // The generate job for a request (Triton generate extension body), or why it is invalid.
   Result<Job> generate_job(const HttpRequest& request) const;
   void submit(Job job, Respond& respond);
 
   Scheduler& scheduler_;
+  std::int64_t started_unix_;  // for /v1/models "created"
+  std::uint64_t next_openai_id_ = 1;
   Metrics& metrics_;
   const ServeOptions& options_;
 };

@@ -61,6 +61,12 @@ std::string_view Route::label() const {
       return "generate";
     case RouteId::generate_stream:
       return "generate_stream";
+    case RouteId::openai_completions:
+      return "openai_completions";
+    case RouteId::openai_chat:
+      return "openai_chat";
+    case RouteId::openai_models:
+      return "openai_models";
     case RouteId::metrics:
       return "metrics";
     case RouteId::admin_workers:
@@ -92,6 +98,17 @@ Route match_route(std::string_view method, std::string_view target) {
     }
     if (p[1] == "recycle") return with_method(RouteId::admin_recycle, "POST", method);
     if (p[1] == "fault") return with_method(RouteId::admin_fault, "PUT", method);
+  }
+  if (p[0] == "v1") {
+    if (p.size() == 2 && p[1] == "completions") {
+      return with_method(RouteId::openai_completions, "POST", method);
+    }
+    if (p.size() == 3 && p[1] == "chat" && p[2] == "completions") {
+      return with_method(RouteId::openai_chat, "POST", method);
+    }
+    if (p.size() == 2 && p[1] == "models")
+      return with_method(RouteId::openai_models, "GET", method);
+    return {};
   }
   if (p[0] != "v2") return {};
   if (p.size() == 1) return with_method(RouteId::server_metadata, "GET", method);

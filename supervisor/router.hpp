@@ -7,19 +7,22 @@
 namespace respawn {
 
 enum class RouteId {
-  server_metadata,  // GET /v2
-  health_live,      // GET /v2/health/live
-  health_ready,     // GET /v2/health/ready
-  model_metadata,   // GET /v2/models/{m}[/versions/{v}]
-  model_ready,      // GET /v2/models/{m}[/versions/{v}]/ready
-  infer,            // POST /v2/models/{m}[/versions/{v}]/infer
-  generate,         // POST /v2/models/{m}[/versions/{v}]/generate
-  generate_stream,  // POST /v2/models/{m}[/versions/{v}]/generate_stream (Server-Sent Events)
-  metrics,          // GET /metrics
-  admin_workers,    // GET /admin/workers
-  admin_policy,     // GET or PATCH /admin/policy
-  admin_recycle,    // POST /admin/recycle[?now=1]
-  admin_fault,      // PUT /admin/fault (with --enable-fault-injection)
+  server_metadata,     // GET /v2
+  health_live,         // GET /v2/health/live
+  health_ready,        // GET /v2/health/ready
+  model_metadata,      // GET /v2/models/{m}[/versions/{v}]
+  model_ready,         // GET /v2/models/{m}[/versions/{v}]/ready
+  infer,               // POST /v2/models/{m}[/versions/{v}]/infer
+  generate,            // POST /v2/models/{m}[/versions/{v}]/generate
+  generate_stream,     // POST /v2/models/{m}[/versions/{v}]/generate_stream (Server-Sent Events)
+  openai_completions,  // POST /v1/completions
+  openai_chat,         // POST /v1/chat/completions
+  openai_models,       // GET /v1/models
+  metrics,             // GET /metrics
+  admin_workers,       // GET /admin/workers
+  admin_policy,        // GET or PATCH /admin/policy
+  admin_recycle,       // POST /admin/recycle[?now=1]
+  admin_fault,         // PUT /admin/fault (with --enable-fault-injection)
   method_not_allowed,
   not_found,
 };
