@@ -81,25 +81,42 @@ Result<json> infer_outputs(const json& meta, const std::string& blob,
   return outputs;
 }
 
+// A request's own deadline and priority: `timeout` (ms) and `priority` (0..9, higher first)
+// from the body's parameters, else the X-Respawn-Timeout-Ms / X-Respawn-Priority headers.
+std::optional<Error> read_job_options(const HttpRequest& request, const json& params, Job& job) {
+  struct Option {
+    const char* key;
+    const char* header;
+    std::int64_t min, max;
+  };
+  const Option options[] = {{"timeout", "X-Respawn-Timeout-Ms", 1, 86400000},
+                            {"priority", "X-Respawn-Priority", 0, kPriorityLevels - 1}};
+  for (const auto& o : options) {
+    json value = json_field(params, o.key);
+    if (value.is_null() && !request[o.header].empty()) {
+      value = parse_json(std::string(request[o.header]));
+      if (value.is_discarded()) value = std::string(request[o.header]);
+    }
+    if (value.is_null()) continue;
+    if (!value.is_number_integer() || value.get<std::int64_t>() < o.min ||
+        value.get<std::int64_t>() > o.max) {
+      return make_error(ErrorKind::bad_input,
+                        std::string("'") + o.key + "' must be an integer between " +
+                            std::to_string(o.min) + " and " + std::to_string(o.max));
+    }
+    if (std::string_view(o.key) == "timeout") {
+      job.timeout = std::chrono::milliseconds(value.get<std::int64_t>());
+    } else {
+      job.priority = value.get<int>();
+    }
+  }
+  return std::nullopt;
+}
+
 // Which worker answered: smoke reports and debugging tie a result to a process.
 HttpResponse with_worker_pid(HttpResponse res, const json& result) {
   res.set("X-Respawn-Worker-Pid", std::to_string(json_get<std::int64_t>(result, "pid", 0)));
   return res;
-}
-
-bool query_flag(std::string_view target, std::string_view name) {
-  const auto q = target.find('?');
-  if (q == std::string_view::npos) return false;
-  for (auto rest = target.substr(q + 1); !rest.empty();) {
-    const auto amp = rest.find('&');
-    const auto pair = rest.substr(0, amp);
-    if (pair == name || pair == std::string(name) + "=1" || pair == std::string(name) + "=true") {
-      return true;
-    }
-    if (amp == std::string_view::npos) break;
-    rest.remove_prefix(amp + 1);
-  }
-  return false;
 }
 
 }  // namespace
@@ -234,6 +251,9 @@ void Api::infer(const HttpRequest& request, Respond respond) {
   if (!wanted) return respond(error_response(wanted.error()));
   Job job;
   job.type = ipc::MessageType::infer;
+  if (auto error = read_job_options(request, json_field(*body, "parameters"), job)) {
+    return respond(error_response(*error));
+  }
   auto inputs = pack_kserve_inputs(json_field(*body, "inputs"), job.binary);
   if (!inputs) return respond(error_response(inputs.error()));
   json meta = {{"inputs", json::array()}};
@@ -265,10 +285,12 @@ Result<Job> Api::generate_job(const HttpRequest& request) const {
   if (!json_field(*body, "text_input").is_string()) {
     return make_error(ErrorKind::bad_input, "'text_input' must be a string");
   }
-  auto params = parse_generate_request((*body)["text_input"], generate_parameters(*body));
+  const auto merged = generate_parameters(*body);
+  auto params = parse_generate_request((*body)["text_input"], merged);
   if (!params) return params.error();
   Job job;
   job.type = ipc::MessageType::generate;
+  if (auto error = read_job_options(request, merged, job)) return *error;
   auto ipc_request = to_json(*params);
   add_fault(request, ipc_request);
   job.json = ipc_request.dump();
@@ -321,80 +343,6 @@ void Api::generate_stream(const HttpRequest& request, const RequestContext& cont
   submit(std::move(*job), respond);
 }
 
-std::optional<HttpResponse> Api::admin_refusal(const HttpRequest& request,
-                                               const RequestContext& context) const {
-  if (!options_.admin_token.empty()) {
-    if (request[http::field::authorization] == "Bearer " + options_.admin_token) {
-      return std::nullopt;
-    }
-    auto res = json_response(http::status::unauthorized,
-                             {{"error", "admin calls need 'Authorization: Bearer <token>'"}});
-    res.set(http::field::www_authenticate, "Bearer");
-    return res;
-  }
-  if (context.from_loopback) return std::nullopt;
-  return json_response(http::status::forbidden,
-                       {{"error",
-                         "admin calls are only allowed from loopback (or set "
-                         "--admin-token)"}});
-}
-
-void Api::handle_admin(const Route& route, const HttpRequest& request, Respond& respond) {
-  auto& manager = scheduler_.manager();
-  switch (route.id) {
-    case RouteId::admin_workers: {
-      auto status = manager.status();
-      status["queue_depth"] = scheduler_.queued();
-      return respond(json_response(http::status::ok, status));
-    }
-    case RouteId::admin_policy:
-      if (request.method() == http::verb::patch) return respond(patch_policy(request));
-      return respond(json_response(http::status::ok, to_json(manager.policy())));
-    case RouteId::admin_recycle: {
-      const bool now = query_flag(request.target(), "now");
-      const auto pid = json_get<std::int64_t>(manager.status(), "pid", 0);
-      if (pid == 0) {
-        return respond(
-            error_response(make_error(ErrorKind::unavailable, "no worker is running to recycle")));
-      }
-      manager.recycle(now);
-      return respond(json_response(http::status::accepted,
-                                   {{"recycling", now ? "now" : "graceful"}, {"pid", pid}}));
-    }
-    case RouteId::admin_fault:
-      return respond(put_fault(request));
-    default:
-      break;
-  }
-  respond(error_response(make_error(ErrorKind::not_found, "no such admin route")));
-}
-
-HttpResponse Api::patch_policy(const HttpRequest& request) {
-  auto body = parse_body(request);
-  if (!body) return error_response(body.error());
-  auto& manager = scheduler_.manager();
-  auto updated = apply_json(manager.policy(), *body);
-  if (!updated) return error_response(updated.error());
-  manager.set_policy(*updated);
-  spdlog::info("policy changed by PATCH /admin/policy: {}", body->dump());
-  return json_response(http::status::ok, to_json(manager.policy()));
-}
-
-HttpResponse Api::put_fault(const HttpRequest& request) {
-  if (!options_.enable_fault_injection) {
-    return error_response(make_error(
-        ErrorKind::not_found, "fault injection is off (start with --enable-fault-injection)"));
-  }
-  auto body = parse_body(request);
-  if (!body) return error_response(body.error());
-  const auto& start = json_field(*body, "start");
-  if (!start.is_string() && !start.is_null()) {
-    return error_response(make_error(ErrorKind::bad_input, "'start' must be a string or null"));
-  }
-  scheduler_.manager().set_start_fault(start.is_string() ? start.get<std::string>() : "");
-  return json_response(http::status::ok, {{"start", scheduler_.manager().start_fault()}});
-}
-
 void Api::add_fault(const HttpRequest& request, json& ipc_request) const {
   if (!options_.enable_fault_injection) return;
   const auto fault = request["X-Respawn-Fault"];
@@ -419,6 +367,7 @@ void Api::openai_generate(const HttpRequest& request, const RequestContext& cont
   if (!parsed) return answer(error_response(parsed.error()));
   Job job;
   job.type = ipc::MessageType::generate;
+  if (auto error = read_job_options(request, *body, job)) return answer(error_response(*error));
   auto ipc_request = to_json(parsed->params);
   add_fault(request, ipc_request);
   job.json = ipc_request.dump();

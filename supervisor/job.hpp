@@ -15,8 +15,13 @@ namespace respawn {
 
 using JobOutcome = Result<ipc::Frame>;
 
+inline constexpr int kPriorityLevels = 10;  // priorities 0 (default) .. 9 (served first)
+
 struct Job {
   std::uint64_t id = 0;  // assigned by the scheduler
+  int priority = 0;      // 0 .. kPriorityLevels - 1
+  // The client's own deadline, if shorter than the server's request_timeout_ms.
+  std::optional<std::chrono::milliseconds> timeout;
   ipc::MessageType type = ipc::MessageType::infer;
   std::string json;
   std::string binary;

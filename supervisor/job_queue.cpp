@@ -4,9 +4,19 @@
 
 namespace respawn {
 
+namespace {
+
+// Replays go before everything: they were admitted, and waited, before any job queued now.
+int rank(const Job& job) { return job.replays > 0 ? kPriorityLevels : job.priority; }
+
+}  // namespace
+
 std::optional<Job> JobQueue::push(Job job) {
   if (jobs_.size() >= capacity_) return job;
-  jobs_.push_back(std::move(job));
+  // Behind every job of the same or a higher rank: FIFO within a priority level.
+  auto at = jobs_.end();
+  while (at != jobs_.begin() && rank(*std::prev(at)) < rank(job)) --at;
+  jobs_.insert(at, std::move(job));
   return std::nullopt;
 }
 

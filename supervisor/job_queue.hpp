@@ -1,6 +1,8 @@
 #pragma once
-// The bounded FIFO of jobs waiting for the worker. Refuses, rather than grows, when full, so
-// overload turns into fast 503s instead of unbounded latency. Not thread-safe: owned by the
+// The bounded queue of jobs waiting for the worker: higher priority first, FIFO within a
+// priority level, replays before all. Refuses, rather than grows, when full, so overload
+// turns into fast 503s instead of unbounded latency. (A steady stream of high-priority work
+// can starve the lowest level; that is what priorities are for.) Not thread-safe: owned by the
 // scheduler on the I/O thread.
 #include <cstddef>
 #include <deque>

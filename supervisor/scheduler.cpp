@@ -30,11 +30,11 @@ std::optional<Error> Scheduler::submit(Job job) {
     done(std::move(outcome));
     check_drained();
   };
-  const auto timeout = manager_->policy().request_timeout_ms;
-  if (timeout > 0) {
-    auto timer = std::make_unique<boost::asio::steady_timer>(io_, milliseconds(timeout));
-    timer->async_wait([this, id](const boost::system::error_code& ec) {
-      if (!ec) on_deadline(id);
+  const auto timeout = deadline_of(job);
+  if (timeout.count() > 0) {
+    auto timer = std::make_unique<boost::asio::steady_timer>(io_, timeout);
+    timer->async_wait([this, id, timeout](const boost::system::error_code& ec) {
+      if (!ec) on_deadline(id, timeout);
     });
     deadlines_[id] = std::move(timer);
   }
@@ -75,17 +75,22 @@ void Scheduler::fail_queued(const Error& error) {
   metrics_.set_queue_depth(0);
 }
 
-void Scheduler::on_deadline(std::uint64_t id) {
-  const auto timeout = manager_->policy().request_timeout_ms;
+milliseconds Scheduler::deadline_of(const Job& job) const {
+  const milliseconds server(manager_->policy().request_timeout_ms);
+  if (!job.timeout) return server;
+  return server.count() > 0 ? std::min(server, *job.timeout) : *job.timeout;
+}
+
+void Scheduler::on_deadline(std::uint64_t id, milliseconds timeout) {
   metrics_.on_timed_out();
+  const std::string limit = std::to_string(timeout.count()) + " ms deadline";
   if (auto job = queue_.remove(id)) {
     metrics_.set_queue_depth(queue_.size());
-    return job->done(make_error(ErrorKind::timeout, "the request waited in the queue past its " +
-                                                        std::to_string(timeout) + " ms deadline"));
+    return job->done(
+        make_error(ErrorKind::timeout, "the request waited in the queue past its " + limit));
   }
-  manager_->expire(
-      id, make_error(ErrorKind::timeout, "the request ran past its " + std::to_string(timeout) +
-                                             " ms deadline; its worker was replaced"));
+  manager_->expire(id, make_error(ErrorKind::timeout, "the request ran past its " + limit +
+                                                          "; its worker was replaced"));
 }
 
 void Scheduler::drain(milliseconds timeout, std::function<void()> drained) {

@@ -38,7 +38,9 @@ class Scheduler {
   void dispatch();
   void requeue_front(Job job);
   void fail_queued(const Error& error);
-  void on_deadline(std::uint64_t id);
+  void on_deadline(std::uint64_t id, std::chrono::milliseconds timeout);
+  // The request's deadline: the server's request_timeout_ms, or the client's if shorter.
+  std::chrono::milliseconds deadline_of(const Job& job) const;
   void check_drained();
 
   boost::asio::io_context& io_;
