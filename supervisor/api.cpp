@@ -167,9 +167,9 @@ void Api::handle_route(const Route& route, const HttpRequest& request,
     case RouteId::metrics:
       return respond(metrics());
     case RouteId::infer:
-      return infer(request, std::move(respond));
+      return infer(request, context, std::move(respond));
     case RouteId::generate:
-      return generate(request, std::move(respond));
+      return generate(request, context, std::move(respond));
     case RouteId::generate_stream:
       return generate_stream(request, context, std::move(respond));
     case RouteId::openai_completions:
@@ -240,11 +240,15 @@ HttpResponse Api::metrics() {
   return res;
 }
 
-void Api::submit(Job job, Respond& respond) {
-  if (auto refused = scheduler_.submit(std::move(job))) respond(error_response(*refused));
+void Api::submit(Job job, const RequestContext& context, Respond& respond) {
+  auto id = scheduler_.submit(std::move(job));
+  if (!id) return respond(error_response(id.error()));
+  if (context.on_disconnect) {
+    context.on_disconnect([this, id = *id] { scheduler_.cancel(id); });
+  }
 }
 
-void Api::infer(const HttpRequest& request, Respond respond) {
+void Api::infer(const HttpRequest& request, const RequestContext& context, Respond respond) {
   auto body = parse_body(request);
   if (!body) return respond(error_response(body.error()));
   auto wanted = requested_outputs(*body);
@@ -276,7 +280,7 @@ void Api::infer(const HttpRequest& request, Respond respond) {
     reply["outputs"] = std::move(*outputs);
     respond(with_worker_pid(json_response(http::status::ok, reply), meta));
   };
-  submit(std::move(job), respond);
+  submit(std::move(job), context, respond);
 }
 
 Result<Job> Api::generate_job(const HttpRequest& request) const {
@@ -297,7 +301,7 @@ Result<Job> Api::generate_job(const HttpRequest& request) const {
   return job;
 }
 
-void Api::generate(const HttpRequest& request, Respond respond) {
+void Api::generate(const HttpRequest& request, const RequestContext& context, Respond respond) {
   auto job = generate_job(request);
   if (!job) return respond(error_response(job.error()));
   job->done = [respond, name = options_.model_name](JobOutcome outcome) {
@@ -308,7 +312,7 @@ void Api::generate(const HttpRequest& request, Respond respond) {
     (*result)["model_name"] = name;
     respond(with_worker_pid(json_response(http::status::ok, *result), pid));
   };
-  submit(std::move(*job), respond);
+  submit(std::move(*job), context, respond);
 }
 
 // Server-Sent Events: one `data: {...}` event per chunk of text as the worker produces it,
@@ -340,7 +344,7 @@ void Api::generate_stream(const HttpRequest& request, const RequestContext& cont
              [this, since = std::chrono::steady_clock::now()](int status) {
                record("generate_stream", status, since);
              });
-  submit(std::move(*job), respond);
+  submit(std::move(*job), context, respond);
 }
 
 void Api::add_fault(const HttpRequest& request, json& ipc_request) const {
@@ -384,7 +388,7 @@ void Api::openai_generate(const HttpRequest& request, const RequestContext& cont
       answer(with_worker_pid(json_response(http::status::ok, openai::response(kind, ids, *result)),
                              pid));
     };
-    return submit(std::move(job), answer);
+    return submit(std::move(job), context, answer);
   }
   StreamFormat format;
   auto first = std::make_shared<bool>(true);
@@ -407,7 +411,7 @@ void Api::openai_generate(const HttpRequest& request, const RequestContext& cont
              [this, label, since = std::chrono::steady_clock::now()](int status) {
                record(label, status, since);
              });
-  submit(std::move(job), answer);
+  submit(std::move(job), context, answer);
 }
 
 }  // namespace respawn

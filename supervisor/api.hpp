@@ -33,15 +33,17 @@ class Api {
   HttpResponse ready_response(bool model_route) const;
   HttpResponse model_metadata() const;
   HttpResponse metrics();
-  void infer(const HttpRequest& request, Respond respond);
-  void generate(const HttpRequest& request, Respond respond);
+  void infer(const HttpRequest& request, const RequestContext& context, Respond respond);
+  void generate(const HttpRequest& request, const RequestContext& context, Respond respond);
   void generate_stream(const HttpRequest& request, const RequestContext& context, Respond respond);
   // POST /v1/completions and /v1/chat/completions (chat when `chat`), plain or streamed.
   void openai_generate(const HttpRequest& request, const RequestContext& context, bool chat,
                        Respond respond);
   // The generate job for a request (Triton generate extension body), or why it is invalid.
   Result<Job> generate_job(const HttpRequest& request) const;
-  void submit(Job job, Respond& respond);
+  // Queues the job; a refusal is answered at once. If the client leaves before its answer, the
+  // job is cancelled.
+  void submit(Job job, const RequestContext& context, Respond& respond);
 
   Scheduler& scheduler_;
   std::int64_t started_unix_;  // for /v1/models "created"

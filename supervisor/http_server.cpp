@@ -97,6 +97,9 @@ void HttpSession::on_read(beast::error_code ec) {
   context_.open_stream = [weak = weak_from_this()]() -> std::shared_ptr<StreamSink> {
     return std::make_shared<SessionStream>(weak);
   };
+  context_.on_disconnect = [weak = weak_from_this()](std::function<void()> callback) {
+    if (auto self = weak.lock()) self->watch_disconnect(std::move(callback));
+  };
   api_.handle(request, context_,
               [self = shared_from_this()](HttpResponse res) { self->send(std::move(res)); });
 }
@@ -159,10 +162,35 @@ void HttpSession::send(HttpResponse response) {
 }
 
 void HttpSession::on_write(beast::error_code ec) {
+  on_disconnect_ = nullptr;  // answered: nothing left to cancel
   if (ec) return stream_.close();
   if (!keep_alive_) return drain_and_close();
   response_.reset();
-  read_request();
+  read_next();
+}
+
+void HttpSession::watch_disconnect(std::function<void()> on_disconnect) {
+  on_disconnect_ = std::move(on_disconnect);
+  if (watching_) return;
+  watching_ = true;
+  stream_.async_read_some(
+      buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+        self->watching_ = false;
+        if (!ec) {
+          self->buffer_.commit(n);  // a pipelined request: kept, and no longer watching
+        } else if (ec != asio::error::operation_aborted) {
+          if (auto cancel = std::exchange(self->on_disconnect_, nullptr)) cancel();
+        }
+        if (std::exchange(self->read_after_watch_, false)) self->read_request();
+      });
+}
+
+void HttpSession::read_next() {
+  if (!watching_) return read_request();
+  // Two reads may not overlap: stop the watch; its handler starts the next read.
+  read_after_watch_ = true;
+  beast::error_code ignored;
+  stream_.socket().cancel(ignored);
 }
 
 // Closing a socket with unread bytes makes the kernel send RST, which can destroy the answer

@@ -35,6 +35,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void stream_write(std::string data);
   void stream_finish();
   void write_outbox();
+  // While a request is being answered, a read that sees EOF means the client left; bytes it
+  // reads instead (a pipelined request) stay in buffer_ for the parser.
+  void watch_disconnect(std::function<void()> on_disconnect);
+  void read_next();  // after an answer: the next request, once the watch read is done
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
@@ -47,6 +51,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
   std::deque<std::string> outbox_;
   bool stream_finished_ = false;
+  std::function<void()> on_disconnect_;
+  bool watching_ = false;
+  bool read_after_watch_ = false;
 };
 
 class HttpServer : public std::enable_shared_from_this<HttpServer> {

@@ -18,6 +18,8 @@ http::status http_status(ErrorKind kind) {
       return http::status::gateway_timeout;
     case ErrorKind::worker_failed:
       return http::status::bad_gateway;
+    case ErrorKind::cancelled:
+      return static_cast<http::status>(499);
     case ErrorKind::internal:
       break;
   }

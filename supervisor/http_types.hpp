@@ -31,6 +31,8 @@ struct RequestContext {
   bool from_loopback = false;
   // Turns this request's answer into a stream; call instead of answering with `respond`.
   std::function<std::shared_ptr<StreamSink>()> open_stream;
+  // Registers what to do if the client goes away before it has its answer.
+  std::function<void(std::function<void()>)> on_disconnect;
 };
 
 http::status http_status(ErrorKind kind);

@@ -7,7 +7,9 @@ namespace respawn {
 namespace {
 
 // Replays go before everything: they were admitted, and waited, before any job queued now.
-int rank(const Job& job) { return job.replays > 0 ? kPriorityLevels : job.priority; }
+int rank(const Job& job) {
+  return job.replays > 0 ? kPriorityLevels : job.priority;
+}
 
 }  // namespace
 

@@ -117,6 +117,9 @@ std::string Metrics::render() const {
   header(out, "respawn_requests_timed_out_total", "counter",
          "Requests answered 504 because they passed request_timeout_ms.");
   sample(out, "respawn_requests_timed_out_total", "", static_cast<double>(timed_out_));
+  header(out, "respawn_requests_cancelled_total", "counter",
+         "Requests dropped from the queue or stopped in the worker because the client left.");
+  sample(out, "respawn_requests_cancelled_total", "", static_cast<double>(cancelled_));
   header(out, "respawn_breaker_opened_total", "counter", "Times the crash-loop breaker opened.");
   sample(out, "respawn_breaker_opened_total", "", static_cast<double>(breaker_opened_));
   header(out, "respawn_worker_time_to_ready_seconds", "histogram",

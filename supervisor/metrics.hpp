@@ -35,6 +35,7 @@ class Metrics {
   void on_replayed() { ++replayed_; }
   void on_quarantined() { ++quarantined_; }
   void on_timed_out() { ++timed_out_; }
+  void on_cancelled() { ++cancelled_; }
   void on_breaker_open() { ++breaker_opened_; }
   void on_worker_ready(double seconds_since_spawn);
   void set_queue_depth(std::size_t n) { queue_depth_ = n; }
@@ -52,6 +53,7 @@ class Metrics {
   std::uint64_t replayed_ = 0;
   std::uint64_t quarantined_ = 0;
   std::uint64_t timed_out_ = 0;
+  std::uint64_t cancelled_ = 0;
   std::uint64_t breaker_opened_ = 0;
   std::uint64_t worker_gpu_ = 0;
   Histogram queue_seconds_;

@@ -13,9 +13,9 @@ Scheduler::Scheduler(boost::asio::io_context& io, std::size_t max_queue,
                        [this](const Error& error) { fail_queued(error); }});
 }
 
-std::optional<Error> Scheduler::submit(Job job) {
+Result<std::uint64_t> Scheduler::submit(Job job) {
   if (closed_) return make_error(ErrorKind::unavailable, "the server is shutting down");
-  if (auto refused = manager_->refusal()) return refused;
+  if (auto refused = manager_->refusal()) return *refused;
   if (manager_->is_poison(job)) {
     return make_error(ErrorKind::worker_failed,
                       "an identical request was quarantined as poison (it crashed workers); it "
@@ -41,7 +41,7 @@ std::optional<Error> Scheduler::submit(Job job) {
   if (manager_->idle() && queue_.empty()) {
     metrics_.on_queue_wait(0);
     manager_->run(std::move(job));
-    return std::nullopt;
+    return id;
   }
   if (queue_.push(std::move(job))) {
     deadlines_.erase(id);
@@ -49,7 +49,16 @@ std::optional<Error> Scheduler::submit(Job job) {
                       "the queue is full (" + std::to_string(queue_.capacity()) + " waiting)");
   }
   metrics_.set_queue_depth(queue_.size());
-  return std::nullopt;
+  return id;
+}
+
+void Scheduler::cancel(std::uint64_t id) {
+  if (auto job = queue_.remove(id)) {
+    metrics_.on_cancelled();
+    metrics_.set_queue_depth(queue_.size());
+    return job->done(make_error(ErrorKind::cancelled, "the client closed the connection"));
+  }
+  if (manager_->cancel(id)) metrics_.on_cancelled();
 }
 
 void Scheduler::dispatch() {

@@ -24,8 +24,10 @@ class Scheduler {
             std::shared_ptr<WorkerManager> manager, Metrics& metrics);
 
   // Queues the job, or returns why not (503: queue full, breaker open, shutting down). On
-  // success the job's `done` will be called exactly once.
-  std::optional<Error> submit(Job job);
+  // success the job's `done` will be called exactly once, and the job's id is returned.
+  Result<std::uint64_t> submit(Job job);
+  // The client left: a queued job is dropped (answered 499), one in flight is asked to stop.
+  void cancel(std::uint64_t id);
   // Graceful shutdown: refuse new jobs, let queued and in-flight ones finish for up to
   // `timeout`, fail what is left with 503, then call `drained`.
   void drain(std::chrono::milliseconds timeout, std::function<void()> drained);

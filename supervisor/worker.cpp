@@ -207,6 +207,10 @@ void Worker::on_answer(ipc::Frame frame) {
   events_.answer(*this, std::move(frame));
 }
 
+void Worker::cancel() {
+  if (state_ == WorkerState::busy) channel_->send({ipc::MessageType::cancel, inflight_id_, {}, {}});
+}
+
 void Worker::drain(const std::string& reason, std::chrono::milliseconds timeout) {
   if (state_ == WorkerState::exited) return;
   if (exit_reason_.empty()) exit_reason_ = reason;

@@ -47,6 +47,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // Sends the job as request `request_id`; the hang timer runs until the answer, restarted by
   // every frame the worker sends.
   void send(const Job& job, std::uint64_t request_id, std::chrono::milliseconds hang_timeout);
+  // Asks the worker to stop the request in flight (a generation ends at its next step).
+  void cancel();
   // Planned stop: asks the worker to exit (shutdown frame) and SIGKILLs it after `timeout`.
   void drain(const std::string& reason, std::chrono::milliseconds timeout);
   // Unplanned stop: SIGKILL now. The first reason given sticks.

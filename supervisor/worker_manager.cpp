@@ -338,6 +338,12 @@ bool WorkerManager::is_poison(const Job& job) const {
   return !poison_.empty() && poison_.count(fingerprint(job)) > 0;  // no hashing until needed
 }
 
+bool WorkerManager::cancel(std::uint64_t job_id) {
+  if (!inflight_ || inflight_->id != job_id || !current_) return false;
+  current_->cancel();
+  return true;
+}
+
 bool WorkerManager::expire(std::uint64_t job_id, const Error& error) {
   if (!inflight_ || inflight_->id != job_id) return false;
   Job job = std::move(*inflight_);

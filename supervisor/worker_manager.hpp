@@ -53,6 +53,8 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   // The job with this id passed its deadline: if it is in flight, answer 504 and kill the
   // worker (reason timeout). Returns whether it was in flight.
   bool expire(std::uint64_t job_id, const Error& error);
+  // The client of the job in flight left: ask the worker to stop it. Returns whether it was.
+  bool cancel(std::uint64_t job_id);
   // Non-empty while the breaker is open: why new requests are refused, with Retry-After.
   std::optional<Error> refusal() const;
   // Whether an identical request was quarantined before (it would crash workers again).

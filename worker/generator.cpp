@@ -41,7 +41,7 @@ std::size_t stop_prefix_overlap(std::string_view text, const std::vector<std::st
 
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
                                                   const LogitsFn& logits, std::size_t max_context,
-                                                  const TextFn& on_text) {
+                                                  const TextFn& on_text, const StopFn& cancelled) {
   // An empty prompt still needs one token to condition on; a newline is a neutral start.
   const std::string prompt = request.prompt.empty() ? "\n" : request.prompt;
   std::vector<std::int64_t> ids(prompt.begin(), prompt.end());
@@ -62,6 +62,10 @@ Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request
     on_text(chunk);
   };
   for (int step = 0; step < request.max_tokens; ++step) {
+    if (cancelled && cancelled()) {
+      out.finish_reason = "cancelled";
+      break;
+    }
     const std::size_t from = ids.size() > max_context ? ids.size() - max_context : 0;
     window.assign(ids.begin() + static_cast<std::ptrdiff_t>(from), ids.end());
     auto next = logits(window);

@@ -19,7 +19,7 @@ using LogitsFn =
 
 struct GenerateOutput {
   std::string text;           // valid UTF-8, stop string excluded
-  std::string finish_reason;  // "length" or "stop"
+  std::string finish_reason;  // "length", "stop" or "cancelled"
   int prompt_tokens = 0;
   int completion_tokens = 0;
   std::uint64_t seed = 0;  // the seed used, so a random run can be reproduced
@@ -31,9 +31,13 @@ struct GenerateOutput {
 // is progress (and, to the supervisor, proof of life).
 using TextFn = std::function<void(std::string_view chunk)>;
 
+// Asked before every decode step: true stops the generation (finish_reason "cancelled").
+using StopFn = std::function<bool()>;
+
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
                                                   const LogitsFn& logits, std::size_t max_context,
-                                                  const TextFn& on_text = nullptr);
+                                                  const TextFn& on_text = nullptr,
+                                                  const StopFn& cancelled = nullptr);
 
 // How many trailing bytes of `text` could still be the start of a stop string.
 std::size_t stop_prefix_overlap(std::string_view text, const std::vector<std::string>& stops);

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <poll.h>
 #include <spdlog/spdlog.h>
+
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -23,21 +25,50 @@ int WorkerServer::run() {
   auto ready = runner_.info();
   ready["pid"] = ::getpid();
   if (!send({ipc::MessageType::ready, 0, ready.dump(), {}})) return 1;
-  std::string chunk(64 * 1024, '\0');
   while (true) {
-    const ssize_t n = ::read(fd_, chunk.data(), chunk.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n == 0) return 0;  // the supervisor closed its end
-    if (n < 0) return 1;
-    decoder_.feed(std::string_view(chunk.data(), static_cast<std::size_t>(n)));
-    while (auto frame = decoder_.next()) {
-      if (!handle(*frame)) return healthy_ ? 0 : 3;
+    while (!pending_.empty()) {
+      const auto frame = std::move(pending_.front());
+      pending_.pop_front();
+      if (!handle(frame)) return healthy_ ? 0 : 3;
     }
-    if (decoder_.error()) {
-      spdlog::error("bad frame from the supervisor: {}", decoder_.error()->message);
-      return 1;
+    if (closed_) return 0;  // the supervisor closed its end
+    if (!read_available(true)) return decoder_.error() ? 1 : 0;
+  }
+}
+
+bool WorkerServer::read_available(bool block) {
+  if (!block) {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return true;
+  }
+  char chunk[64 * 1024];
+  ssize_t n;
+  do {
+    n = ::read(fd_, chunk, sizeof chunk);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) {
+    closed_ = true;
+    return false;
+  }
+  decoder_.feed(std::string_view(chunk, static_cast<std::size_t>(n)));
+  while (auto frame = decoder_.next()) pending_.push_back(std::move(*frame));
+  if (decoder_.error()) {
+    spdlog::error("bad frame from the supervisor: {}", decoder_.error()->message);
+    closed_ = true;
+    return false;
+  }
+  return true;
+}
+
+bool WorkerServer::cancel_requested(std::uint64_t id) {
+  if (!read_available(false)) return true;  // the supervisor is gone: stop working
+  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
+    if (it->type == ipc::MessageType::cancel && it->request_id == id) {
+      pending_.erase(it);
+      return true;
     }
   }
+  return false;
 }
 
 bool WorkerServer::send(const ipc::Frame& frame) {
@@ -145,7 +176,8 @@ void WorkerServer::handle_generate(const ipc::Frame& frame, const nlohmann::json
   const auto on_text = [this, id = frame.request_id](std::string_view chunk) {
     send({ipc::MessageType::token, id, nlohmann::json{{"text", chunk}}.dump(), {}});
   };
-  auto out = generate_text(*params, logits, runner_.max_context(), on_text);
+  const auto cancelled = [this, id = frame.request_id] { return cancel_requested(id); };
+  auto out = generate_text(*params, logits, runner_.max_context(), on_text, cancelled);
   if (!out) return send_error(frame.request_id, out.error());
   send_result(frame.request_id, {{"text_output", out->text},
                                  {"finish_reason", out->finish_reason},

@@ -2,6 +2,8 @@
 // The worker's side of the IPC: announces readiness, then reads request frames from the
 // inherited socket and answers each one, one at a time. Exits its loop when the socket closes
 // (the supervisor is gone) or on a shutdown frame. Not thread-safe; the runner must outlive it.
+#include <deque>
+
 #include "model_runner.hpp"
 #include "respawn/frame.hpp"
 
@@ -23,11 +25,17 @@ class WorkerServer {
   // Acts out the request's injected fault; true when the request is answered already.
   bool inject_fault(std::uint64_t id, const nlohmann::json& request);
   void send_result(std::uint64_t id, nlohmann::json reply, std::string binary = {});
+  // Between decode steps: reads what the supervisor sent meanwhile without blocking; true if it
+  // cancelled request `id`. Other frames wait in pending_ for the main loop.
+  bool cancel_requested(std::uint64_t id);
+  bool read_available(bool block);  // false when the socket closed or broke
   void send_error(std::uint64_t id, const WorkerError& error);
 
   int fd_;
   ModelRunner& runner_;
   ipc::FrameDecoder decoder_;
+  std::deque<ipc::Frame> pending_;
+  bool closed_ = false;
   bool fault_injection_;
   bool healthy_ = true;
 };

@@ -16,6 +16,7 @@ enum class ErrorKind {
   timeout,        // past its deadline: 504
   worker_failed,  // the worker died under the request: 502
   internal,       // a bug or an unexpected model failure: 500
+  cancelled,      // the client went away: 499 (nginx's "client closed request"; for metrics)
 };
 
 std::string_view to_string(ErrorKind kind);
@@ -67,6 +68,8 @@ inline std::string_view to_string(ErrorKind kind) {
       return "worker_failed";
     case ErrorKind::internal:
       return "internal";
+    case ErrorKind::cancelled:
+      return "cancelled";
   }
   return "internal";
 }
