@@ -18,18 +18,6 @@ using nlohmann::json;
 constexpr const char* kVersion = "0.1.0";
 constexpr const char* kModelVersion = "1";
 
-Result<json> parse_body(const HttpRequest& request) {
-  auto body = parse_json(request.body());
-  if (body.is_discarded()) {
-    return make_error(ErrorKind::bad_input,
-                      "request body is not valid JSON (or nests deeper than " +
-                          std::to_string(kMaxJsonDepth) + " levels)");
-  }
-  if (!body.is_object())
-    return make_error(ErrorKind::bad_input, "request body must be a JSON object");
-  return body;
-}
-
 // Triton's generate extension takes sampling parameters at the top level or under
 // "parameters"; the latter wins when both name a key.
 json generate_parameters(const json& body) {
@@ -117,6 +105,12 @@ std::optional<Error> read_job_options(const HttpRequest& request, const json& pa
 HttpResponse with_worker_pid(HttpResponse res, const json& result) {
   res.set("X-Respawn-Worker-Pid", std::to_string(json_get<std::int64_t>(result, "pid", 0)));
   return res;
+}
+
+// The generate result without its "pid" (which goes into the header instead).
+json without_pid(json result) {
+  result.erase("pid");
+  return result;
 }
 
 }  // namespace
@@ -249,7 +243,7 @@ void Api::submit(Job job, const RequestContext& context, Respond& respond) {
 }
 
 void Api::infer(const HttpRequest& request, const RequestContext& context, Respond respond) {
-  auto body = parse_body(request);
+  auto body = parse_json_body(request);
   if (!body) return respond(error_response(body.error()));
   auto wanted = requested_outputs(*body);
   if (!wanted) return respond(error_response(wanted.error()));
@@ -284,7 +278,7 @@ void Api::infer(const HttpRequest& request, const RequestContext& context, Respo
 }
 
 Result<Job> Api::generate_job(const HttpRequest& request) const {
-  auto body = parse_body(request);
+  auto body = parse_json_body(request);
   if (!body) return body.error();
   if (!json_field(*body, "text_input").is_string()) {
     return make_error(ErrorKind::bad_input, "'text_input' must be a string");
@@ -307,10 +301,9 @@ void Api::generate(const HttpRequest& request, const RequestContext& context, Re
   job->done = [respond, name = options_.model_name](JobOutcome outcome) {
     auto result = generate_result(outcome);
     if (!result) return respond(error_response(result.error()));
-    const json pid = {{"pid", (*result)["pid"]}};
-    result->erase("pid");
-    (*result)["model_name"] = name;
-    respond(with_worker_pid(json_response(http::status::ok, *result), pid));
+    auto body = without_pid(*result);
+    body["model_name"] = name;
+    respond(with_worker_pid(json_response(http::status::ok, body), *result));
   };
   submit(std::move(*job), context, respond);
 }
@@ -335,8 +328,7 @@ void Api::generate_stream(const HttpRequest& request, const RequestContext& cont
       event["error"] = result.error().message;
       return sse_event(event);
     }
-    event.update(*result);
-    event.erase("pid");
+    event.update(without_pid(*result));
     event["text_output"] = "";
     return sse_event(event);
   };
@@ -365,7 +357,7 @@ void Api::openai_generate(const HttpRequest& request, const RequestContext& cont
     respond(std::move(res));
   };
   const auto kind = chat ? openai::Kind::chat : openai::Kind::completion;
-  auto body = parse_body(request);
+  auto body = parse_json_body(request);
   if (!body) return answer(error_response(body.error()));
   auto parsed = openai::parse_request(kind, *body, options_.model_name);
   if (!parsed) return answer(error_response(parsed.error()));
@@ -384,9 +376,8 @@ void Api::openai_generate(const HttpRequest& request, const RequestContext& cont
     job.done = [answer, kind, ids](JobOutcome outcome) {
       auto result = generate_result(outcome);
       if (!result) return answer(error_response(result.error()));
-      const json pid = {{"pid", (*result)["pid"]}};
       answer(with_worker_pid(json_response(http::status::ok, openai::response(kind, ids, *result)),
-                             pid));
+                             *result));
     };
     return submit(std::move(job), context, answer);
   }

@@ -27,14 +27,6 @@ bool query_flag(std::string_view target, std::string_view name) {
   return false;
 }
 
-Result<json> parse_object(const HttpRequest& request) {
-  auto body = parse_json(request.body());
-  if (!body.is_object()) {
-    return make_error(ErrorKind::bad_input, "request body must be a JSON object");
-  }
-  return body;
-}
-
 }  // namespace
 
 std::optional<HttpResponse> Api::admin_refusal(const HttpRequest& request,
@@ -86,7 +78,7 @@ void Api::handle_admin(const Route& route, const HttpRequest& request, Respond& 
 }
 
 HttpResponse Api::patch_policy(const HttpRequest& request) {
-  auto body = parse_object(request);
+  auto body = parse_json_body(request);
   if (!body) return error_response(body.error());
   auto& manager = scheduler_.manager();
   auto updated = apply_json(manager.policy(), *body);
@@ -101,7 +93,7 @@ HttpResponse Api::put_fault(const HttpRequest& request) {
     return error_response(make_error(
         ErrorKind::not_found, "fault injection is off (start with --enable-fault-injection)"));
   }
-  auto body = parse_object(request);
+  auto body = parse_json_body(request);
   if (!body) return error_response(body.error());
   const auto& start = json_field(*body, "start");
   if (!start.is_string() && !start.is_null()) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "respawn/json_util.hpp"
+
 namespace respawn {
 
 http::status http_status(ErrorKind kind) {
@@ -24,6 +26,19 @@ http::status http_status(ErrorKind kind) {
       break;
   }
   return http::status::internal_server_error;
+}
+
+Result<nlohmann::json> parse_json_body(const HttpRequest& request) {
+  auto body = parse_json(request.body());
+  if (body.is_discarded()) {
+    return make_error(ErrorKind::bad_input,
+                      "request body is not valid JSON (or nests deeper than " +
+                          std::to_string(kMaxJsonDepth) + " levels)");
+  }
+  if (!body.is_object()) {
+    return make_error(ErrorKind::bad_input, "request body must be a JSON object");
+  }
+  return body;
 }
 
 HttpResponse json_response(http::status status, const nlohmann::json& body) {

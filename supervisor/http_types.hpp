@@ -37,6 +37,10 @@ struct RequestContext {
 
 http::status http_status(ErrorKind kind);
 HttpResponse json_response(http::status status, const nlohmann::json& body);
+// The request body as a JSON object, or a bad_input error that says what is wrong (invalid
+// JSON, nesting deeper than respawn's limit, or not an object).
+Result<nlohmann::json> parse_json_body(const HttpRequest& request);
+
 // {"error": message} with the kind's status; 503s carry Retry-After.
 HttpResponse error_response(const Error& error);
 

@@ -203,7 +203,6 @@ void Worker::on_answer(ipc::Frame frame) {
   hang_timer_.cancel();
   ++served_;
   state_ = WorkerState::ready;
-  gpu_bytes_ = json_get<std::uint64_t>(parse_json(frame.json), "gpu_memory_bytes", gpu_bytes_);
   events_.answer(*this, std::move(frame));
 }
 

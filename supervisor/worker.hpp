@@ -64,7 +64,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void start_serving() { ready_at_ = Clock::now(); }  // a spare's age starts when it serves
   Clock::time_point spawned_at() const { return spawned_at_; }
   std::uint64_t rss_bytes() const;                        // now, from /proc
-  std::uint64_t gpu_bytes() const { return gpu_bytes_; }  // as of the last answer
+  std::uint64_t gpu_bytes() const { return gpu_bytes_; }  // as of the last answer read
+  void set_gpu_bytes(std::uint64_t bytes) { gpu_bytes_ = bytes; }
   std::uint64_t request_limit = 0;  // max_requests + this worker's jitter; 0 = none
   nlohmann::json status() const;
 

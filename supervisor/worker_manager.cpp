@@ -221,6 +221,11 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
     }
     job.done(to_client_error(error));
   } else {
+    // The result is parsed again by its handler; only pay for a parse here when a GPU limit
+    // needs the worker's memory report.
+    if (policy_.max_gpu_memory_mb > 0) {
+      worker.set_gpu_bytes(json_get<std::uint64_t>(parse_json(frame.json), "gpu_memory_bytes", 0));
+    }
     job.done(std::move(frame));
   }
   check_idle_worker(true);

@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <set>
 #include <thread>
@@ -318,6 +320,23 @@ TEST(AdminApi, PatchPolicyIsValidatedAllOrNothingAndTakesEffect) {
   const auto a = server.post("/v2/models/demo/generate", prompt("a"));
   EXPECT_TRUE(replaced(server, answered_by(a)));
   EXPECT_EQ(recycles(server, "max_requests"), 1);
+}
+
+TEST(AdminApi, PolicySourcesReachTheServerWithFlagOverEnvOverFile) {
+  const auto config = std::filesystem::temp_directory_path() /
+                      ("respawn-policy-" + std::to_string(::getpid()) + ".toml");
+  {
+    std::ofstream out(config);
+    out << "[policy]\nmax_requests = 7\nreplay_limit = 3\nhang_timeout_ms = 1234\n";
+  }
+  Server server(fake_args({"--config", config.string(), "--replay-limit", "2"}),
+                {{"RESPAWN_REPLAY_LIMIT", "4"}, {"RESPAWN_HANG_TIMEOUT_MS", "2345"}});
+  std::filesystem::remove(config);
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const auto policy = server.get("/admin/policy").json();
+  EXPECT_EQ(policy["max_requests"], 7) << "file over default";
+  EXPECT_EQ(policy["hang_timeout_ms"], 2345) << "env over file";
+  EXPECT_EQ(policy["replay_limit"], 2) << "flag over env and file";
 }
 
 TEST(AdminApi, ATokenIsRequiredWhenConfigured) {
