@@ -12,6 +12,7 @@ std::optional<Fault> parse_fault(std::string_view spec) {
       {"hang", K::hang},
       {"oom", K::oom},
       {"oom_fatal", K::oom_fatal},
+      {"oom_if_batched", K::oom_if_batched},
       {"cuda_error", K::cuda_error},
       {"malformed", K::malformed},
       {"fail_load", K::fail_load},

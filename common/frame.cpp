@@ -28,7 +28,7 @@ T get_le(const char*& in) {
 
 bool is_known_type(std::uint16_t type) {
   return type >= static_cast<std::uint16_t>(MessageType::ready) &&
-         type <= static_cast<std::uint16_t>(MessageType::shutdown);
+         type <= static_cast<std::uint16_t>(MessageType::configure);
 }
 
 std::string_view to_string(MessageType type) {
@@ -51,6 +51,8 @@ std::string_view to_string(MessageType type) {
       return "cancel";
     case MessageType::shutdown:
       return "shutdown";
+    case MessageType::configure:
+      return "configure";
   }
   return "unknown";
 }

@@ -1,5 +1,7 @@
 #include "respawn/generate_request.hpp"
 
+#include <algorithm>
+
 namespace respawn {
 namespace {
 
@@ -89,6 +91,12 @@ Result<GenerateRequest> generate_request_from_json(const nlohmann::json& j) {
     return make_error(ErrorKind::bad_input, "generate request needs a string 'prompt'");
   }
   return parse_generate_request(j["prompt"].get<std::string>(), j);
+}
+
+std::uint64_t memory_weight(const GenerateRequest& request, std::size_t max_context) {
+  const std::size_t tokens = std::max<std::size_t>(request.prompt.size(), 1) +
+                             static_cast<std::size_t>(std::max(request.max_tokens, 0));
+  return std::min(tokens, max_context);
 }
 
 }  // namespace respawn

@@ -72,6 +72,13 @@ const Knob kKnobs[] = {
                       "(true/false; costs a second copy of the model)"),
     RESPAWN_UINT_KNOB(drain_timeout_ms, 0, 3600000,
                       "limit for graceful shutdown and planned-recycle drains (0..3600000)"),
+    RESPAWN_UINT_KNOB(max_batch_size, 1, 1024,
+                      "requests the worker holds and batches at once; 1 = no batching (1..1024)"),
+    RESPAWN_UINT_KNOB(max_batch_delay_us, 0, 1000000,
+                      "how long a tensor batch may wait to fill up, microseconds (0..1000000)"),
+    RESPAWN_BOOL_KNOB(empty_cache_after_request,
+                      "cuda: hand the allocator's cached blocks back after each batch "
+                      "(true/false; no effect on cpu)"),
 };
 
 #undef RESPAWN_UINT_KNOB

@@ -101,15 +101,18 @@ std::optional<Error> read_job_options(const HttpRequest& request, const json& pa
   return std::nullopt;
 }
 
-// Which worker answered: smoke reports and debugging tie a result to a process.
+// Which worker answered, and in how large a batch: smoke reports and debugging tie a result
+// to a process, and batching is visible per request.
 HttpResponse with_worker_pid(HttpResponse res, const json& result) {
   res.set("X-Respawn-Worker-Pid", std::to_string(json_get<std::int64_t>(result, "pid", 0)));
+  res.set("X-Respawn-Batch-Size", std::to_string(json_get<std::int64_t>(result, "batch_size", 1)));
   return res;
 }
 
-// The generate result without its "pid" (which goes into the header instead).
+// The generate result without its "pid" and "batch_size" (which go into headers instead).
 json without_pid(json result) {
   result.erase("pid");
+  result.erase("batch_size");
   return result;
 }
 
@@ -258,6 +261,7 @@ void Api::infer(const HttpRequest& request, const RequestContext& context, Respo
   for (const auto& t : *inputs) meta["inputs"].push_back(to_json(t));
   add_fault(request, meta);
   job.json = meta.dump();
+  job.weight = job.binary.size();
   // Raw tensors can be several times larger than their JSON text ("1," is an 8-byte FP64).
   if (ipc::kHeaderSize + job.json.size() + job.binary.size() > ipc::kDefaultMaxFrameBytes) {
     return respond(error_response(make_error(
@@ -289,9 +293,7 @@ Result<Job> Api::generate_job(const HttpRequest& request) const {
   Job job;
   job.type = ipc::MessageType::generate;
   if (auto error = read_job_options(request, merged, job)) return *error;
-  auto ipc_request = to_json(*params);
-  add_fault(request, ipc_request);
-  job.json = ipc_request.dump();
+  set_generate_payload(request, *params, job);
   return job;
 }
 
@@ -339,6 +341,15 @@ void Api::generate_stream(const HttpRequest& request, const RequestContext& cont
   submit(std::move(*job), context, respond);
 }
 
+void Api::set_generate_payload(const HttpRequest& request, const GenerateRequest& params,
+                               Job& job) const {
+  auto ipc_request = to_json(params);
+  add_fault(request, ipc_request);
+  job.json = ipc_request.dump();
+  const auto& info = scheduler_.manager().model_info();
+  job.weight = memory_weight(params, json_get<std::size_t>(info, "max_context", 1024));
+}
+
 void Api::add_fault(const HttpRequest& request, json& ipc_request) const {
   if (!options_.enable_fault_injection) return;
   const auto fault = request["X-Respawn-Fault"];
@@ -364,9 +375,7 @@ void Api::openai_generate(const HttpRequest& request, const RequestContext& cont
   Job job;
   job.type = ipc::MessageType::generate;
   if (auto error = read_job_options(request, *body, job)) return answer(error_response(*error));
-  auto ipc_request = to_json(parsed->params);
-  add_fault(request, ipc_request);
-  job.json = ipc_request.dump();
+  set_generate_payload(request, parsed->params, job);
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const openai::Ids ids{std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(started_unix_) +
                             "-" + std::to_string(next_openai_id_++),

@@ -6,6 +6,7 @@
 // options must outlive it.
 #include "http_types.hpp"
 #include "metrics.hpp"
+#include "respawn/generate_request.hpp"
 #include "router.hpp"
 #include "scheduler.hpp"
 #include "serve_options.hpp"
@@ -28,6 +29,9 @@ class Api {
   HttpResponse put_fault(const HttpRequest& request);
   // The X-Respawn-Fault header, when fault injection is on: added to the IPC request.
   void add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
+  // The IPC payload and memory weight of a generate job.
+  void set_generate_payload(const HttpRequest& request, const GenerateRequest& params,
+                            Job& job) const;
   HttpResponse server_metadata() const;
   void record(const std::string& route, int status, std::chrono::steady_clock::time_point since);
   HttpResponse ready_response(bool model_route) const;

@@ -18,6 +18,7 @@ Result<json> generate_result(const JobOutcome& outcome) {
               {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
               {"seed", json_get<std::uint64_t>(r, "seed", 0)},
               {"pid", json_get<std::int64_t>(r, "pid", 0)},
+              {"batch_size", json_get<std::int64_t>(r, "batch_size", 1)},
               {"usage",
                {{"prompt_tokens", prompt},
                 {"completion_tokens", completion},

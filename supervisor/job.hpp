@@ -25,6 +25,9 @@ struct Job {
   ipc::MessageType type = ipc::MessageType::infer;
   std::string json;
   std::string binary;
+  // Its share of the worker's memory, for admission (memory_budget.hpp): tensor bytes for an
+  // infer, context tokens for a generate.
+  std::uint64_t weight = 0;
   std::function<void(JobOutcome)> done;
   std::chrono::steady_clock::time_point enqueued{};
   unsigned failures = 0;  // worker failures this request was present at

@@ -19,6 +19,7 @@ class JobQueue {
   // Appends the job; hands it back untouched when the queue is full.
   std::optional<Job> push(Job job);
   std::optional<Job> pop();
+  const Job* front() const { return jobs_.empty() ? nullptr : &jobs_.front(); }
   // Puts a job back at the head (a replay), even past capacity: it was admitted already.
   void push_front(Job job);
   // Takes out the job with this id, if it is queued.

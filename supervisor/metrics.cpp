@@ -114,6 +114,9 @@ std::string Metrics::render() const {
   header(out, "respawn_requests_quarantined_total", "counter",
          "Requests refused as poison after witnessing poison_threshold worker failures.");
   sample(out, "respawn_requests_quarantined_total", "", static_cast<double>(quarantined_));
+  header(out, "respawn_batch_oom_retries_total", "counter",
+         "Answers from a batch that ran out of memory and was retried smaller.");
+  sample(out, "respawn_batch_oom_retries_total", "", static_cast<double>(batch_ooms_));
   header(out, "respawn_requests_timed_out_total", "counter",
          "Requests answered 504 because they passed request_timeout_ms.");
   sample(out, "respawn_requests_timed_out_total", "", static_cast<double>(timed_out_));

@@ -34,6 +34,7 @@ class Metrics {
   void on_recycle(const std::string& reason) { ++recycles_[reason]; }
   void on_replayed() { ++replayed_; }
   void on_quarantined() { ++quarantined_; }
+  void on_batch_oom() { ++batch_ooms_; }
   void on_timed_out() { ++timed_out_; }
   void on_cancelled() { ++cancelled_; }
   void on_breaker_open() { ++breaker_opened_; }
@@ -52,6 +53,7 @@ class Metrics {
   std::map<std::string, std::uint64_t> recycles_;
   std::uint64_t replayed_ = 0;
   std::uint64_t quarantined_ = 0;
+  std::uint64_t batch_ooms_ = 0;
   std::uint64_t timed_out_ = 0;
   std::uint64_t cancelled_ = 0;
   std::uint64_t breaker_opened_ = 0;

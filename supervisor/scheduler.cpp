@@ -16,6 +16,7 @@ Scheduler::Scheduler(boost::asio::io_context& io, std::size_t max_queue,
 Result<std::uint64_t> Scheduler::submit(Job job) {
   if (closed_) return make_error(ErrorKind::unavailable, "the server is shutting down");
   if (auto refused = manager_->refusal()) return *refused;
+  if (auto too_big = manager_->never_fits(job)) return *too_big;
   if (manager_->is_poison(job)) {
     return make_error(ErrorKind::worker_failed,
                       "an identical request was quarantined as poison (it crashed workers); it "
@@ -38,7 +39,7 @@ Result<std::uint64_t> Scheduler::submit(Job job) {
     });
     deadlines_[id] = std::move(timer);
   }
-  if (manager_->idle() && queue_.empty()) {
+  if (queue_.empty() && manager_->can_run(job)) {
     metrics_.on_queue_wait(0);
     manager_->run(std::move(job));
     return id;
@@ -62,9 +63,8 @@ void Scheduler::cancel(std::uint64_t id) {
 }
 
 void Scheduler::dispatch() {
-  while (manager_->idle()) {
+  while (queue_.front() && manager_->can_run(*queue_.front())) {
     auto job = queue_.pop();
-    if (!job) break;
     metrics_.set_queue_depth(queue_.size());
     metrics_.on_queue_wait(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - job->enqueued).count());

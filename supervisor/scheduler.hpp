@@ -1,10 +1,12 @@
 #pragma once
-// Admits requests into the bounded queue and feeds them to the worker one at a time, in
-// arrival order, with replays first. Enforces each request's deadline (request_timeout_ms,
-// queue included): a queued request past it is answered 504; one in flight is handed to the
-// WorkerManager, which kills the worker. While no worker is ready, requests wait (a restart
-// loses none of them); while the crash-loop breaker is open they are refused at once.
-// Lives on the I/O thread (not thread-safe); the manager and Metrics must outlive it.
+// Admits requests into the bounded queue and feeds them to the worker as it has room (see
+// WorkerManager::can_run), highest priority first, in arrival order within a priority, with
+// replays first. Refuses at once a request the memory budget can never fit (413). Enforces each
+// request's deadline (request_timeout_ms, queue included): a queued request past it is answered
+// 504; one in flight is handed to the WorkerManager, which kills the worker. While no worker is
+// ready, requests wait (a restart loses none of them); while the crash-loop breaker is open they
+// are refused at once. Lives on the I/O thread (not thread-safe); the manager and Metrics must
+// outlive it.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <functional>

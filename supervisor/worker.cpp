@@ -141,9 +141,7 @@ void Worker::on_frame(ipc::Frame frame) {
       break;
     case ipc::MessageType::result:
     case ipc::MessageType::error:
-      if (state_ == WorkerState::busy && frame.request_id == inflight_id_) {
-        return on_answer(std::move(frame));
-      }
+      if (inflight_.count(frame.request_id) > 0) return on_answer(std::move(frame));
       if (frame.type == ipc::MessageType::error && frame.request_id == 0 && !reached_ready_) {
         const auto error = worker_error_from_json(parse_json(frame.json));
         spdlog::error("worker {} failed to load: {}", pid_, error.message);
@@ -156,11 +154,11 @@ void Worker::on_frame(ipc::Frame frame) {
       // Proof of life: a busy worker that still talks is not hung.
       if (state_ != WorkerState::busy) return;
       arm(hang_timer_, hang_timeout_, "hang");
-      if (frame.type == ipc::MessageType::token && frame.request_id == inflight_id_) {
+      if (frame.type == ipc::MessageType::token && inflight_.count(frame.request_id) > 0) {
         const auto token = parse_json(frame.json);
         const auto& text = json_field(token, "text");
         if (text.is_string() && !text.get_ref<const std::string&>().empty()) {
-          events_.text(*this, text.get_ref<const std::string&>());
+          events_.text(*this, frame.request_id, text.get_ref<const std::string&>());
         }
       }
       return;
@@ -192,22 +190,37 @@ void Worker::on_ready(const ipc::Frame& frame) {
 
 void Worker::send(const Job& job, std::uint64_t request_id,
                   std::chrono::milliseconds hang_timeout) {
-  inflight_id_ = request_id;
   hang_timeout_ = hang_timeout;
+  // The hang timer measures silence while work is outstanding; a new request does not restart
+  // it (a worker that stopped talking stays suspect however much is sent to it).
+  if (inflight_.empty()) arm(hang_timer_, hang_timeout_, "hang");
+  inflight_.insert(request_id);
   state_ = WorkerState::busy;
   channel_->send_raw(ipc::encode_frame(job.type, request_id, job.json, job.binary));
-  arm(hang_timer_, hang_timeout_, "hang");
 }
 
 void Worker::on_answer(ipc::Frame frame) {
-  hang_timer_.cancel();
+  inflight_.erase(frame.request_id);
   ++served_;
-  state_ = WorkerState::ready;
+  if (inflight_.empty()) {
+    hang_timer_.cancel();
+    state_ = WorkerState::ready;
+  } else {
+    arm(hang_timer_, hang_timeout_, "hang");
+  }
   events_.answer(*this, std::move(frame));
 }
 
-void Worker::cancel() {
-  if (state_ == WorkerState::busy) channel_->send({ipc::MessageType::cancel, inflight_id_, {}, {}});
+void Worker::cancel(std::uint64_t request_id) {
+  if (inflight_.count(request_id) > 0) {
+    channel_->send({ipc::MessageType::cancel, request_id, {}, {}});
+  }
+}
+
+void Worker::configure(const nlohmann::json& settings) {
+  if (channel_ && state_ != WorkerState::exited) {
+    channel_->send({ipc::MessageType::configure, 0, settings.dump(), {}});
+  }
 }
 
 void Worker::drain(const std::string& reason, std::chrono::milliseconds timeout) {
@@ -266,9 +279,13 @@ std::uint64_t Worker::rss_bytes() const {
 }
 
 nlohmann::json Worker::status() const {
-  nlohmann::json j = {
-      {"pid", pid_},      {"state", to_string(state_)}, {"requests_served", served_},
-      {"age_s", age_s()}, {"rss_bytes", rss_bytes()},   {"gpu_memory_bytes", gpu_bytes_}};
+  nlohmann::json j = {{"pid", pid_},
+                      {"state", to_string(state_)},
+                      {"requests_served", served_},
+                      {"requests_in_flight", inflight_.size()},
+                      {"age_s", age_s()},
+                      {"rss_bytes", rss_bytes()},
+                      {"gpu_memory_bytes", gpu_bytes_}};
   if (request_limit > 0) j["request_limit"] = request_limit;
   if (info_.is_object()) j["device"] = json_get<std::string>(info_, "device", "");
   return j;

@@ -1,10 +1,11 @@
 #pragma once
 // One worker process and the supervisor's view of it: spawned with posix_spawn over an
-// inherited socketpair, watched through a Boost.Process v2 handle, fed one request at a time.
-// It enforces its own deadlines: not ready within the load timeout, or silent (no frame at
-// all) for the hang timeout while busy, and it is SIGKILLed. It knows why it exited; what to
-// do about it is the WorkerManager's business.
-// State: spawning -> ready <-> busy -> draining -> exited (any state -> exited on a failure).
+// inherited socketpair, watched through a Boost.Process v2 handle, fed requests (several may
+// be in flight; the worker batches them). It enforces its own deadlines: not ready within the
+// load timeout, or silent (no frame at all) for the hang timeout while busy, and it is
+// SIGKILLed. It knows why it exited; what to do about it is the WorkerManager's business.
+// State: spawning -> ready <-> busy (requests in flight) -> draining -> exited (any state ->
+// exited on a failure).
 // Must be owned by a shared_ptr; lives on the I/O thread (not thread-safe).
 #include <sys/types.h>
 
@@ -15,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -33,9 +35,10 @@ class Worker : public std::enable_shared_from_this<Worker> {
   using Clock = std::chrono::steady_clock;
   struct Events {
     std::function<void(Worker&)> ready;
-    std::function<void(Worker&, ipc::Frame)> answer;  // result or error of the request in flight
-    std::function<void(Worker&, std::string_view text)> text;  // a streamed chunk of it
-    std::function<void(Worker&)> exited;                       // reaped; exit_reason() says why
+    std::function<void(Worker&, ipc::Frame)> answer;  // result or error of a request in flight
+    // a streamed chunk of request `id`
+    std::function<void(Worker&, std::uint64_t id, std::string_view text)> text;
+    std::function<void(Worker&)> exited;  // reaped; exit_reason() says why
   };
 
   Worker(boost::asio::io_context& io, Events events);
@@ -44,11 +47,14 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // Starts the process; on success the load timeout runs until the ready frame.
   Result<pid_t> spawn(const std::string& exe, const std::vector<std::string>& args,
                       std::chrono::milliseconds load_timeout);
-  // Sends the job as request `request_id`; the hang timer runs until the answer, restarted by
-  // every frame the worker sends.
+  // Sends the job as request `request_id`; the hang timer runs while any request is in flight,
+  // restarted by every frame the worker sends.
   void send(const Job& job, std::uint64_t request_id, std::chrono::milliseconds hang_timeout);
-  // Asks the worker to stop the request in flight (a generation ends at its next step).
-  void cancel();
+  // Asks the worker to stop a request in flight (a generation ends at its next step).
+  void cancel(std::uint64_t request_id);
+  // Sends the batching and memory settings (a configure frame).
+  void configure(const nlohmann::json& settings);
+  std::size_t inflight() const { return inflight_.size(); }
   // Planned stop: asks the worker to exit (shutdown frame) and SIGKILLs it after `timeout`.
   void drain(const std::string& reason, std::chrono::milliseconds timeout);
   // Unplanned stop: SIGKILL now. The first reason given sticks.
@@ -90,7 +96,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::string exit_reason_;
   nlohmann::json info_;
   std::uint64_t served_ = 0;
-  std::uint64_t inflight_id_ = 0;
+  std::unordered_set<std::uint64_t> inflight_;
   std::chrono::milliseconds hang_timeout_{0};
   std::uint64_t gpu_bytes_ = 0;
   Clock::time_point spawned_at_{};

@@ -48,7 +48,24 @@ void WorkerManager::set_policy(const Policy& policy) {
   breaker_.set_limits({policy.crash_loop_failures, std::chrono::seconds(policy.crash_loop_window_s),
                        std::chrono::seconds(policy.crash_loop_cooldown_s)});
   if (current_) current_->request_limit = draw_request_limit(policy_, rng_());
-  check_idle_worker();  // a lower limit may already be reached
+  for (auto* w : {&current_, &spare_}) {
+    if (*w) configure(**w);
+  }
+  check_worker();  // a lower limit may already be reached
+}
+
+// The batching and memory settings the worker needs; sent at spawn and on every policy change.
+// The budget is GPU memory on a cuda worker, else host RSS.
+void WorkerManager::configure(Worker& worker) {
+  const bool cuda = json_get<std::string>(model_info_, "device", "").rfind("cuda", 0) == 0;
+  const std::uint64_t mb = cuda ? policy_.max_gpu_memory_mb : policy_.max_worker_rss_mb;
+  // A tensor request costs at least its input bytes (the worker copies them into a tensor).
+  const bool tensor = json_get<std::string>(model_info_, "task", "") == "tensor";
+  budget_.configure(mb * 1024 * 1024, tensor ? 1.0 : 0.0);
+  worker.configure({{"max_batch_size", policy_.max_batch_size},
+                    {"max_batch_delay_us", policy_.max_batch_delay_us},
+                    {"measure_memory", budget_.enabled()},
+                    {"empty_cache_after_request", policy_.empty_cache_after_request}});
 }
 
 void WorkerManager::start() {
@@ -62,7 +79,7 @@ void WorkerManager::housekeep() {
   housekeeping_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
     auto self = weak.lock();
     if (ec || !self || self->stopping_) return;
-    self->check_idle_worker();
+    self->check_worker();
     self->housekeep();
   });
 }
@@ -76,8 +93,8 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   events.answer = [weak](Worker& w, ipc::Frame frame) {
     if (auto self = weak.lock()) self->on_answer(w, std::move(frame));
   };
-  events.text = [weak](Worker& w, std::string_view text) {
-    if (auto self = weak.lock()) self->on_text(w, text);
+  events.text = [weak](Worker& w, std::uint64_t id, std::string_view text) {
+    if (auto self = weak.lock()) self->on_text(w, id, text);
   };
   events.exited = [weak](Worker& w) {
     if (auto self = weak.lock()) self->on_exited(w);
@@ -99,6 +116,7 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   ++starts_;
   metrics_.on_worker_start();
   worker->request_limit = draw_request_limit(policy_, rng_());
+  configure(*worker);
   return worker;
 }
 
@@ -135,8 +153,38 @@ WorkerUsage WorkerManager::usage(const Worker& w, bool with_memory) const {
           with_memory ? w.gpu_bytes() : 0};
 }
 
-bool WorkerManager::idle() const {
-  return !stopping_ && current_ && current_->state() == WorkerState::ready && !inflight_;
+bool WorkerManager::can_run(const Job& job) const {
+  if (stopping_ || !current_ || pending_recycle_) return false;
+  const auto state = current_->state();
+  if (state != WorkerState::ready && state != WorkerState::busy) return false;
+  if (inflight_.empty()) return true;
+  // A replay runs alone, so that if it brings the worker down again it alone is to blame.
+  if (job.replays > 0 || inflight_.begin()->second.job.replays > 0) return false;
+  if (inflight_.size() >= policy_.max_batch_size) return false;
+  if (current_->request_limit > 0 &&
+      current_->served() + inflight_.size() >= current_->request_limit) {
+    return false;  // the rest of this worker's requests are in flight already
+  }
+  return budget_.admits(inflight_weight(), job.weight);
+}
+
+std::uint64_t WorkerManager::inflight_weight() const {
+  std::uint64_t total = 0;
+  for (const auto& [id, f] : inflight_) total += f.job.weight;
+  return total;
+}
+
+std::optional<Error> WorkerManager::never_fits(const Job& job) const {
+  auto why = budget_.never_fits(job.weight);
+  if (!why) return std::nullopt;
+  return make_error(ErrorKind::too_large, *why);
+}
+
+WorkerManager::InFlight* WorkerManager::find_inflight(std::uint64_t job_id) {
+  for (auto& [id, f] : inflight_) {
+    if (f.job.id == job_id) return &f;
+  }
+  return nullptr;
 }
 
 bool WorkerManager::ready() const {
@@ -155,10 +203,10 @@ std::optional<Error> WorkerManager::refusal() const {
 }
 
 void WorkerManager::run(Job job) {
-  inflight_ = std::move(job);
-  job_started_ = Clock::now();
-  current_->send(*inflight_, next_request_id_++, milliseconds(policy_.hang_timeout_ms));
-  metrics_.set_inflight(1);
+  const std::uint64_t id = next_request_id_++;
+  current_->send(job, id, milliseconds(policy_.hang_timeout_ms));
+  inflight_.emplace(id, InFlight{std::move(job), Clock::now()});
+  metrics_.set_inflight(inflight_.size());
   maybe_prestart_spare();
 }
 
@@ -175,7 +223,13 @@ void WorkerManager::maybe_prestart_spare() {
 
 void WorkerManager::on_ready(Worker& worker) {
   metrics_.on_worker_ready(seconds_since(worker.spawned_at()));
+  const bool first = model_info_.is_null();
   model_info_ = worker.info();
+  if (first) configure(worker);  // now that the device and task are known
+  if (&worker == current_.get() || !current_) {
+    budget_.set_base(json_get<std::uint64_t>(model_info_, "memory_bytes",
+                                             json_get<std::uint64_t>(model_info_, "rss_bytes", 0)));
+  }
   breaker_.on_ready();
   failed_starts_ = 0;
   if (&worker == spare_.get()) {
@@ -183,7 +237,7 @@ void WorkerManager::on_ready(Worker& worker) {
     return;
   }
   metrics_.set_ready(ready());
-  check_idle_worker();
+  check_worker();
   maybe_prestart_spare();
 }
 
@@ -192,23 +246,27 @@ void WorkerManager::promote_spare() {
   spare_.reset();
   if (current_->reached_ready()) current_->start_serving();
   spdlog::info("worker {} takes over", current_->pid());
+  budget_.set_base(json_get<std::uint64_t>(
+      current_->info(), "memory_bytes", json_get<std::uint64_t>(current_->info(), "rss_bytes", 0)));
   metrics_.set_ready(ready());
-  check_idle_worker();
+  check_worker();
   maybe_prestart_spare();
 }
 
-void WorkerManager::on_text(Worker& worker, std::string_view text) {
-  if (&worker != current_.get() || !inflight_ || !inflight_->on_text) return;
-  inflight_->streamed = true;
-  inflight_->on_text(text);
+void WorkerManager::on_text(Worker& worker, std::uint64_t request_id, std::string_view text) {
+  const auto it = inflight_.find(request_id);
+  if (&worker != current_.get() || it == inflight_.end() || !it->second.job.on_text) return;
+  it->second.job.streamed = true;
+  it->second.job.on_text(text);
 }
 
 void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
-  if (&worker != current_.get() || !inflight_) return;
-  Job job = std::move(*inflight_);
-  inflight_.reset();
-  metrics_.set_inflight(0);
-  metrics_.on_inference(seconds_since(job_started_));
+  const auto it = inflight_.find(frame.request_id);
+  if (&worker != current_.get() || it == inflight_.end()) return;
+  Job job = std::move(it->second.job);
+  metrics_.on_inference(seconds_since(it->second.started));
+  inflight_.erase(it);
+  metrics_.set_inflight(inflight_.size());
   if (frame.type == ipc::MessageType::error) {
     const auto error = worker_error_from_json(parse_json(frame.json));
     if (!error.healthy) {
@@ -221,26 +279,45 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
     }
     job.done(to_client_error(error));
   } else {
-    // The result is parsed again by its handler; only pay for a parse here when a GPU limit
-    // needs the worker's memory report.
-    if (policy_.max_gpu_memory_mb > 0) {
-      worker.set_gpu_bytes(json_get<std::uint64_t>(parse_json(frame.json), "gpu_memory_bytes", 0));
+    // The result is parsed again by its handler; only pay for a parse here when a memory
+    // limit needs the worker's report.
+    if (policy_.max_gpu_memory_mb > 0 || budget_.enabled()) {
+      const auto result = parse_json(frame.json);
+      worker.set_gpu_bytes(json_get<std::uint64_t>(result, "gpu_memory_bytes", 0));
+      learn_memory(result);
     }
     job.done(std::move(frame));
   }
-  check_idle_worker(true);
+  check_worker(true);
 }
 
-void WorkerManager::check_idle_worker(bool after_request) {
-  if (!current_ || current_->state() != WorkerState::ready || inflight_ || stopping_) return;
-  std::optional<std::string> reason = pending_recycle_;
-  if (!reason) {
-    const auto u = usage(*current_, after_request);
-    if (auto planned = planned_recycle_reason(policy_, u)) reason = *planned;
+void WorkerManager::learn_memory(const nlohmann::json& result) {
+  const auto& memory = json_field(result, "memory");
+  if (memory.is_object()) {
+    budget_.observe(json_get<std::uint64_t>(memory, "base_bytes", 0),
+                    json_get<std::uint64_t>(memory, "peak_bytes", 0),
+                    json_get<std::uint64_t>(memory, "batch_weight", 0));
   }
-  if (reason) {
-    pending_recycle_.reset();
-    return retire_current(*reason);
+  const auto& oom = json_field(result, "oom");
+  if (oom.is_object()) {
+    metrics_.on_batch_oom();
+    budget_.observe_oom(json_get<std::uint64_t>(oom, "batch_weight", 0));
+  }
+}
+
+void WorkerManager::check_worker(bool after_request) {
+  if (!current_ || stopping_) return;
+  const auto state = current_->state();
+  if (state != WorkerState::ready && state != WorkerState::busy) return;
+  if (!pending_recycle_) {
+    auto u = usage(*current_, after_request);
+    u.served += inflight_.size();  // the ones in flight will count once answered
+    if (auto planned = planned_recycle_reason(policy_, u)) pending_recycle_ = std::string(*planned);
+  }
+  if (pending_recycle_) {
+    if (!inflight_.empty()) return;  // retired once those are answered
+    const std::string reason = *std::exchange(pending_recycle_, std::nullopt);
+    return retire_current(reason);
   }
   if (hooks_.idle) hooks_.idle();
 }
@@ -271,15 +348,19 @@ void WorkerManager::on_exited(Worker& worker) {
     return finish_stop_if_done();
   }
   current_.reset();
+  pending_recycle_.reset();
   metrics_.set_ready(false);
-  if (inflight_) {
-    Job job = std::move(*inflight_);
-    inflight_.reset();
-    metrics_.set_inflight(0);
+  // Newest first, as each goes back to the head of the queue: they keep their order.
+  auto caught = std::exchange(inflight_, {});
+  metrics_.set_inflight(0);
+  for (auto it = caught.rbegin(); it != caught.rend(); ++it) {
+    Job job = std::move(it->second.job);
     if (stopping_) {
       job.done(make_error(ErrorKind::unavailable, "the server is shutting down"));
-    } else if (reason == "operator") {
-      if (hooks_.requeue_front) hooks_.requeue_front(std::move(job));  // not its fault
+    } else if (reason == "operator" || reason == "timeout") {
+      // Not their fault: an operator's recycle, or another request's deadline (that one was
+      // answered 504 already).
+      if (hooks_.requeue_front) hooks_.requeue_front(std::move(job));
     } else {
       ++job.failures;
       handle_failed_job(std::move(job), reason,
@@ -344,19 +425,25 @@ bool WorkerManager::is_poison(const Job& job) const {
 }
 
 bool WorkerManager::cancel(std::uint64_t job_id) {
-  if (!inflight_ || inflight_->id != job_id || !current_) return false;
-  current_->cancel();
-  return true;
+  for (const auto& [id, f] : inflight_) {
+    if (f.job.id != job_id) continue;
+    if (current_) current_->cancel(id);
+    return current_ != nullptr;
+  }
+  return false;
 }
 
 bool WorkerManager::expire(std::uint64_t job_id, const Error& error) {
-  if (!inflight_ || inflight_->id != job_id) return false;
-  Job job = std::move(*inflight_);
-  inflight_.reset();
-  metrics_.set_inflight(0);
-  job.done(error);
-  if (current_) current_->kill("timeout");
-  return true;
+  for (auto it = inflight_.begin(); it != inflight_.end(); ++it) {
+    if (it->second.job.id != job_id) continue;
+    Job job = std::move(it->second.job);
+    inflight_.erase(it);
+    metrics_.set_inflight(inflight_.size());
+    job.done(error);
+    if (current_) current_->kill("timeout");
+    return true;
+  }
+  return false;
 }
 
 void WorkerManager::recycle(bool now) {
@@ -367,7 +454,7 @@ void WorkerManager::recycle(bool now) {
   }
   pending_recycle_ = "operator";
   maybe_prestart_spare();
-  check_idle_worker();
+  check_worker();
 }
 
 void WorkerManager::count_recycle(std::string_view reason) {
@@ -408,6 +495,8 @@ nlohmann::json WorkerManager::status() const {
   const auto now = Clock::now();
   j["breaker"] = {{"state", to_string(breaker_.state(now))}};
   if (auto r = refusal()) j["breaker"]["retry_after_s"] = r->retry_after_s;
+  j["requests_in_flight"] = inflight_.size();
+  j["memory_budget"] = budget_.status();
   if (!start_fault_.empty()) j["start_fault"] = start_fault_;
   return j;
 }

@@ -1,10 +1,13 @@
 #pragma once
-// Owns the worker processes and the recycle policy (docs/policy.md): runs one job at a time
-// on the current worker; recycles it when the policy says so (planned: after its request
-// finishes; unplanned: SIGKILL); replays a request caught in a worker failure at the head of
-// the queue, or quarantines it once it has witnessed poison_threshold failures; restarts with
-// exponential backoff; opens the crash-loop breaker; and, with prestart_spare, keeps a hot spare
-// worker loaded to take over at once. Holds the live Policy (PATCH /admin/policy changes it here).
+// Owns the worker processes and the recycle policy (docs/policy.md): keeps up to max_batch_size
+// jobs in flight at the current worker (which batches them), fewer when the memory budget says
+// so; recycles it when the policy says so (planned: once a recycle is due it gets no new job
+// and is retired when the ones in flight are answered; unplanned: SIGKILL); replays the
+// requests caught in a worker failure at the head of the queue, one at a time (so a request
+// that crashes workers is told apart from its batch-mates), or quarantines one once it has
+// witnessed poison_threshold failures; restarts with exponential backoff; opens the crash-loop
+// breaker; and, with prestart_spare, keeps a hot spare worker loaded to take over at once.
+// Holds the live Policy (PATCH /admin/policy changes it here).
 // Must be owned by a shared_ptr; lives on the I/O thread (not thread-safe). The io_context,
 // options and Metrics must outlive it.
 #include <boost/asio/io_context.hpp>
@@ -12,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -22,6 +26,7 @@
 
 #include "circuit_breaker.hpp"
 #include "job.hpp"
+#include "memory_budget.hpp"
 #include "metrics.hpp"
 #include "recycle_rules.hpp"
 #include "respawn/policy.hpp"
@@ -46,14 +51,18 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   // Stops every worker (the job in flight gets 503) and calls `done` once all are reaped.
   void stop(std::function<void()> done);
 
-  bool idle() const;   // a ready worker and nothing in flight
+  // Whether `job` may go to the worker now: a ready worker with no recycle due, room under
+  // max_batch_size and the memory budget, and no replay in flight (replays run alone).
+  bool can_run(const Job& job) const;
   bool ready() const;  // a worker that has passed warm-up serves (readiness)
-  bool busy() const { return inflight_.has_value(); }
-  void run(Job job);  // only while idle()
+  bool busy() const { return !inflight_.empty(); }
+  void run(Job job);  // only when can_run(job)
+  // Why a request can never fit the memory budget, even alone (then it gets 413).
+  std::optional<Error> never_fits(const Job& job) const;
   // The job with this id passed its deadline: if it is in flight, answer 504 and kill the
   // worker (reason timeout). Returns whether it was in flight.
   bool expire(std::uint64_t job_id, const Error& error);
-  // The client of the job in flight left: ask the worker to stop it. Returns whether it was.
+  // The client of a job in flight left: ask the worker to stop it. Returns whether it was.
   bool cancel(std::uint64_t job_id);
   // Non-empty while the breaker is open: why new requests are refused, with Retry-After.
   std::optional<Error> refusal() const;
@@ -77,13 +86,23 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void maybe_prestart_spare();
   void promote_spare();
   void retire_current(std::string_view reason);
-  // At an idle moment: a planned recycle if one is due, else tell the scheduler. Memory
-  // limits apply only right after a request (as the policy defines them): a fresh worker whose
-  // baseline is above the limit would otherwise be recycled forever without serving.
-  void check_idle_worker(bool after_request = false);
+  // After an answer or at an idle moment: notes a planned recycle that became due (the worker
+  // then gets no new job) and retires the worker once nothing is in flight; else tells the
+  // scheduler there is room. Memory limits apply only right after a request (as the policy
+  // defines them): a fresh worker whose baseline is above the limit would otherwise be recycled
+  // forever without serving.
+  void check_worker(bool after_request = false);
+  void configure(Worker& worker);
+  void learn_memory(const nlohmann::json& result);
+  struct InFlight {
+    Job job;
+    std::chrono::steady_clock::time_point started;
+  };
+  InFlight* find_inflight(std::uint64_t job_id);
+  std::uint64_t inflight_weight() const;
   void on_ready(Worker& worker);
   void on_answer(Worker& worker, ipc::Frame frame);
-  void on_text(Worker& worker, std::string_view text);
+  void on_text(Worker& worker, std::uint64_t request_id, std::string_view text);
   void on_exited(Worker& worker);
   void on_current_failed(const std::string& reason, bool reached_ready);
   void handle_failed_job(Job job, const std::string& reason, const Error& if_not_replayed);
@@ -102,12 +121,12 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   std::shared_ptr<Worker> current_;
   std::shared_ptr<Worker> spare_;
   std::list<std::shared_ptr<Worker>> retiring_;
-  std::optional<Job> inflight_;
+  std::map<std::uint64_t, InFlight> inflight_;  // by IPC request id, i.e. in sending order
   std::uint64_t next_request_id_ = 1;
-  std::chrono::steady_clock::time_point job_started_{};
+  MemoryBudget budget_;
   nlohmann::json model_info_;
   std::string last_recycle_reason_;
-  std::optional<std::string> pending_recycle_;  // operator asked while busy
+  std::optional<std::string> pending_recycle_;  // due (operator or planned): no new jobs
   std::string start_fault_;
   std::uint64_t starts_ = 0;
   unsigned failed_starts_ = 0;  // consecutive workers that exited before ready

@@ -4,6 +4,7 @@
 // UTF-8. Torch-free: the model is reached through LogitsFn, so the loop is unit-testable.
 #include <cstdint>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,40 @@ using TextFn = std::function<void(std::string_view chunk)>;
 // Asked before every decode step: true stops the generation (finish_reason "cancelled").
 using StopFn = std::function<bool()>;
 
+// One generation as a state machine, so that many of them can share a batched forward pass
+// (continuous batching): ask context() for the tokens to condition on, compute the next-token
+// logits however (alone or in a batch), and hand them to advance(). A sequence's result depends
+// only on its own request (prompt, sampling parameters, seed), never on its batch-mates.
+class Sequence {
+ public:
+  Sequence(const GenerateRequest& request, std::size_t max_context);
+
+  bool done() const { return done_; }
+  // The last max_context tokens: what the next step conditions on. Only while !done().
+  const std::vector<std::int64_t>& context();
+  // Samples the next token from its logits; returns the text that became final (often empty).
+  std::string advance(const std::vector<float>& logits);
+  // Stops before the next step (finish_reason "cancelled").
+  void cancel();
+  // Once done(): the text not yet returned by advance(), then the whole output.
+  std::string flush();
+  const GenerateOutput& output() const { return out_; }
+
+ private:
+  GenerateRequest request_;
+  std::size_t max_context_;
+  std::vector<std::int64_t> ids_;
+  std::vector<std::int64_t> window_;
+  std::string generated_;
+  std::size_t sent_ = 0;  // bytes of generated_ already returned as final
+  std::mt19937_64 rng_;
+  GenerateOutput out_;
+  bool done_ = false;
+  std::string take(std::size_t upto);
+  void finish(std::string reason);
+};
+
+// Runs one sequence to the end on its own, one forward per step.
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
                                                   const LogitsFn& logits, std::size_t max_context,
                                                   const TextFn& on_text = nullptr,

@@ -137,7 +137,7 @@ struct ModelRunner::Impl {
     return "output__" + std::to_string(index);
   }
 
-  Result<TensorOutputs, WorkerError> collect_outputs(const torch::IValue& result) const {
+  static std::vector<torch::Tensor> output_tensors(const torch::IValue& result) {
     std::vector<torch::Tensor> tensors;
     if (result.isTensor()) {
       tensors.push_back(result.toTensor());
@@ -149,10 +149,11 @@ struct ModelRunner::Impl {
     } else if (result.isTensorList()) {
       for (const auto& t : result.toTensorVector()) tensors.push_back(t);
     }
-    if (tensors.empty()) {
-      return WorkerError{WorkerErrorKind::internal,
-                         "forward must return a tensor or a tuple/list of tensors", true};
-    }
+    return tensors;
+  }
+
+  Result<TensorOutputs, WorkerError> encode_outputs(
+      const std::vector<torch::Tensor>& tensors) const {
     TensorOutputs out;
     for (std::size_t i = 0; i < tensors.size(); ++i) {
       const auto host = tensors[i].to(torch::kCPU).contiguous();
@@ -167,6 +168,13 @@ struct ModelRunner::Impl {
                                           host.sizes().vec(), bytes));
     }
     return out;
+  }
+
+  torch::Tensor to_tensor(const TensorMeta& meta, std::string_view blob) const {
+    // from_blob does not copy; the copy to the device owns memory that outlives `blob`.
+    return torch::from_blob(const_cast<char*>(blob.data() + meta.offset), meta.shape,
+                            torch::dtype(to_scalar_type(meta.datatype)))
+        .to(device, /*non_blocking=*/false, /*copy=*/true);
   }
 
   torch::IValue forward(std::vector<torch::IValue> inputs) {
@@ -272,20 +280,67 @@ std::size_t ModelRunner::max_context() const {
   return impl_->max_context;
 }
 
-Result<TensorOutputs, WorkerError> ModelRunner::infer(const std::vector<TensorMeta>& inputs,
-                                                      std::string_view blob) {
-  auto ordered = impl_->order_inputs(inputs);
-  if (!ordered) return ordered.error();
-  return guarded<TensorOutputs>([&]() -> Result<TensorOutputs, WorkerError> {
+bool ModelRunner::batchable() const {
+  const auto& spec = impl_->spec;
+  if (!spec.contains("inputs") || !spec["inputs"].is_array() || spec["inputs"].empty()) {
+    return false;
+  }
+  for (const auto& in : spec["inputs"]) {
+    const auto shape = in.value("shape", std::vector<std::int64_t>{});
+    if (shape.empty() || shape[0] != -1) return false;
+  }
+  return true;
+}
+
+Result<std::vector<TensorOutputs>, WorkerError> ModelRunner::infer(
+    const std::vector<InferInput>& requests) {
+  std::vector<std::vector<const TensorMeta*>> ordered;
+  for (const auto& r : requests) {
+    auto o = impl_->order_inputs(*r.inputs);
+    if (!o) return o.error();
+    ordered.push_back(std::move(*o));
+  }
+  using Out = std::vector<TensorOutputs>;
+  return guarded<Out>([&]() -> Result<Out, WorkerError> {
     std::vector<torch::IValue> args;
-    for (const TensorMeta* in : *ordered) {
-      // from_blob does not copy; clone() so the tensor owns memory that outlives `blob`.
-      auto t = torch::from_blob(const_cast<char*>(blob.data() + in->offset), in->shape,
-                                torch::dtype(to_scalar_type(in->datatype)))
-                   .to(impl_->device, /*non_blocking=*/false, /*copy=*/true);
-      args.emplace_back(std::move(t));
+    std::vector<std::int64_t> rows;
+    for (std::size_t k = 0; k < ordered[0].size(); ++k) {
+      std::vector<torch::Tensor> parts;
+      for (std::size_t i = 0; i < requests.size(); ++i) {
+        parts.push_back(impl_->to_tensor(*ordered[i][k], requests[i].blob));
+        if (k == 0) rows.push_back(parts.back().dim() > 0 ? parts.back().size(0) : 1);
+      }
+      args.emplace_back(parts.size() == 1 ? parts[0] : torch::cat(parts, 0));
     }
-    return impl_->collect_outputs(impl_->forward(std::move(args)));
+    const auto outputs = Impl::output_tensors(impl_->forward(std::move(args)));
+    if (outputs.empty()) {
+      return WorkerError{WorkerErrorKind::internal,
+                         "forward must return a tensor or a tuple/list of tensors", true};
+    }
+    if (requests.size() == 1) {
+      auto one = impl_->encode_outputs(outputs);
+      if (!one) return one.error();
+      return Out{std::move(*one)};
+    }
+    std::int64_t total = 0;
+    for (auto r : rows) total += r;
+    for (const auto& t : outputs) {
+      if (t.dim() == 0 || t.size(0) != total) {
+        return WorkerError{WorkerErrorKind::internal,
+                           "an output's first dimension is not the batch; cannot split it", true};
+      }
+    }
+    Out out;
+    std::int64_t at = 0;
+    for (auto r : rows) {
+      std::vector<torch::Tensor> mine;
+      for (const auto& t : outputs) mine.push_back(t.narrow(0, at, r));
+      auto encoded = impl_->encode_outputs(mine);
+      if (!encoded) return encoded.error();
+      out.push_back(std::move(*encoded));
+      at += r;
+    }
+    return out;
   });
 }
 
@@ -299,19 +354,49 @@ WorkerError ModelRunner::allocate_too_much() {
   return WorkerError{WorkerErrorKind::internal, "a 1 PiB allocation unexpectedly succeeded", true};
 }
 
-Result<std::vector<float>, WorkerError> ModelRunner::next_token_logits(
-    const std::vector<std::int64_t>& ids) {
-  return guarded<std::vector<float>>([&]() -> Result<std::vector<float>, WorkerError> {
-    auto input = torch::tensor(ids, torch::dtype(torch::kInt64)).view({1, -1}).to(impl_->device);
-    const auto out = impl_->forward({input});
-    if (!out.isTensor() || out.toTensor().dim() != 3) {
+Result<std::vector<std::vector<float>>, WorkerError> ModelRunner::next_token_logits(
+    const std::vector<const std::vector<std::int64_t>*>& contexts) {
+  using Out = std::vector<std::vector<float>>;
+  return guarded<Out>([&]() -> Result<Out, WorkerError> {
+    std::size_t longest = 0;
+    for (const auto* c : contexts) longest = std::max(longest, c->size());
+    const auto rows = static_cast<std::int64_t>(contexts.size());
+    auto ids = torch::zeros({rows, static_cast<std::int64_t>(longest)}, torch::kInt64);
+    auto last = torch::empty({rows}, torch::kInt64);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const auto& c = *contexts[static_cast<std::size_t>(i)];
+      std::memcpy(ids[i].data_ptr<std::int64_t>(), c.data(), c.size() * sizeof(std::int64_t));
+      last[i] = static_cast<std::int64_t>(c.size()) - 1;
+    }
+    const auto out = impl_->forward({ids.to(impl_->device)});
+    if (!out.isTensor() || out.toTensor().dim() != 3 || out.toTensor().size(0) != rows) {
       return WorkerError{WorkerErrorKind::internal,
                          "a generate model's forward must return logits [B,T,V]", true};
     }
-    const auto last = out.toTensor()[0][-1].to(torch::kCPU, torch::kFloat32).contiguous();
-    const float* p = last.data_ptr<float>();
-    return std::vector<float>(p, p + last.numel());
+    const auto logits = out.toTensor();
+    const auto picked = logits
+                            .index({torch::arange(rows, logits.options().dtype(torch::kInt64)),
+                                    last.to(logits.device())})
+                            .to(torch::kCPU, torch::kFloat32)
+                            .contiguous();
+    Out result(static_cast<std::size_t>(rows));
+    const auto vocab = picked.size(1);
+    for (std::int64_t i = 0; i < rows; ++i) {
+      const float* p = picked[i].data_ptr<float>();
+      result[static_cast<std::size_t>(i)].assign(p, p + vocab);
+    }
+    return result;
   });
 }
+
+void ModelRunner::reset_peak_memory() {
+  reset_peak_rss();
+}
+
+MemorySample ModelRunner::memory() const {
+  return {rss_bytes(0), peak_rss_bytes()};
+}
+
+void ModelRunner::release_cached_memory() {}
 
 }  // namespace respawn::worker

@@ -2,7 +2,7 @@
 // The worker's model: a TorchScript module loaded once onto cuda or cpu, warmed up, and run
 // per request under InferenceMode. The only place libtorch is touched (its headers stay in
 // model_runner.cpp). Every libtorch exception is caught here and classified into a
-// WorkerError. Not thread-safe: the worker serves one request at a time on one thread.
+// WorkerError. Not thread-safe: the worker runs one batch at a time on one thread.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -29,6 +29,18 @@ struct TensorOutputs {
   std::string blob;
 };
 
+// One infer request's input tensors; `blob` holds their bytes at each TensorMeta's offset.
+struct InferInput {
+  const std::vector<TensorMeta>* inputs;
+  std::string_view blob;
+};
+
+// Memory as the device's allocator sees it (cuda), or the process's RSS (cpu).
+struct MemorySample {
+  std::uint64_t used_bytes = 0;  // now
+  std::uint64_t peak_bytes = 0;  // the most since the last reset_peak_memory()
+};
+
 class ModelRunner {
  public:
   // Loads, evals and warms up the model. Throws std::runtime_error with the reason on failure.
@@ -40,13 +52,25 @@ class ModelRunner {
   const std::string& task() const;
   std::size_t max_context() const;
 
-  Result<TensorOutputs, WorkerError> infer(const std::vector<TensorMeta>& inputs,
-                                           std::string_view blob);
+  // Whether requests may be stacked along dim 0: the model declares its inputs in respawn.json
+  // and every one has a free (-1) first dimension.
+  bool batchable() const;
+  // Runs the requests as one forward, concatenated along dim 0, and splits every output back
+  // by each request's rows. Any failure fails the whole call (the caller decides how to retry).
+  Result<std::vector<TensorOutputs>, WorkerError> infer(const std::vector<InferInput>& requests);
+  // Next-token logits for several sequences in one forward (continuous batching): right-padded
+  // to the longest, each read at its own last position. Exact for causal models, whose logits
+  // at position t never depend on later positions; the contract for a generate model.
+  Result<std::vector<std::vector<float>>, WorkerError> next_token_logits(
+      const std::vector<const std::vector<std::int64_t>*>& contexts);
+
+  void reset_peak_memory();
+  MemorySample memory() const;
+  // cuda: hands the caching allocator's unused blocks back to the driver; cpu: nothing.
+  void release_cached_memory();
   // Tries an allocation no device can satisfy and returns how that failure classifies (for
   // fault injection: a real allocator failure, not a simulated one).
   WorkerError allocate_too_much();
-  // Logits of the token after ids (one sequence), as floats on the host.
-  Result<std::vector<float>, WorkerError> next_token_logits(const std::vector<std::int64_t>& ids);
 
  private:
   struct Impl;

@@ -1,78 +1,371 @@
 #include "worker_server.hpp"
 
+#include <poll.h>
 #include <unistd.h>
 
-#include <poll.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdlib>
 #include <thread>
 
-#include "generator.hpp"
 #include "respawn/fault.hpp"
-#include "respawn/generate_request.hpp"
+#include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"
 
 namespace respawn::worker {
+namespace {
+
+// Requests that can share a forward: the same inputs with the same dtypes and the same shape
+// past the first (batch) dimension.
+bool stackable(const std::vector<TensorMeta>& a, const std::vector<TensorMeta>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].name != b[i].name || a[i].datatype != b[i].datatype || a[i].shape.empty() ||
+        b[i].shape.empty() || a[i].shape.size() != b[i].shape.size() ||
+        !std::equal(a[i].shape.begin() + 1, a[i].shape.end(), b[i].shape.begin() + 1)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 void report_load_failure(int fd, const std::string& reason) {
   const WorkerError error{WorkerErrorKind::internal, reason, false};
   ipc::write_all(fd, ipc::encode_frame({ipc::MessageType::error, 0, to_json(error).dump(), {}}));
 }
 
+double WorkerServer::BatchMemory::per_weight() const {
+  const double grown = peak_bytes > base_bytes ? static_cast<double>(peak_bytes - base_bytes) : 0;
+  return grown / static_cast<double>(std::max<std::uint64_t>(weight, 1));
+}
+
 int WorkerServer::run() {
   auto ready = runner_.info();
   ready["pid"] = ::getpid();
-  if (!send({ipc::MessageType::ready, 0, ready.dump(), {}})) return 1;
+  ready["batchable"] = runner_.batchable();
+  send({ipc::MessageType::ready, 0, ready.dump(), {}});
+  if (!flush()) return 1;
   while (true) {
-    while (!pending_.empty()) {
-      const auto frame = std::move(pending_.front());
-      pending_.pop_front();
-      if (!handle(frame)) return healthy_ ? 0 : 3;
-    }
-    if (closed_) return 0;  // the supervisor closed its end
-    if (!read_available(true)) return decoder_.error() ? 1 : 0;
+    const bool idle = tensors_.empty() && generations_.empty() && waiting_generations_.empty();
+    if (stopping_ && idle) return 0;
+    if (!read_frames(poll_timeout())) return decoder_.error() ? 1 : 0;
+    if (!generations_.empty() || !waiting_generations_.empty()) step_generations();
+    if (tensor_batch_due()) run_tensor_batch();
+    if (empty_cache_ && tensors_.empty() && generations_.empty()) runner_.release_cached_memory();
+    if (!flush()) return 1;
+    // An unhealthy worker (sticky CUDA error) has reported it; it stops instead of serving on.
+    if (!healthy_) return 3;
   }
 }
 
-bool WorkerServer::read_available(bool block) {
-  if (!block) {
+std::optional<std::chrono::microseconds> WorkerServer::poll_timeout() const {
+  using std::chrono::microseconds;
+  if (!generations_.empty() || !waiting_generations_.empty() || tensor_batch_due()) {
+    return microseconds(0);
+  }
+  if (tensors_.empty()) return std::nullopt;
+  const auto waited =
+      std::chrono::duration_cast<microseconds>(Clock::now() - tensors_.front().arrived);
+  return std::max(microseconds(0), max_batch_delay_ - waited);
+}
+
+bool WorkerServer::read_frames(std::optional<std::chrono::microseconds> timeout) {
+  if (!flush()) return false;
+  for (bool first = true;; first = false) {
     pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0) return true;
-  }
-  char chunk[64 * 1024];
-  ssize_t n;
-  do {
-    n = ::read(fd_, chunk, sizeof chunk);
-  } while (n < 0 && errno == EINTR);
-  if (n <= 0) {
-    closed_ = true;
-    return false;
-  }
-  decoder_.feed(std::string_view(chunk, static_cast<std::size_t>(n)));
-  while (auto frame = decoder_.next()) pending_.push_back(std::move(*frame));
-  if (decoder_.error()) {
-    spdlog::error("bad frame from the supervisor: {}", decoder_.error()->message);
-    closed_ = true;
-    return false;
-  }
-  return true;
-}
-
-bool WorkerServer::cancel_requested(std::uint64_t id) {
-  if (!read_available(false)) return true;  // the supervisor is gone: stop working
-  for (auto it = pending_.begin(); it != pending_.end(); ++it) {
-    if (it->type == ipc::MessageType::cancel && it->request_id == id) {
-      pending_.erase(it);
-      return true;
+    timespec ts{};
+    if (first && timeout) {
+      ts.tv_sec = timeout->count() / 1000000;
+      ts.tv_nsec = (timeout->count() % 1000000) * 1000;
+    }
+    const int ready = ::ppoll(&p, 1, first && !timeout ? nullptr : &ts, nullptr);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return true;  // nothing (more) to read now
+    char chunk[64 * 1024];
+    ssize_t n;
+    do {
+      n = ::read(fd_, chunk, sizeof chunk);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+      closed_ = true;
+      return false;
+    }
+    decoder_.feed(std::string_view(chunk, static_cast<std::size_t>(n)));
+    while (auto frame = decoder_.next()) take_frame(std::move(*frame));
+    if (decoder_.error()) {
+      spdlog::error("bad frame from the supervisor: {}", decoder_.error()->message);
+      closed_ = true;
+      return false;
     }
   }
-  return false;
 }
 
-bool WorkerServer::send(const ipc::Frame& frame) {
-  return ipc::write_all(fd_, ipc::encode_frame(frame));
+void WorkerServer::take_frame(ipc::Frame frame) {
+  switch (frame.type) {
+    case ipc::MessageType::infer:
+      return take_infer(std::move(frame));
+    case ipc::MessageType::generate:
+      return take_generate(std::move(frame));
+    case ipc::MessageType::cancel:
+      // A running generation stops before its next step; a tensor request is one forward and
+      // runs to its end.
+      for (auto& g : generations_) {
+        if (g.id == frame.request_id) g.seq.cancel();
+      }
+      for (auto& g : waiting_generations_) {
+        if (g.id == frame.request_id) g.seq.cancel();
+      }
+      return;
+    case ipc::MessageType::configure:
+      return configure(parse_json(frame.json));
+    case ipc::MessageType::shutdown:
+      stopping_ = true;
+      return;
+    default:
+      spdlog::warn("ignoring unexpected {} frame", ipc::to_string(frame.type));
+  }
+}
+
+void WorkerServer::configure(const nlohmann::json& config) {
+  max_batch_size_ = std::max<std::size_t>(1, json_get<std::size_t>(config, "max_batch_size", 8));
+  max_batch_delay_ =
+      std::chrono::microseconds(json_get<std::int64_t>(config, "max_batch_delay_us", 1000));
+  measure_memory_ = json_get<bool>(config, "measure_memory", false);
+  empty_cache_ = json_get<bool>(config, "empty_cache_after_request", false);
+}
+
+void WorkerServer::take_infer(ipc::Frame frame) {
+  const auto request = parse_json(frame.json);
+  TensorJob job{std::move(frame), {}, Clock::now(), false};
+  const auto id = job.frame.request_id;
+  if (inject_fault(id, request)) return;
+  if (fault_injection_ && json_get<std::string>(request, "fault", "") == "oom_if_batched") {
+    job.oom_if_batched = true;
+  }
+  auto inputs = parse_tensor_list(json_field(request, "inputs"), job.frame.binary);
+  if (!inputs) return send_error(id, {WorkerErrorKind::bad_input, inputs.error().message, true});
+  job.inputs = std::move(*inputs);
+  tensors_.push_back(std::move(job));
+}
+
+void WorkerServer::take_generate(ipc::Frame frame) {
+  const auto id = frame.request_id;
+  const auto request = parse_json(frame.json);
+  if (inject_fault(id, request)) return;
+  if (runner_.task() != "generate") {
+    return send_error(id, {WorkerErrorKind::bad_input, "this model's task is not generate", true});
+  }
+  auto params = generate_request_from_json(request);
+  if (!params) return send_error(id, {WorkerErrorKind::bad_input, params.error().message, true});
+  GenJob job{id, Sequence(*params, runner_.max_context()),
+             memory_weight(*params, runner_.max_context()), std::nullopt, std::nullopt};
+  if (generations_.size() < max_batch_size_) {
+    generations_.push_back(std::move(job));
+  } else {
+    waiting_generations_.push_back(std::move(job));
+  }
+}
+
+bool WorkerServer::tensor_batch_due() const {
+  if (tensors_.empty()) return false;
+  // Waiting for batch-mates only pays while requests arrive together: after a batch of one
+  // (a lone client), the next request runs at once instead of paying the delay.
+  if (tensors_.size() >= max_batch_size_ || !runner_.batchable() || last_tensor_batch_ <= 1 ||
+      stopping_ || !generations_.empty()) {
+    return true;
+  }
+  return Clock::now() - tensors_.front().arrived >= max_batch_delay_;
+}
+
+void WorkerServer::run_tensor_batch() {
+  // The oldest request and, if the model batches, every later one that stacks with it.
+  std::vector<TensorJob> batch;
+  batch.push_back(std::move(tensors_.front()));
+  tensors_.pop_front();
+  if (runner_.batchable()) {
+    for (auto it = tensors_.begin(); it != tensors_.end() && batch.size() < max_batch_size_;) {
+      if (stackable(batch[0].inputs, it->inputs)) {
+        batch.push_back(std::move(*it));
+        it = tensors_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  last_tensor_batch_ = batch.size();
+  std::vector<TensorJob*> group;
+  for (auto& job : batch) group.push_back(&job);
+  run_tensor_group(group, std::nullopt);
+}
+
+void WorkerServer::run_tensor_group(const std::vector<TensorJob*>& group,
+                                    std::optional<BatchMemory> oom) {
+  std::vector<InferInput> inputs;
+  std::uint64_t weight = 0;
+  bool injected_oom = false;
+  for (const auto* job : group) {
+    inputs.push_back({&job->inputs, job->frame.binary});
+    weight += job->frame.binary.size();
+    injected_oom |= job->oom_if_batched && group.size() > 1;
+  }
+  begin_measure();
+  auto out = injected_oom
+                 ? Result<std::vector<TensorOutputs>, WorkerError>(runner_.allocate_too_much())
+                 : runner_.infer(inputs);
+  if (out) {
+    const auto memory = end_measure(group.size(), weight);
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      nlohmann::json reply = {{"outputs", nlohmann::json::array()}};
+      for (const auto& t : (*out)[i].tensors) reply["outputs"].push_back(to_json(t));
+      send_result(group[i]->frame.request_id, std::move(reply), group.size(),
+                  measure_memory_ ? std::optional(memory) : std::nullopt, oom,
+                  std::move((*out)[i].blob));
+    }
+    return;
+  }
+  const WorkerError& error = out.error();
+  if (group.size() > 1 && error.healthy) {
+    if (error.kind == WorkerErrorKind::oom) {
+      // Only this batch is lost: retry it in halves, and tell the supervisor what did not fit.
+      spdlog::warn("a batch of {} ran out of memory; retrying it in halves", group.size());
+      BatchMemory failed;
+      failed.size = group.size();
+      failed.weight = weight;
+      const auto half = static_cast<std::ptrdiff_t>(group.size() / 2);
+      run_tensor_group({group.begin(), group.begin() + half}, failed);
+      run_tensor_group({group.begin() + half, group.end()}, failed);
+    } else {
+      // Probably one bad request: run each alone so only it gets the error.
+      for (auto* job : group) run_tensor_group({job}, oom);
+    }
+    return;
+  }
+  for (const auto* job : group) send_error(job->frame.request_id, error);
+}
+
+void WorkerServer::step_generations() {
+  while (generations_.size() < max_batch_size_ && !waiting_generations_.empty()) {
+    generations_.push_back(std::move(waiting_generations_.front()));
+    waiting_generations_.pop_front();
+  }
+  for (auto it = waiting_generations_.begin(); it != waiting_generations_.end();) {
+    if (!it->seq.done()) {
+      ++it;
+      continue;
+    }
+    finish_generation(*it);  // cancelled before it started
+    it = waiting_generations_.erase(it);
+  }
+  for (auto it = generations_.begin(); it != generations_.end();) {
+    if (!it->seq.done()) {
+      ++it;
+      continue;
+    }
+    finish_generation(*it);
+    it = generations_.erase(it);
+  }
+  if (generations_.empty()) return;
+
+  std::vector<const std::vector<std::int64_t>*> contexts;
+  std::uint64_t weight = 0;
+  for (auto& g : generations_) {
+    contexts.push_back(&g.seq.context());
+    weight += g.weight;
+  }
+  begin_measure();
+  auto logits = runner_.next_token_logits(contexts);
+  if (!logits && logits.error().kind == WorkerErrorKind::oom && logits.error().healthy &&
+      contexts.size() > 1) {
+    // Out of memory for the whole batch: this step runs one sequence at a time instead, and
+    // the answers carry what did not fit so the supervisor admits fewer.
+    spdlog::warn("a decode step of {} sequences ran out of memory; stepping them one by one",
+                 contexts.size());
+    BatchMemory failed;
+    failed.size = contexts.size();
+    failed.weight = weight;
+    std::vector<std::vector<float>> each;
+    for (auto& g : generations_) {
+      g.oom = failed;
+      auto one = runner_.next_token_logits({&g.seq.context()});
+      if (!one) {
+        logits = one.error();
+        break;
+      }
+      each.push_back(std::move((*one)[0]));
+    }
+    if (each.size() == generations_.size()) logits = std::move(each);
+  }
+  if (!logits) {
+    for (auto& g : generations_) send_error(g.id, logits.error());
+    generations_.clear();
+    return;
+  }
+  const auto memory = end_measure(contexts.size(), weight);
+  std::size_t i = 0;
+  for (auto it = generations_.begin(); it != generations_.end(); ++i) {
+    auto& g = *it;
+    g.batch_size = std::max(g.batch_size, contexts.size());
+    if (measure_memory_ && (!g.memory || memory.per_weight() > g.memory->per_weight())) {
+      g.memory = memory;
+    }
+    // A token frame per step: the text that became final (for streaming) and, even when
+    // empty, progress for the supervisor's hang detection.
+    const std::string chunk = g.seq.advance((*logits)[i]);
+    if (!g.seq.done()) {
+      send({ipc::MessageType::token, g.id, nlohmann::json{{"text", chunk}}.dump(), {}});
+      ++it;
+      continue;
+    }
+    finish_generation(g);
+    it = generations_.erase(it);
+  }
+}
+
+void WorkerServer::finish_generation(GenJob& job) {
+  const std::string rest = job.seq.flush();
+  if (!rest.empty()) {
+    send({ipc::MessageType::token, job.id, nlohmann::json{{"text", rest}}.dump(), {}});
+  }
+  const auto& out = job.seq.output();
+  send_result(job.id,
+              {{"text_output", out.text},
+               {"finish_reason", out.finish_reason},
+               {"prompt_tokens", out.prompt_tokens},
+               {"completion_tokens", out.completion_tokens},
+               {"seed", out.seed}},
+              job.batch_size, job.memory, job.oom);
+}
+
+void WorkerServer::begin_measure() {
+  if (!measure_memory_) return;
+  measure_base_ = runner_.memory().used_bytes;
+  runner_.reset_peak_memory();
+}
+
+WorkerServer::BatchMemory WorkerServer::end_measure(std::size_t size, std::uint64_t weight) {
+  BatchMemory m;
+  m.size = size;
+  m.weight = weight;
+  if (measure_memory_) {
+    m.base_bytes = measure_base_;
+    m.peak_bytes = std::max(runner_.memory().peak_bytes, measure_base_);
+  }
+  return m;
+}
+
+void WorkerServer::send(const ipc::Frame& frame) {
+  out_ += ipc::encode_frame(frame);
+}
+
+bool WorkerServer::flush() {
+  if (out_.empty()) return true;
+  const bool ok = ipc::write_all(fd_, out_);
+  out_.clear();
+  return ok;
 }
 
 void WorkerServer::send_error(std::uint64_t id, const WorkerError& error) {
@@ -80,34 +373,19 @@ void WorkerServer::send_error(std::uint64_t id, const WorkerError& error) {
   send({ipc::MessageType::error, id, to_json(error).dump(), {}});
 }
 
-void WorkerServer::send_result(std::uint64_t id, nlohmann::json reply, std::string binary) {
+void WorkerServer::send_result(std::uint64_t id, nlohmann::json reply, std::size_t batch_size,
+                               const std::optional<BatchMemory>& memory,
+                               const std::optional<BatchMemory>& oom, std::string binary) {
   reply["pid"] = ::getpid();
-  reply["rss_bytes"] = rss_bytes(0);
-  send({ipc::MessageType::result, id, reply.dump(), std::move(binary)});
-}
-
-bool WorkerServer::handle(const ipc::Frame& frame) {
-  const auto request = nlohmann::json::parse(frame.json, nullptr, false);
-  switch (frame.type) {
-    case ipc::MessageType::infer:
-    case ipc::MessageType::generate:
-      if (inject_fault(frame.request_id, request)) break;
-      if (frame.type == ipc::MessageType::infer) {
-        handle_infer(frame, request);
-      } else {
-        handle_generate(frame, request);
-      }
-      break;
-    case ipc::MessageType::shutdown:
-      return false;
-    case ipc::MessageType::cancel:
-      break;  // requests run to completion one at a time
-    default:
-      spdlog::warn("ignoring unexpected {} frame", ipc::to_string(frame.type));
-      break;
+  reply["batch_size"] = batch_size;
+  if (memory) {
+    reply["memory"] = {{"base_bytes", memory->base_bytes},
+                       {"peak_bytes", memory->peak_bytes},
+                       {"batch_size", memory->size},
+                       {"batch_weight", memory->weight}};
   }
-  // An unhealthy worker (sticky CUDA error) has reported it; it stops instead of serving on.
-  return healthy_;
+  if (oom) reply["oom"] = {{"batch_size", oom->size}, {"batch_weight", oom->weight}};
+  send({ipc::MessageType::result, id, reply.dump(), std::move(binary)});
 }
 
 bool WorkerServer::inject_fault(std::uint64_t id, const nlohmann::json& request) {
@@ -119,6 +397,7 @@ bool WorkerServer::inject_fault(std::uint64_t id, const nlohmann::json& request)
     return true;
   }
   spdlog::warn("injected fault for request {}: {}", id, request["fault"].dump());
+  flush();  // what is already answered goes out before the worker misbehaves
   switch (fault->kind) {
     case Fault::Kind::crash:
       std::abort();
@@ -143,47 +422,6 @@ bool WorkerServer::inject_fault(std::uint64_t id, const nlohmann::json& request)
     default:
       return false;
   }
-}
-
-void WorkerServer::handle_infer(const ipc::Frame& frame, const nlohmann::json& request) {
-  auto inputs = parse_tensor_list(
-      request.is_object() ? request.value("inputs", nlohmann::json()) : nlohmann::json(),
-      frame.binary);
-  if (!inputs) {
-    return send_error(frame.request_id, {WorkerErrorKind::bad_input, inputs.error().message, true});
-  }
-  auto out = runner_.infer(*inputs, frame.binary);
-  if (!out) return send_error(frame.request_id, out.error());
-  nlohmann::json reply = {{"outputs", nlohmann::json::array()}};
-  for (const auto& t : out->tensors) reply["outputs"].push_back(to_json(t));
-  send_result(frame.request_id, std::move(reply), std::move(out->blob));
-}
-
-void WorkerServer::handle_generate(const ipc::Frame& frame, const nlohmann::json& request) {
-  if (runner_.task() != "generate") {
-    return send_error(frame.request_id,
-                      {WorkerErrorKind::bad_input, "this model's task is not generate", true});
-  }
-  auto params = generate_request_from_json(request);
-  if (!params) {
-    return send_error(frame.request_id, {WorkerErrorKind::bad_input, params.error().message, true});
-  }
-  const auto logits = [this](const std::vector<std::int64_t>& ids) {
-    return runner_.next_token_logits(ids);
-  };
-  // A token frame per step: the text that became final (for streaming) and, even when empty,
-  // progress for the supervisor's hang detection.
-  const auto on_text = [this, id = frame.request_id](std::string_view chunk) {
-    send({ipc::MessageType::token, id, nlohmann::json{{"text", chunk}}.dump(), {}});
-  };
-  const auto cancelled = [this, id = frame.request_id] { return cancel_requested(id); };
-  auto out = generate_text(*params, logits, runner_.max_context(), on_text, cancelled);
-  if (!out) return send_error(frame.request_id, out.error());
-  send_result(frame.request_id, {{"text_output", out->text},
-                                 {"finish_reason", out->finish_reason},
-                                 {"prompt_tokens", out->prompt_tokens},
-                                 {"completion_tokens", out->completion_tokens},
-                                 {"seed", out->seed}});
 }
 
 }  // namespace respawn::worker

@@ -1,11 +1,22 @@
 #pragma once
-// The worker's side of the IPC: announces readiness, then reads request frames from the
-// inherited socket and answers each one, one at a time. Exits its loop when the socket closes
-// (the supervisor is gone) or on a shutdown frame. Not thread-safe; the runner must outlive it.
+// The worker's side of the IPC: announces readiness, then serves every request the supervisor
+// has sent, batched. Tensor requests with compatible shapes are stacked into one forward pass
+// (dynamic batching: a batch waits up to max_batch_delay_us to fill, but only while requests
+// are arriving together). Generations share one forward per decode step (continuous batching):
+// a sequence joins between steps and leaves as soon as it ends. Frames are read between steps,
+// so a cancel stops a generation within one step. A batch that runs out of memory is retried in
+// halves; the answers say so, and the supervisor's memory budget learns from it. Exits its loop
+// when the socket closes (the supervisor is gone) or, after the work in hand, on a shutdown frame.
+// Not thread-safe; the runner must outlive it.
+#include <chrono>
 #include <deque>
+#include <list>
+#include <optional>
 
+#include "generator.hpp"
 #include "model_runner.hpp"
 #include "respawn/frame.hpp"
+#include "respawn/generate_request.hpp"
 
 namespace respawn::worker {
 
@@ -18,26 +29,77 @@ class WorkerServer {
   int run();
 
  private:
-  bool send(const ipc::Frame& frame);
-  bool handle(const ipc::Frame& frame);  // false when the worker must stop
-  void handle_infer(const ipc::Frame& frame, const nlohmann::json& request);
-  void handle_generate(const ipc::Frame& frame, const nlohmann::json& request);
+  using Clock = std::chrono::steady_clock;
+  // What one forward used, as reported with the answers of its requests (docs/ipc.md).
+  struct BatchMemory {
+    std::uint64_t base_bytes = 0;
+    std::uint64_t peak_bytes = 0;
+    std::size_t size = 0;
+    std::uint64_t weight = 0;  // the batch's requests' memory weights, summed
+    double per_weight() const;
+  };
+  struct TensorJob {
+    ipc::Frame frame;
+    std::vector<TensorMeta> inputs;
+    Clock::time_point arrived;
+    bool oom_if_batched = false;  // injected fault: this request's batch runs out of memory
+  };
+  struct GenJob {
+    std::uint64_t id;
+    Sequence seq;
+    std::uint64_t weight;               // context tokens
+    std::optional<BatchMemory> memory;  // its step that used the most memory per unit of weight
+    std::optional<BatchMemory> oom;     // a step that ran out of memory with it
+    std::size_t batch_size = 1;         // the most sequences it shared a step with
+  };
+
+  void take_frame(ipc::Frame frame);
+  void take_infer(ipc::Frame frame);
+  void take_generate(ipc::Frame frame);
+  void configure(const nlohmann::json& config);
+  // How long to wait for frames: 0 while generations run or a batch is due, else until the
+  // oldest tensor request's delay is up, or forever (nullopt) when there is nothing to do.
+  std::optional<std::chrono::microseconds> poll_timeout() const;
+  bool tensor_batch_due() const;
+  void run_tensor_batch();
+  // Runs `group` as one forward; on an out-of-memory error retries it in halves, on other
+  // recoverable errors one by one, so only the guilty request gets the error.
+  void run_tensor_group(const std::vector<TensorJob*>& group, std::optional<BatchMemory> oom);
+  void step_generations();
+  void finish_generation(GenJob& job);
   // Acts out the request's injected fault; true when the request is answered already.
   bool inject_fault(std::uint64_t id, const nlohmann::json& request);
-  void send_result(std::uint64_t id, nlohmann::json reply, std::string binary = {});
-  // Between decode steps: reads what the supervisor sent meanwhile without blocking; true if it
-  // cancelled request `id`. Other frames wait in pending_ for the main loop.
-  bool cancel_requested(std::uint64_t id);
-  bool read_available(bool block);  // false when the socket closed or broke
+  void begin_measure();
+  BatchMemory end_measure(std::size_t size, std::uint64_t weight);
+
+  void send(const ipc::Frame& frame);  // buffered; flush() writes the buffer in one go
+  bool flush();
   void send_error(std::uint64_t id, const WorkerError& error);
+  void send_result(std::uint64_t id, nlohmann::json reply, std::size_t batch_size,
+                   const std::optional<BatchMemory>& memory, const std::optional<BatchMemory>& oom,
+                   std::string binary = {});
+  // false when the socket closed or broke
+  bool read_frames(std::optional<std::chrono::microseconds> timeout);
 
   int fd_;
   ModelRunner& runner_;
   ipc::FrameDecoder decoder_;
-  std::deque<ipc::Frame> pending_;
+  std::string out_;
   bool closed_ = false;
+  bool stopping_ = false;  // a shutdown frame came: finish the work in hand, then exit
   bool fault_injection_;
   bool healthy_ = true;
+  // Set by the supervisor's configure frame.
+  std::size_t max_batch_size_ = 8;
+  std::chrono::microseconds max_batch_delay_{1000};
+  bool measure_memory_ = false;
+  bool empty_cache_ = false;
+  std::uint64_t measure_base_ = 0;  // memory in use when the batch being measured began
+
+  std::deque<TensorJob> tensors_;  // arrival order
+  std::size_t last_tensor_batch_ = 1;
+  std::list<GenJob> generations_;  // running, at most max_batch_size_
+  std::deque<GenJob> waiting_generations_;
 };
 
 // Tells the supervisor why loading failed (an error frame with request id 0) before exiting.

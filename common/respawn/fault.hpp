@@ -1,7 +1,7 @@
 #pragma once
 // Fault injection for tests and chaos runs: what a worker started with
 // --enable-fault-injection does when a request carries "fault" or it is started with --fault.
-// Per request: crash | hang | oom | oom_fatal | cuda_error | malformed | slow:MS.
+// Per request: crash | hang | oom | oom_fatal | oom_if_batched | cuda_error | malformed | slow:MS.
 // At start:    fail_load | crash_on_load | slow_load:MS.
 // Parsing is pure and torch-free; thread-safe.
 #include <optional>
@@ -11,10 +11,13 @@ namespace respawn {
 
 struct Fault {
   enum class Kind {
-    crash,       // abort() mid-request
-    hang,        // stop answering and sending frames, forever
-    oom,         // a real allocation failure (recoverable: the worker stays)
-    oom_fatal,   // report an OOM and declare the worker unhealthy
+    crash,      // abort() mid-request
+    hang,       // stop answering and sending frames, forever
+    oom,        // a real allocation failure (recoverable: the worker stays)
+    oom_fatal,  // report an OOM and declare the worker unhealthy
+    // a real allocation failure in any forward that batches this request with others, so the
+    // batch is retried smaller (the request itself succeeds once it runs alone)
+    oom_if_batched,
     cuda_error,  // report a sticky CUDA error (unhealthy)
     malformed,   // write bytes that are not a frame
     slow,        // sleep `ms` before serving normally

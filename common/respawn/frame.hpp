@@ -21,15 +21,16 @@ inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::size_t kDefaultMaxFrameBytes = 256u << 20;
 
 enum class MessageType : std::uint16_t {
-  ready = 1,      // worker -> supervisor: loaded and warmed up; JSON has model metadata
-  infer = 2,      // supervisor -> worker: run forward on raw tensors
-  generate = 3,   // supervisor -> worker: decode text
-  token = 4,      // worker -> supervisor: a chunk of generated text (streaming, liveness)
-  result = 5,     // worker -> supervisor: the answer to request_id
-  error = 6,      // worker -> supervisor: request_id failed; JSON {kind, message, healthy}
-  heartbeat = 7,  // worker -> supervisor: alive, with memory stats
-  cancel = 8,     // supervisor -> worker: stop request_id
-  shutdown = 9,   // supervisor -> worker: finish and exit
+  ready = 1,       // worker -> supervisor: loaded and warmed up; JSON has model metadata
+  infer = 2,       // supervisor -> worker: run forward on raw tensors
+  generate = 3,    // supervisor -> worker: decode text
+  token = 4,       // worker -> supervisor: a chunk of generated text (streaming, liveness)
+  result = 5,      // worker -> supervisor: the answer to request_id
+  error = 6,       // worker -> supervisor: request_id failed; JSON {kind, message, healthy}
+  heartbeat = 7,   // worker -> supervisor: alive, with memory stats
+  cancel = 8,      // supervisor -> worker: stop request_id
+  shutdown = 9,    // supervisor -> worker: finish and exit
+  configure = 10,  // supervisor -> worker: batching and memory settings (JSON), at any time
 };
 
 bool is_known_type(std::uint16_t type);

@@ -34,6 +34,10 @@ Result<GenerateRequest> parse_generate_request(std::string prompt, const nlohman
                                                const GenerateLimits& limits = {});
 
 nlohmann::json to_json(const GenerateRequest& request);
+
+// A generation's share of the worker's memory, in tokens of context: the longest window it
+// will run with. The supervisor's memory budget and the worker's memory reports both use it.
+std::uint64_t memory_weight(const GenerateRequest& request, std::size_t max_context);
 // The IPC form: {"prompt": ..., params...}.
 Result<GenerateRequest> generate_request_from_json(const nlohmann::json& j);
 

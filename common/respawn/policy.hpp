@@ -34,8 +34,11 @@ struct Policy {
   std::uint64_t crash_loop_failures = 5;  // unplanned failures within the window open the breaker
   std::uint64_t crash_loop_window_s = 60;
   std::uint64_t crash_loop_cooldown_s = 30;
-  bool prestart_spare = false;             // load the next worker while the old one finishes
-  std::uint64_t drain_timeout_ms = 30000;  // graceful shutdown and planned-recycle limit
+  bool prestart_spare = false;              // load the next worker while the old one finishes
+  std::uint64_t drain_timeout_ms = 30000;   // graceful shutdown and planned-recycle limit
+  std::uint64_t max_batch_size = 8;         // requests in flight at the worker, batched; 1 = off
+  std::uint64_t max_batch_delay_us = 1000;  // how long a tensor batch may wait to fill up
+  bool empty_cache_after_request = true;    // cuda: release the allocator's cache after a batch
 };
 
 enum class KnobType { uint, boolean };

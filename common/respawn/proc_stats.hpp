@@ -7,4 +7,9 @@ namespace respawn {
 
 std::uint64_t rss_bytes(pid_t pid);  // resident set size of pid (0 = self)
 
+// This process's RSS high-water mark (VmHWM), and its reset to the current RSS (writing 5 to
+// /proc/self/clear_refs, Linux >= 4.0): together, the peak host memory of a stretch of work.
+std::uint64_t peak_rss_bytes();
+void reset_peak_rss();
+
 }  // namespace respawn

@@ -33,7 +33,7 @@ void send_and_leave(int port, const std::string& body) {
 }
 
 TEST(Cancel, AQueuedRequestWhoseClientLeftIsDropped) {
-  Server server(fake_args());
+  Server server(fake_args({"--max-batch-size", "1"}));  // one in flight, the next one queued
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const int port = server.port();
   auto busy = std::async(std::launch::async, [port] {

@@ -26,7 +26,7 @@ std::future<Timed> post_timed(int port, const std::string& body,
 }
 
 TEST(Scheduling, HigherPriorityIsServedFirst) {
-  Server server(fake_args());
+  Server server(fake_args({"--max-batch-size", "1"}));  // one in flight, the rest queued
   ASSERT_TRUE(server.wait_ready()) << server.log();
   auto busy = post_timed(server.port(), R"({"text_input":"sleep:500"})");
   ASSERT_TRUE(wait_until([&] { return server.metric("respawn_requests_inflight") == 1; },

@@ -150,7 +150,7 @@ TEST(Serve, BadRequestsGetClearErrorsAndTheServerKeepsServing) {
 }
 
 TEST(Serve, FullQueueAnswers503WithRetryAfterAndLosesNothingQueued) {
-  Server server({"--model", model_path("demo.pt"), "--max-queue", "1"});
+  Server server({"--model", model_path("demo.pt"), "--max-queue", "1", "--max-batch-size", "1"});
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const int port = server.port();
   const auto post_async = [port](const std::string& body) {

@@ -145,10 +145,12 @@ TEST(Frame, IsKnownTypeBounds) {
   EXPECT_FALSE(is_known_type(0));
   EXPECT_TRUE(is_known_type(1));
   EXPECT_TRUE(is_known_type(9));
-  EXPECT_FALSE(is_known_type(10));
+  EXPECT_TRUE(is_known_type(10));
+  EXPECT_FALSE(is_known_type(11));
   EXPECT_FALSE(is_known_type(0xFFFF));
   EXPECT_EQ(to_string(MessageType::generate), "generate");
   EXPECT_EQ(to_string(MessageType::shutdown), "shutdown");
+  EXPECT_EQ(to_string(MessageType::configure), "configure");
 }
 
 TEST(FrameDecoder, ByteByByte) {
@@ -253,7 +255,7 @@ TEST(FrameDecoder, BadVersionIsAnError) {
 }
 
 TEST(FrameDecoder, UnknownTypeIsAnError) {
-  for (std::uint16_t type : {std::uint16_t{0}, std::uint16_t{10}, std::uint16_t{0xFFFF}}) {
+  for (std::uint16_t type : {std::uint16_t{0}, std::uint16_t{11}, std::uint16_t{0xFFFF}}) {
     FrameHeader h;
     h.type = type;
     FrameDecoder d;

@@ -45,23 +45,28 @@ TEST(Policy, DefaultsAreTheDocumentedOnesAndValid) {
   EXPECT_EQ(j["crash_loop_cooldown_s"], 30u);
   EXPECT_EQ(j["prestart_spare"], false);
   EXPECT_EQ(j["drain_timeout_ms"], 30000u);
-  EXPECT_EQ(j.size(), 17u);
+  EXPECT_EQ(j["max_batch_size"], 8u);
+  EXPECT_EQ(j["max_batch_delay_us"], 1000u);
+  EXPECT_EQ(j["empty_cache_after_request"], true);
+  EXPECT_EQ(j.size(), 20u);
   EXPECT_FALSE(validate(Policy{}).has_value());
 }
 
 TEST(Policy, KnobTableListsEveryFieldInStructOrder) {
   const std::vector<std::string> expected = {
-      "max_requests",        "max_requests_jitter", "max_worker_age_s",
-      "max_worker_rss_mb",   "max_gpu_memory_mb",   "request_timeout_ms",
-      "hang_timeout_ms",     "load_timeout_ms",     "replay_limit",
-      "poison_threshold",    "restart_backoff_ms",  "restart_backoff_max_ms",
-      "crash_loop_failures", "crash_loop_window_s", "crash_loop_cooldown_s",
-      "prestart_spare",      "drain_timeout_ms"};
+      "max_requests",        "max_requests_jitter",      "max_worker_age_s",
+      "max_worker_rss_mb",   "max_gpu_memory_mb",        "request_timeout_ms",
+      "hang_timeout_ms",     "load_timeout_ms",          "replay_limit",
+      "poison_threshold",    "restart_backoff_ms",       "restart_backoff_max_ms",
+      "crash_loop_failures", "crash_loop_window_s",      "crash_loop_cooldown_s",
+      "prestart_spare",      "drain_timeout_ms",         "max_batch_size",
+      "max_batch_delay_us",  "empty_cache_after_request"};
   std::vector<std::string> names;
   for (const KnobInfo& info : policy_knobs()) {
     names.emplace_back(info.name);
     EXPECT_FALSE(info.help.empty()) << info.name;
-    EXPECT_EQ(info.type, info.name == "prestart_spare" ? KnobType::boolean : KnobType::uint);
+    const bool boolean = info.name == "prestart_spare" || info.name == "empty_cache_after_request";
+    EXPECT_EQ(info.type, boolean ? KnobType::boolean : KnobType::uint);
     if (info.type == KnobType::uint) {
       EXPECT_LE(info.min, info.max) << info.name;
     }
@@ -75,7 +80,7 @@ TEST(Policy, KnobTableListsEveryFieldInStructOrder) {
 TEST(Policy, JsonUsesUnsignedNumbersAndBooleans) {
   const json j = to_json(Policy{});  // items() must not outlive the json it walks
   for (const auto& [name, value] : j.items()) {
-    if (name == "prestart_spare") {
+    if (name == "prestart_spare" || name == "empty_cache_after_request") {
       EXPECT_TRUE(value.is_boolean());
     } else {
       EXPECT_TRUE(value.is_number_unsigned()) << name;

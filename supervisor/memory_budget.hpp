@@ -1,0 +1,52 @@
+#pragma once
+// Memory-aware admission: predicts the worker's peak memory for a set of requests and admits
+// only what keeps it under the budget (max_gpu_memory_mb on cuda, max_worker_rss_mb on cpu).
+//
+// The model is linear: peak = base + cost x (sum of the requests' memory weights), where a
+// request's weight is its tensor bytes (infer) or its context tokens (generate), `base` is the
+// memory the worker had in use when its last batch began, and `cost` (bytes per unit of weight)
+// is learned from the worker's reports: the largest (peak - base) / weight any batch showed, and
+// raised after an out-of-memory batch so that a batch that heavy is not admitted again. Until
+// the first report, requests go one at a time (the probe that teaches the cost). A request that
+// could not fit even alone is refused before it reaches the worker. Pure logic; not thread-safe.
+#include <cstdint>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+namespace respawn {
+
+class MemoryBudget {
+ public:
+  // limit 0 = no budget: everything fits. min_cost: a floor for the cost (e.g. 1 byte per byte
+  // of input for tensor requests, which the worker copies at least once).
+  void configure(std::uint64_t limit_bytes, double min_cost);
+  // A fresh worker: its memory in use after loading; what was learned about cost stays (the
+  // model is the same), but the base is the new worker's.
+  void set_base(std::uint64_t base_bytes);
+  // A batch's report: memory in use when it began, its peak, and its total weight.
+  void observe(std::uint64_t base_bytes, std::uint64_t peak_bytes, std::uint64_t weight);
+  // A batch of this total weight ran out of memory (and was retried smaller).
+  void observe_oom(std::uint64_t weight);
+
+  bool enabled() const { return limit_ > 0; }
+  bool learned() const { return learned_; }
+  std::uint64_t limit() const { return limit_; }
+  double cost() const { return cost_; }
+  // base + cost x weight.
+  std::uint64_t predicted_peak(std::uint64_t weight) const;
+  // Whether a request of `weight` may join requests of `inflight_weight` at the worker.
+  bool admits(std::uint64_t inflight_weight, std::uint64_t weight) const;
+  // Why a request of `weight` can never fit, even alone; nullopt when it can (or unknown yet).
+  std::optional<std::string> never_fits(std::uint64_t weight) const;
+  nlohmann::json status() const;
+
+ private:
+  std::uint64_t limit_ = 0;
+  double min_cost_ = 0;
+  double cost_ = 0;
+  bool learned_ = false;
+  std::uint64_t base_ = 0;
+};
+
+}  // namespace respawn
