@@ -54,6 +54,10 @@ std::optional<std::string> MemoryBudget::never_fits(std::uint64_t weight) const 
   if (!enabled()) return std::nullopt;
   const auto peak = predicted_peak(weight);
   if (peak <= limit_) return std::nullopt;
+  if (base_ >= limit_) {
+    return "the worker already uses " + mib(static_cast<double>(base_)) + ", over the " +
+           mib(static_cast<double>(limit_)) + " memory budget; raise the budget";
+  }
   return "this request needs about " + mib(static_cast<double>(peak - base_)) +
          " of worker memory on top of the " + mib(static_cast<double>(base_)) +
          " in use, over the " + mib(static_cast<double>(limit_)) + " budget";

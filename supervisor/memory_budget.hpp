@@ -11,6 +11,7 @@
 // could not fit even alone is refused before it reaches the worker. Pure logic; not thread-safe.
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
@@ -37,7 +38,8 @@ class MemoryBudget {
   std::uint64_t predicted_peak(std::uint64_t weight) const;
   // Whether a request of `weight` may join requests of `inflight_weight` at the worker.
   bool admits(std::uint64_t inflight_weight, std::uint64_t weight) const;
-  // Why a request of `weight` can never fit, even alone; nullopt when it can (or unknown yet).
+  // Why a request of `weight` can never fit, even alone, by what is known so far (the cost
+  // floor before any report); nullopt when it can.
   std::optional<std::string> never_fits(std::uint64_t weight) const;
   nlohmann::json status() const;
 

@@ -280,8 +280,9 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
     job.done(to_client_error(error));
   } else {
     // The result is parsed again by its handler; only pay for a parse here when a memory
-    // limit needs the worker's report.
-    if (policy_.max_gpu_memory_mb > 0 || budget_.enabled()) {
+    // limit needs the worker's report, or the batch ran out of memory (rare).
+    if (policy_.max_gpu_memory_mb > 0 || budget_.enabled() ||
+        frame.json.find("\"oom\"") != std::string::npos) {
       const auto result = parse_json(frame.json);
       worker.set_gpu_bytes(json_get<std::uint64_t>(result, "gpu_memory_bytes", 0));
       learn_memory(result);

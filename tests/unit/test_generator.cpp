@@ -6,7 +6,10 @@
 #include "respawn/utf8.hpp"
 
 #include <cstdint>
+#include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -331,7 +334,9 @@ TEST(GeneratorStream, ChunksAddUpToTheTextAndNeverLeakAStopStringPrefix) {
   // "que" of "quest" is held back until "s" shows it is not the stop string, then released
   // together with it; the "que" of "queue" is never released at all.
   for (const auto& c : chunks) {
-    if (c.find("que") != std::string::npos) EXPECT_EQ(c, "ques");
+    if (c.find("que") != std::string::npos) {
+      EXPECT_EQ(c, "ques");
+    }
   }
   EXPECT_GE(chunks.size(), 12u);
 }
@@ -357,6 +362,293 @@ TEST(GeneratorStream, StopPrefixOverlapFindsTheLongestPendingPrefix) {
   EXPECT_EQ(stop_prefix_overlap("hello", {"world"}), 0u);
   EXPECT_EQ(stop_prefix_overlap("aab", {"abc", "b"}), 2u);  // "b" itself would have stopped
   EXPECT_EQ(stop_prefix_overlap("x", {}), 0u);
+}
+
+}  // namespace
+}  // namespace respawn::worker
+
+namespace respawn::worker {
+namespace {
+
+// A model whose logits are a pure function of the context it is shown: a hash of the ids scores
+// each byte of a small alphabet (every other byte is all but impossible). Includes the two bytes
+// of "é" so that split UTF-8 sequences, held back and sanitized, occur too.
+const std::string kAlphabet = "abc \xC3\xA9";
+
+Result<std::vector<float>, WorkerError> context_hash_logits(const std::vector<std::int64_t>& ids) {
+  std::uint64_t h = 1469598103934665603ull;
+  const auto mix = [&h](std::uint64_t v) {
+    h ^= v;
+    h *= 1099511628211ull;
+    h ^= h >> 29;
+  };
+  for (auto id : ids) mix(static_cast<std::uint64_t>(id));
+  std::vector<float> logits(kVocab, -100.0f);
+  for (unsigned char c : kAlphabet) {
+    mix(c);
+    logits[c] = static_cast<float>(h % 1000) / 250.0f;  // 0 .. 4
+  }
+  return logits;
+}
+
+GenerateRequest request(std::string prompt, int max_tokens, double temperature,
+                        std::optional<std::uint64_t> seed, double top_p = 1.0,
+                        std::vector<std::string> stop = {}) {
+  GenerateRequest r;
+  r.prompt = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.temperature = temperature;
+  r.seed = seed;
+  r.top_p = top_p;
+  r.stop = std::move(stop);
+  return r;
+}
+
+struct Reference {
+  GenerateOutput out;
+  std::vector<std::string> chunks;  // as generate_text streams them
+};
+
+Reference run_alone(const GenerateRequest& r, std::size_t max_context) {
+  Reference ref;
+  auto out = generate_text(r, context_hash_logits, max_context,
+                           [&](std::string_view chunk) { ref.chunks.emplace_back(chunk); });
+  EXPECT_TRUE(out.ok());
+  if (out.ok()) ref.out = *out;
+  return ref;
+}
+
+TEST(Sequence, InterleavedSequencesMatchEachRunAlone) {
+  constexpr std::size_t kContext = 12;
+  const std::vector<GenerateRequest> requests = {
+      request("hello", 7, 0.0, 1),
+      request("once upon", 20, 0.8, 42),
+      request("top p", 13, 1.0, 7, 0.5),
+      request("stops", 40, 1.2, 99, 1.0, {"c ", "\xC3\xA9"}),
+      request("no seed", 25, 1.0, std::nullopt),
+      request("none", 0, 1.0, 5),
+      request("", 30, 0.0, 3, 1.0, {"ba"}),
+      request("one", 1, 1.0, 11, 0.9),
+      request("long prompt that overflows the context window", 33, 0.7, 2024, 0.8, {"zzz"}),
+  };
+  // Continuous batching: sequences join the batch at different steps.
+  const std::vector<int> joins = {0, 0, 1, 2, 2, 3, 5, 5, 8};
+  ASSERT_EQ(joins.size(), requests.size());
+
+  std::vector<std::unique_ptr<Sequence>> seqs(requests.size());
+  std::vector<std::vector<std::string>> chunks(requests.size());
+  std::vector<int> finished_at(requests.size(), -1);
+  for (int step = 0; step < 1000; ++step) {
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      if (joins[i] == step) seqs[i] = std::make_unique<Sequence>(requests[i], kContext);
+    }
+    // One batched forward: every running sequence's context first, then every advance.
+    std::vector<std::size_t> batch;
+    std::vector<const std::vector<std::int64_t>*> contexts;
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      if (seqs[i] && !seqs[i]->done()) {
+        batch.push_back(i);
+        contexts.push_back(&seqs[i]->context());
+      }
+    }
+    std::vector<std::vector<float>> logits;
+    for (const auto* ctx : contexts) {
+      EXPECT_LE(ctx->size(), kContext);
+      logits.push_back(*context_hash_logits(*ctx));
+    }
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      Sequence& seq = *seqs[batch[k]];
+      std::string chunk = seq.advance(logits[k]);
+      if (!seq.done()) {
+        chunks[batch[k]].push_back(std::move(chunk));
+      } else {
+        EXPECT_EQ(chunk, "") << "the last step leaves the rest to flush()";
+      }
+    }
+    for (std::size_t i = 0; i < seqs.size(); ++i) {
+      if (seqs[i] && seqs[i]->done() && finished_at[i] < 0) {
+        finished_at[i] = step;
+        chunks[i].push_back(seqs[i]->flush());
+      }
+    }
+    bool all_done = true;
+    for (const auto& s : seqs) all_done = all_done && s && s->done();
+    if (all_done) break;
+  }
+
+  std::set<std::string> reasons;
+  std::set<int> finish_steps;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    ASSERT_TRUE(seqs[i] && seqs[i]->done()) << i;
+    const GenerateOutput& got = seqs[i]->output();
+    GenerateRequest alone = requests[i];
+    if (!alone.seed) alone.seed = got.seed;  // rerun with the seed it reported
+    const Reference ref = run_alone(alone, kContext);
+    EXPECT_EQ(got.text, ref.out.text) << "request " << i;
+    EXPECT_EQ(got.finish_reason, ref.out.finish_reason) << "request " << i;
+    EXPECT_EQ(got.completion_tokens, ref.out.completion_tokens) << "request " << i;
+    EXPECT_EQ(got.prompt_tokens, ref.out.prompt_tokens) << "request " << i;
+    EXPECT_EQ(got.seed, ref.out.seed) << "request " << i;
+    EXPECT_EQ(chunks[i], ref.chunks) << "request " << i;
+    std::string joined;
+    for (const auto& c : chunks[i]) joined += c;
+    EXPECT_EQ(joined, got.text) << "request " << i;
+    EXPECT_EQ(sanitize_utf8(got.text), got.text) << "request " << i;
+    if (requests[i].seed) {
+      EXPECT_EQ(got.seed, *requests[i].seed) << "request " << i;
+    }
+    reasons.insert(got.finish_reason);
+    finish_steps.insert(finished_at[i]);
+  }
+  // The mix is meant to exercise both endings and staggered finishes.
+  EXPECT_EQ(reasons, (std::set<std::string>{"length", "stop"}));
+  EXPECT_GE(finish_steps.size(), 5u);
+  // And the sampled ones really sample: not all texts are the same.
+  std::set<std::string> texts;
+  for (const auto& s : seqs) texts.insert(s->output().text);
+  EXPECT_GE(texts.size(), 6u);
+}
+
+TEST(Sequence, MaxTokensZeroIsDoneAtOnce) {
+  for (int max_tokens : {0, -3}) {
+    Sequence seq(request("prompt", max_tokens, 1.0, 9), 16);
+    EXPECT_TRUE(seq.done()) << max_tokens;
+    EXPECT_EQ(seq.flush(), "");
+    EXPECT_EQ(seq.output().text, "");
+    EXPECT_EQ(seq.output().finish_reason, "length");
+    EXPECT_EQ(seq.output().completion_tokens, 0);
+    EXPECT_EQ(seq.output().prompt_tokens, 6);
+    EXPECT_EQ(seq.output().seed, 9u);
+  }
+  int calls = 0;
+  auto out = generate_text(request("p", 0, 0.0, 1), scripted_model("x", &calls), kBigContext);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(calls, 0) << "no forward pass for nothing to generate";
+  EXPECT_EQ(out->text, "");
+  EXPECT_EQ(out->finish_reason, "length");
+}
+
+TEST(Sequence, CancelBeforeTheFirstStep) {
+  Sequence seq(request("p", 10, 0.0, 4), 16);
+  ASSERT_FALSE(seq.done());
+  seq.cancel();
+  EXPECT_TRUE(seq.done());
+  EXPECT_EQ(seq.flush(), "");
+  EXPECT_EQ(seq.output().finish_reason, "cancelled");
+  EXPECT_EQ(seq.output().text, "");
+  EXPECT_EQ(seq.output().completion_tokens, 0);
+  EXPECT_EQ(seq.output().seed, 4u);
+}
+
+TEST(Sequence, CancelReleasesTextHeldBackForAStopString) {
+  Sequence seq(request("p", 10, 0.0, 1, 1.0, {"xyz"}), 16);
+  EXPECT_EQ(seq.advance(favouring('a')), "a");
+  EXPECT_EQ(seq.advance(favouring('b')), "b");
+  EXPECT_EQ(seq.advance(favouring('x')), "") << "could still become the stop string";
+  EXPECT_EQ(seq.advance(favouring('y')), "");
+  ASSERT_FALSE(seq.done());
+  seq.cancel();
+  EXPECT_TRUE(seq.done());
+  EXPECT_EQ(seq.output().finish_reason, "cancelled");
+  EXPECT_EQ(seq.flush(), "xy");
+  EXPECT_EQ(seq.output().text, "abxy");
+  EXPECT_EQ(seq.output().completion_tokens, 4);
+  EXPECT_EQ(seq.flush(), "") << "flush hands over the rest once";
+  EXPECT_EQ(seq.output().text, "abxy");
+}
+
+TEST(Sequence, CancelSanitizesAHeldBackPartialCharacter) {
+  Sequence seq(request("p", 10, 0.0, 1), 16);
+  EXPECT_EQ(seq.advance(favouring('a')), "a");
+  EXPECT_EQ(seq.advance(favouring(0xE2)), "");
+  EXPECT_EQ(seq.advance(favouring(0x82)), "");
+  seq.cancel();
+  EXPECT_EQ(seq.flush(), "\xEF\xBF\xBD");
+  EXPECT_EQ(seq.output().text, "a\xEF\xBF\xBD");
+  EXPECT_EQ(seq.output().finish_reason, "cancelled");
+}
+
+TEST(Sequence, CancelAfterTheEndChangesNothing) {
+  Sequence seq(request("p", 1, 0.0, 1), 16);
+  EXPECT_EQ(seq.advance(favouring('q')), "");
+  ASSERT_TRUE(seq.done());
+  seq.cancel();
+  EXPECT_EQ(seq.output().finish_reason, "length");
+  EXPECT_EQ(seq.flush(), "q");
+  EXPECT_EQ(seq.output().text, "q");
+}
+
+TEST(Sequence, GenerateTextCancelledMidwayStreamsWhatItHeldBack) {
+  int asked = 0;
+  std::string streamed_text;
+  auto out = generate_text(
+      request("p", 50, 0.0, 1, 1.0, {"cx"}), scripted_model("abc"), kBigContext,
+      [&](std::string_view chunk) { streamed_text.append(chunk); }, [&] { return ++asked > 3; });
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->finish_reason, "cancelled");
+  EXPECT_EQ(out->completion_tokens, 3);
+  EXPECT_EQ(out->text, "abc");
+  EXPECT_EQ(streamed_text, "abc");
+}
+
+TEST(Sequence, ChunksAndFlushAddUpToTheOutput) {
+  struct Case {
+    std::string script;
+    int max_tokens;
+    std::vector<std::string> stop;
+    std::string text;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"abcd", 4, {}, "abcd", "length"},
+      {"abcd", 9, {"cd"}, "ab", "stop"},
+      {"ab\xC3\xA9z", 5, {"\xA9z"}, "ab\xEF\xBF\xBD", "stop"},
+      {"a\xE2\x82", 3, {}, "a\xEF\xBF\xBD", "length"},
+      {"xxyxxz", 6, {"xxx", "xy"}, "x", "stop"},
+      {"x\xC3\xA9\xFFqq", 6, {"qqq"}, "x\xC3\xA9\xEF\xBF\xBDqq", "length"},
+  };
+  for (const auto& c : cases) {
+    Sequence seq(request("p", c.max_tokens, 0.0, 1, 1.0, c.stop), kBigContext);
+    std::string joined;
+    std::size_t steps = 0;
+    while (!seq.done()) {
+      ASSERT_LT(steps, c.script.size()) << c.script;
+      joined += seq.advance(favouring(static_cast<unsigned char>(c.script[steps++])));
+    }
+    joined += seq.flush();
+    EXPECT_EQ(joined, seq.output().text) << c.script;
+    EXPECT_EQ(seq.output().text, c.text) << c.script;
+    EXPECT_EQ(seq.output().finish_reason, c.reason) << c.script;
+  }
+}
+
+TEST(Sequence, ContextIsTheLastMaxContextTokens) {
+  Sequence seq(request("0123456789", 5, 0.0, 1), 4);
+  EXPECT_EQ(seq.context(), (std::vector<std::int64_t>{'6', '7', '8', '9'}));
+  seq.advance(favouring('x'));
+  EXPECT_EQ(seq.context(), (std::vector<std::int64_t>{'7', '8', '9', 'x'}));
+  seq.advance(favouring('y'));
+  EXPECT_EQ(seq.context(), (std::vector<std::int64_t>{'8', '9', 'x', 'y'}));
+
+  Sequence wide(request("ab", 5, 0.0, 1), 100);
+  EXPECT_EQ(wide.context(), (std::vector<std::int64_t>{'a', 'b'}));
+  wide.advance(favouring('c'));
+  EXPECT_EQ(wide.context(), (std::vector<std::int64_t>{'a', 'b', 'c'}));
+
+  Sequence one(request("ab\xFF", 5, 0.0, 1), 1);
+  EXPECT_EQ(one.context(), (std::vector<std::int64_t>{255}));
+
+  Sequence empty(request("", 5, 0.0, 1), 4);
+  EXPECT_EQ(empty.context(), (std::vector<std::int64_t>{'\n'}));
+}
+
+TEST(Sequence, AContextStaysValidWhileOtherSequencesAreAsked) {
+  Sequence a(request("aaaa", 5, 0.0, 1), 3);
+  Sequence b(request("bbbbbb", 5, 0.0, 1), 3);
+  const auto& ca = a.context();
+  const auto& cb = b.context();
+  EXPECT_EQ(ca, (std::vector<std::int64_t>{'a', 'a', 'a'}));
+  EXPECT_EQ(cb, (std::vector<std::int64_t>{'b', 'b', 'b'}));
 }
 
 }  // namespace

@@ -369,3 +369,141 @@ TEST(JobQueue, RemoveFindsAPushedFrontJob) {
 
 }  // namespace
 }  // namespace respawn
+
+namespace respawn {
+namespace {
+
+Job named(const std::string& name, int priority, unsigned replays = 0) {
+  Job job;
+  job.json = name;
+  job.priority = priority;
+  job.replays = replays;
+  return job;
+}
+
+// Checks that front() names each job pop() then returns, until the queue is empty.
+std::vector<std::string> drain_checking_front(JobQueue& q) {
+  std::vector<std::string> names;
+  while (!q.empty()) {
+    const Job* next = q.front();
+    EXPECT_NE(next, nullptr);
+    if (!next) break;
+    const std::string expected = next->json;
+    const std::size_t size = q.size();
+    EXPECT_EQ(q.front(), next) << "front() does not move the queue";
+    EXPECT_EQ(q.size(), size);
+    auto job = q.pop();
+    EXPECT_TRUE(job.has_value());
+    if (!job) break;
+    EXPECT_EQ(job->json, expected);
+    names.push_back(job->json);
+  }
+  EXPECT_EQ(q.front(), nullptr);
+  return names;
+}
+
+TEST(JobQueue, FrontOfAnEmptyQueueIsNull) {
+  JobQueue q(3);
+  EXPECT_EQ(q.front(), nullptr);
+  const JobQueue& cq = q;
+  EXPECT_EQ(cq.front(), nullptr);
+  JobQueue none(0);
+  EXPECT_TRUE(none.push(named("refused", 0)).has_value());
+  EXPECT_EQ(none.front(), nullptr);
+}
+
+TEST(JobQueue, FrontIsTheFirstInFifoOrder) {
+  JobQueue q(5);
+  ASSERT_FALSE(q.push(named("a", 0)).has_value());
+  ASSERT_NE(q.front(), nullptr);
+  EXPECT_EQ(q.front()->json, "a");
+  ASSERT_FALSE(q.push(named("b", 0)).has_value());
+  EXPECT_EQ(q.front()->json, "a") << "a later push of the same priority stays behind";
+  EXPECT_EQ(drain_checking_front(q), (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(JobQueue, FrontFollowsPriority) {
+  JobQueue q(10);
+  ASSERT_FALSE(q.push(named("low", 0)).has_value());
+  EXPECT_EQ(q.front()->json, "low");
+  ASSERT_FALSE(q.push(named("high", 5)).has_value());
+  EXPECT_EQ(q.front()->json, "high");
+  ASSERT_FALSE(q.push(named("mid", 2)).has_value());
+  EXPECT_EQ(q.front()->json, "high");
+  ASSERT_FALSE(q.push(named("top", kPriorityLevels - 1)).has_value());
+  EXPECT_EQ(q.front()->json, "top");
+  ASSERT_FALSE(q.push(named("high2", 5)).has_value());
+  ASSERT_FALSE(q.push(named("low2", 0)).has_value());
+  EXPECT_EQ(drain_checking_front(q),
+            (std::vector<std::string>{"top", "high", "high2", "mid", "low", "low2"}));
+}
+
+TEST(JobQueue, FrontIsAReplayBeforeAnyPriority) {
+  JobQueue q(10);
+  ASSERT_FALSE(q.push(named("top", kPriorityLevels - 1)).has_value());
+  ASSERT_FALSE(q.push(named("replayed-low", 0, 1)).has_value());
+  EXPECT_EQ(q.front()->json, "replayed-low");
+  ASSERT_FALSE(q.push(named("replayed-high", 7, 2)).has_value());
+  EXPECT_EQ(q.front()->json, "replayed-low") << "replays among themselves: FIFO";
+  ASSERT_FALSE(q.push(named("plain", 3)).has_value());
+  EXPECT_EQ(drain_checking_front(q),
+            (std::vector<std::string>{"replayed-low", "replayed-high", "top", "plain"}));
+}
+
+TEST(JobQueue, FrontIsAPushedFrontJob) {
+  JobQueue q(2);
+  ASSERT_FALSE(q.push(named("a", 9)).has_value());
+  ASSERT_FALSE(q.push(named("b", 0)).has_value());
+  q.push_front(named("r", 0, 1));
+  EXPECT_EQ(q.front()->json, "r");
+  EXPECT_EQ(drain_checking_front(q), (std::vector<std::string>{"r", "a", "b"}));
+}
+
+TEST(JobQueue, FrontAfterRemovingTheHead) {
+  JobQueue q(5);
+  Job a = named("a", 4);
+  a.id = 1;
+  Job b = named("b", 1);
+  b.id = 2;
+  ASSERT_FALSE(q.push(std::move(b)).has_value());
+  ASSERT_FALSE(q.push(std::move(a)).has_value());
+  EXPECT_EQ(q.front()->id, 1u);
+  ASSERT_TRUE(q.remove(1).has_value());
+  ASSERT_NE(q.front(), nullptr);
+  EXPECT_EQ(q.front()->id, 2u);
+  ASSERT_TRUE(q.remove(2).has_value());
+  EXPECT_EQ(q.front(), nullptr);
+}
+
+TEST(JobQueue, FrontShowsTheWholeJobWithoutTakingIt) {
+  JobQueue q(2);
+  Job job = named("j", 3);
+  job.id = 77;
+  job.weight = 4096;
+  job.type = ipc::MessageType::generate;
+  ASSERT_FALSE(q.push(std::move(job)).has_value());
+  const JobQueue& cq = q;
+  const Job* front = cq.front();
+  ASSERT_NE(front, nullptr);
+  EXPECT_EQ(front->id, 77u);
+  EXPECT_EQ(front->weight, 4096u);
+  EXPECT_EQ(front->priority, 3);
+  EXPECT_EQ(front->type, ipc::MessageType::generate);
+  EXPECT_EQ(q.size(), 1u);
+  auto popped = q.pop();
+  ASSERT_TRUE(popped.has_value());
+  EXPECT_EQ(popped->id, 77u);
+  EXPECT_EQ(popped->weight, 4096u);
+}
+
+TEST(JobQueue, FailAllLeavesNoFront) {
+  JobQueue q(3);
+  Job job = named("a", 0);
+  job.done = [](JobOutcome) {};
+  ASSERT_FALSE(q.push(std::move(job)).has_value());
+  q.fail_all(make_error(ErrorKind::unavailable, "bye"));
+  EXPECT_EQ(q.front(), nullptr);
+}
+
+}  // namespace
+}  // namespace respawn
