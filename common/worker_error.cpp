@@ -45,7 +45,10 @@ Error to_client_error(const WorkerError& e) {
     case WorkerErrorKind::oom:
       return make_error(ErrorKind::unavailable, "out of memory: " + e.message);
     case WorkerErrorKind::cuda_error:
-      return make_error(ErrorKind::worker_failed, "CUDA error: " + e.message);
+      // PyTorch's own messages often start with the same words already.
+      return make_error(ErrorKind::worker_failed, e.message.rfind("CUDA error: ", 0) == 0
+                                                      ? e.message
+                                                      : "CUDA error: " + e.message);
     case WorkerErrorKind::internal:
       break;
   }

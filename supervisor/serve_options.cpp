@@ -49,6 +49,9 @@ void add_options(CLI::App& app, ServeOptions& o) {
                  "require 'Authorization: Bearer TOKEN' on /admin calls (else loopback only)");
   app.add_flag("--enable-fault-injection", o.enable_fault_injection,
                "let X-Respawn-Fault and PUT /admin/fault make workers fail (tests, chaos)");
+  app.add_option("--cuda-alloc-conf", o.cuda_alloc_conf,
+                 "PYTORCH_CUDA_ALLOC_CONF for the workers, e.g. expandable_segments:True "
+                 "(default: the supervisor's own, if set; docs/gpu.md)");
 }
 
 }  // namespace
@@ -77,6 +80,12 @@ Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args,
   if (!policy) return policy.error();
   options.policy = *policy;
   return options;
+}
+
+std::map<std::string, std::string> worker_environment(const ServeOptions& options) {
+  std::map<std::string, std::string> env;
+  if (!options.cuda_alloc_conf.empty()) env["PYTORCH_CUDA_ALLOC_CONF"] = options.cuda_alloc_conf;
+  return env;
 }
 
 void resolve_paths(ServeOptions& o, const std::string& exe_dir) {

@@ -29,13 +29,20 @@ struct ServeOptions {
   std::string config_file;  // TOML with policy knobs (docs/policy.md)
   std::string admin_token;  // when set, admin calls need "Authorization: Bearer <token>"
   bool enable_fault_injection = false;  // honour X-Respawn-Fault and PUT /admin/fault
-  Policy policy;                        // resolved: flag > env > file > default
+  // PYTORCH_CUDA_ALLOC_CONF for the workers (e.g. "expandable_segments:True"); empty = the
+  // workers inherit the supervisor's own, if it has one.
+  std::string cuda_alloc_conf;
+  Policy policy;  // resolved: flag > env > file > default
 };
 
 // Parses the arguments that follow `serve` and resolves the policy from the flags, the
 // RESPAWN_<KNOB> variables in `env` and the --config file. Errors are bad_input.
 Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args,
                                          const std::map<std::string, std::string>& env = {});
+
+// Variables a worker gets on top of (or instead of) the supervisor's environment, which it
+// otherwise inherits: PYTORCH_CUDA_ALLOC_CONF when --cuda-alloc-conf is set.
+std::map<std::string, std::string> worker_environment(const ServeOptions& options);
 
 // Fills model, model_name and worker_bin from the directory that holds the respawn binary.
 void resolve_paths(ServeOptions& options, const std::string& exe_dir);

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 #include <cmath>
+#include <cstdlib>
 
 #include "respawn/json_util.hpp"
 #include "respawn/worker_error.hpp"
@@ -21,6 +22,9 @@ double seconds_since(Clock::time_point t) {
 }
 
 constexpr std::size_t kMaxPoisonFingerprints = 1024;
+// The memory budget's fixed per-batch term (memory_budget.hpp): a few RSS steps of glibc's
+// malloc, or the CUDA allocator's 2 MiB blocks.
+constexpr std::uint64_t kBudgetSlackBytes = 4u << 20;
 
 std::size_t fingerprint(const Job& job) {
   const std::hash<std::string_view> hash;
@@ -57,11 +61,11 @@ void WorkerManager::set_policy(const Policy& policy) {
 // The batching and memory settings the worker needs; sent at spawn and on every policy change.
 // The budget is GPU memory on a cuda worker, else host RSS.
 void WorkerManager::configure(Worker& worker) {
-  const bool cuda = json_get<std::string>(model_info_, "device", "").rfind("cuda", 0) == 0;
-  const std::uint64_t mb = cuda ? policy_.max_gpu_memory_mb : policy_.max_worker_rss_mb;
+  cuda_ = json_get<std::string>(model_info_, "device", "").rfind("cuda", 0) == 0;
+  const std::uint64_t mb = cuda_ ? policy_.max_gpu_memory_mb : policy_.max_worker_rss_mb;
   // A tensor request costs at least its input bytes (the worker copies them into a tensor).
   const bool tensor = json_get<std::string>(model_info_, "task", "") == "tensor";
-  budget_.configure(mb * 1024 * 1024, tensor ? 1.0 : 0.0);
+  budget_.configure(mb * 1024 * 1024, tensor ? 1.0 : 0.0, kBudgetSlackBytes);
   worker.configure({{"max_batch_size", policy_.max_batch_size},
                     {"max_batch_delay_us", policy_.max_batch_delay_us},
                     {"measure_memory", budget_.enabled()},
@@ -107,6 +111,13 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
   if (options_.enable_fault_injection) args.push_back("--enable-fault-injection");
   if (!start_fault_.empty()) args.insert(args.end(), {"--fault", start_fault_});
+  // Worker environment (issue 5, --cuda-alloc-conf): the worker inherits the supervisor's
+  // environ through posix_spawn, so the overrides are set in the supervisor's own environment,
+  // which is safe: the supervisor is single-threaded and never links libtorch.
+  for (const auto& [name, value] : worker_environment(options_)) {
+    ::setenv(name.c_str(), value.c_str(), 1);
+  }
+  // End of the worker environment.
   auto worker = std::make_shared<Worker>(io_, std::move(events));
   auto pid = worker->spawn(options_.worker_bin, args, milliseconds(policy_.load_timeout_ms));
   if (!pid) {
@@ -279,10 +290,9 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
     }
     job.done(to_client_error(error));
   } else {
-    // The result is parsed again by its handler; only pay for a parse here when a memory
-    // limit needs the worker's report, or the batch ran out of memory (rare).
-    if (policy_.max_gpu_memory_mb > 0 || budget_.enabled() ||
-        frame.json.find("\"oom\"") != std::string::npos) {
+    // The result is parsed again by its handler; only pay for a parse here for a GPU worker's
+    // memory, the memory budget's report, or a batch that ran out of memory (rare).
+    if (cuda_ || budget_.enabled() || frame.json.find("\"oom\"") != std::string::npos) {
       const auto result = parse_json(frame.json);
       worker.set_gpu_bytes(json_get<std::uint64_t>(result, "gpu_memory_bytes", 0));
       learn_memory(result);

@@ -124,6 +124,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   std::map<std::uint64_t, InFlight> inflight_;  // by IPC request id, i.e. in sending order
   std::uint64_t next_request_id_ = 1;
   MemoryBudget budget_;
+  bool cuda_ = false;  // the workers run on a GPU: results carry gpu_memory_bytes
   nlohmann::json model_info_;
   std::string last_recycle_reason_;
   std::optional<std::string> pending_recycle_;  // due (operator or planned): no new jobs

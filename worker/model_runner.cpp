@@ -3,6 +3,15 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+// RESPAWN_WITH_CUDA is set by worker/CMakeLists.txt only when the libtorch found has CUDA; on
+// Debian's CPU libtorch none of the CUDA code below is compiled.
+#if RESPAWN_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
+#endif
+
 #include <spdlog/spdlog.h>
 #include <chrono>
 #include <cstring>
@@ -72,6 +81,30 @@ Result<T, WorkerError> guarded(Fn&& fn) {
   }
 }
 
+#if RESPAWN_WITH_CUDA
+struct CudaMemory {
+  std::uint64_t allocated = 0;
+  std::uint64_t peak_allocated = 0;
+  std::uint64_t reserved = 0;
+  std::uint64_t peak_reserved = 0;
+};
+
+// The caching allocator's own accounting: what tensors hold (allocated) and what it holds from
+// the driver (reserved = allocated + cached). Not the CUDA context, nor other processes.
+CudaMemory read_cuda_memory(c10::DeviceIndex index) {
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+  // Index 0 is StatType::AGGREGATE (all pools) in every libtorch; the enum itself moved between
+  // namespaces in 2.x, the index did not.
+  const auto& allocated = stats.allocated_bytes[0];
+  const auto& reserved = stats.reserved_bytes[0];
+  const auto bytes = [](std::int64_t n) {
+    return static_cast<std::uint64_t>(std::max<std::int64_t>(n, 0));
+  };
+  return {bytes(allocated.current), bytes(allocated.peak), bytes(reserved.current),
+          bytes(reserved.peak)};
+}
+#endif
+
 std::string shape_string(const std::vector<std::int64_t>& shape) {
   return nlohmann::json(shape).dump();
 }
@@ -104,6 +137,45 @@ struct ModelRunner::Impl {
   nlohmann::json info;
   std::string task;
   std::size_t max_context = 1024;
+
+  // Whether memory is read from the CUDA caching allocator (a cuda device in a CUDA build).
+  bool uses_cuda_allocator() const {
+#if RESPAWN_WITH_CUDA
+    return device.is_cuda();
+#else
+    return false;
+#endif
+  }
+  c10::DeviceIndex device_index() const {
+    return device.has_index() ? device.index() : 0;
+  }
+
+  void release_cached_memory() {
+#if RESPAWN_WITH_CUDA
+    if (!uses_cuda_allocator()) return;
+    try {
+      // Blocks freed by kernels still in flight go back to the cache only once those finish.
+      c10::cuda::device_synchronize();
+      c10::cuda::CUDACachingAllocator::emptyCache();
+    } catch (const std::exception& e) {
+      // After a sticky CUDA error every call fails; the worker reports that and exits anyway.
+      spdlog::warn("could not release cached GPU memory: {}",
+                   classify_failure(ExceptionFamily::torch_other, e.what()).message);
+    }
+#endif
+  }
+
+  // guarded(), and after an out-of-memory failure the cache goes back to the driver: the
+  // failed batch's blocks were freed into it while the exception unwound, and the next (smaller)
+  // batch should start from what the worker really holds.
+  template <typename T, typename Fn>
+  Result<T, WorkerError> run_guarded(Fn&& fn) {
+    auto out = guarded<T>(std::forward<Fn>(fn));
+    if (!out && out.error().kind == WorkerErrorKind::oom && uses_cuda_allocator()) {
+      release_cached_memory();
+    }
+    return out;
+  }
 
   // Orders the request's inputs as forward() takes them, validating against the spec if the
   // model declares one.
@@ -208,7 +280,12 @@ namespace {
 torch::jit::Module load_module(const LoadOptions& options, torch::Device& device,
                                torch::jit::ExtraFilesMap& extra) {
   const bool cuda = torch::cuda::is_available();
-  if (options.device == "cuda" && !cuda) throw std::runtime_error("--device cuda: no CUDA device");
+  if (options.device == "cuda" && !cuda) {
+    throw std::runtime_error(ModelRunner::built_with_cuda()
+                                 ? "--device cuda: no CUDA device"
+                                 : "--device cuda: no CUDA device (this respawn-worker was built "
+                                   "against a libtorch without CUDA; see docs/gpu.md)");
+  }
   if (options.device != "cpu" && cuda) {
     try {
       device = torch::Device(torch::kCUDA, 0);
@@ -255,17 +332,32 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
     throw std::runtime_error("warm-up forward failed: " +
                              classify_failure(ExceptionFamily::other, e.what()).message);
   }
+  const auto warmed = Clock::now();
+  // The worker starts from what it really holds: warm-up's temporaries go back to the driver.
+  impl->release_cached_memory();
+  if (impl->device.is_cuda() && !built_with_cuda()) {
+    spdlog::warn(
+        "running on {} but built without the CUDA memory code (RESPAWN_CUDA=OFF or a "
+        "CPU-only libtorch at build time): memory is reported as host RSS",
+        impl->device.str());
+  }
+  auto runner = std::unique_ptr<ModelRunner>(new ModelRunner(std::move(impl)));
+  auto& info = runner->impl_->info;
   const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-  impl->info = {{"task", impl->task},
-                {"device", impl->device.str()},
-                {"inputs", impl->spec.value("inputs", nlohmann::json::array())},
-                {"outputs", impl->spec.value("outputs", nlohmann::json::array())},
-                {"load_ms", ms(loaded - started)},
-                {"warmup_ms", ms(Clock::now() - loaded)},
-                {"rss_bytes", rss_bytes(0)},
-                {"torch_version", TORCH_VERSION}};
-  if (impl->task == "generate") impl->info["max_context"] = impl->max_context;
-  return std::unique_ptr<ModelRunner>(new ModelRunner(std::move(impl)));
+  info = {{"task", runner->impl_->task},
+          {"device", runner->impl_->device.str()},
+          {"inputs", runner->impl_->spec.value("inputs", nlohmann::json::array())},
+          {"outputs", runner->impl_->spec.value("outputs", nlohmann::json::array())},
+          {"load_ms", ms(loaded - started)},
+          {"warmup_ms", ms(warmed - loaded)},
+          {"rss_bytes", rss_bytes(0)},
+          {"memory_bytes", runner->memory().used_bytes},
+          {"memory", runner->memory_report()},
+          {"cuda_build", built_with_cuda()},
+          {"torch_version", TORCH_VERSION}};
+  if (runner->impl_->task == "generate") info["max_context"] = runner->impl_->max_context;
+  spdlog::info("memory after load and warm-up: {}", info["memory"].dump());
+  return runner;
 }
 
 ModelRunner::ModelRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -301,7 +393,7 @@ Result<std::vector<TensorOutputs>, WorkerError> ModelRunner::infer(
     ordered.push_back(std::move(*o));
   }
   using Out = std::vector<TensorOutputs>;
-  return guarded<Out>([&]() -> Result<Out, WorkerError> {
+  return impl_->run_guarded<Out>([&]() -> Result<Out, WorkerError> {
     std::vector<torch::IValue> args;
     std::vector<std::int64_t> rows;
     for (std::size_t k = 0; k < ordered[0].size(); ++k) {
@@ -345,7 +437,7 @@ Result<std::vector<TensorOutputs>, WorkerError> ModelRunner::infer(
 }
 
 WorkerError ModelRunner::allocate_too_much() {
-  auto outcome = guarded<bool>([&]() -> Result<bool, WorkerError> {
+  auto outcome = impl_->run_guarded<bool>([&]() -> Result<bool, WorkerError> {
     const auto huge =
         torch::empty({std::int64_t{1} << 50}, torch::dtype(torch::kUInt8).device(impl_->device));
     return huge.numel() > 0;
@@ -357,7 +449,7 @@ WorkerError ModelRunner::allocate_too_much() {
 Result<std::vector<std::vector<float>>, WorkerError> ModelRunner::next_token_logits(
     const std::vector<const std::vector<std::int64_t>*>& contexts) {
   using Out = std::vector<std::vector<float>>;
-  return guarded<Out>([&]() -> Result<Out, WorkerError> {
+  return impl_->run_guarded<Out>([&]() -> Result<Out, WorkerError> {
     std::size_t longest = 0;
     for (const auto* c : contexts) longest = std::max(longest, c->size());
     const auto rows = static_cast<std::int64_t>(contexts.size());
@@ -389,14 +481,70 @@ Result<std::vector<std::vector<float>>, WorkerError> ModelRunner::next_token_log
   });
 }
 
+bool ModelRunner::built_with_cuda() {
+#if RESPAWN_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
 void ModelRunner::reset_peak_memory() {
+#if RESPAWN_WITH_CUDA
+  if (impl_->uses_cuda_allocator()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(impl_->device_index());
+    return;
+  }
+#endif
   reset_peak_rss();
 }
 
 MemorySample ModelRunner::memory() const {
+#if RESPAWN_WITH_CUDA
+  if (impl_->uses_cuda_allocator()) {
+    const auto m = read_cuda_memory(impl_->device_index());
+    return {m.allocated, m.peak_allocated};
+  }
+#endif
   return {rss_bytes(0), peak_rss_bytes()};
 }
 
-void ModelRunner::release_cached_memory() {}
+void ModelRunner::release_cached_memory() {
+  impl_->release_cached_memory();
+}
+
+std::uint64_t ModelRunner::gpu_memory_bytes() const {
+#if RESPAWN_WITH_CUDA
+  if (impl_->uses_cuda_allocator()) return read_cuda_memory(impl_->device_index()).allocated;
+#endif
+  return 0;
+}
+
+nlohmann::json ModelRunner::memory_report() const {
+  nlohmann::json report = {{"device", impl_->device.str()}};
+#if RESPAWN_WITH_CUDA
+  if (impl_->uses_cuda_allocator()) {
+    const auto m = read_cuda_memory(impl_->device_index());
+    report["allocated_bytes"] = m.allocated;
+    report["reserved_bytes"] = m.reserved;
+    report["peak_allocated_bytes"] = m.peak_allocated;
+    report["peak_reserved_bytes"] = m.peak_reserved;
+    std::size_t free = 0;
+    std::size_t total = 0;
+    const c10::cuda::CUDAGuard guard(impl_->device_index());
+    if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
+      report["device_free_bytes"] = free;
+      report["device_total_bytes"] = total;
+    } else {
+      (void)cudaGetLastError();  // a failed query is no reason to fail the next kernel launch
+    }
+    report["rss_bytes"] = rss_bytes(0);
+    return report;
+  }
+#endif
+  report["rss_bytes"] = rss_bytes(0);
+  report["peak_rss_bytes"] = peak_rss_bytes();
+  return report;
+}
 
 }  // namespace respawn::worker

@@ -47,7 +47,10 @@ class ModelRunner {
   static std::unique_ptr<ModelRunner> load(const LoadOptions& options);
   ~ModelRunner();
 
-  // What the ready frame reports: task, device, inputs/outputs, load time, memory.
+  // What the ready frame reports: task, device, inputs/outputs, load time, memory:
+  // "memory_bytes" (the base the supervisor's memory budget starts from: on cuda the allocated
+  // bytes after load and warm-up, on cpu the RSS), "memory" (memory_report() after warm-up),
+  // "rss_bytes" and "cuda_build" (built_with_cuda()).
   const nlohmann::json& info() const;
   const std::string& task() const;
   std::size_t max_context() const;
@@ -64,10 +67,25 @@ class ModelRunner {
   Result<std::vector<std::vector<float>>, WorkerError> next_token_logits(
       const std::vector<const std::vector<std::int64_t>*>& contexts);
 
+  // Memory, measured per batch: on cuda the caching allocator's allocated bytes (now, and the
+  // peak since reset_peak_memory(), which resets the allocator's peak stats); on cpu the
+  // process's RSS and its high-water mark. A build without CUDA code (RESPAWN_WITH_CUDA unset)
+  // always reports RSS.
   void reset_peak_memory();
   MemorySample memory() const;
-  // cuda: hands the caching allocator's unused blocks back to the driver; cpu: nothing.
+  // cuda: synchronizes the device and hands the caching allocator's unused blocks back to the
+  // driver (also done after an out-of-memory failure); cpu: nothing. Never throws.
   void release_cached_memory();
+  // The GPU memory results report (gpu_memory_bytes): the allocator's allocated bytes now, i.e.
+  // the model plus anything a request left behind; 0 on cpu.
+  std::uint64_t gpu_memory_bytes() const;
+  // A snapshot for the ready frame and logs. cuda: {"device", "allocated_bytes",
+  // "reserved_bytes", "peak_allocated_bytes", "peak_reserved_bytes" (since the last reset),
+  // "device_free_bytes", "device_total_bytes" (cudaMemGetInfo: the whole card, every process),
+  // "rss_bytes"}; cpu: {"device", "rss_bytes", "peak_rss_bytes"}.
+  nlohmann::json memory_report() const;
+  // Whether this binary was built with the CUDA memory code (RESPAWN_WITH_CUDA).
+  static bool built_with_cuda();
   // Tries an allocation no device can satisfy and returns how that failure classifies (for
   // fault injection: a real allocator failure, not a simulated one).
   WorkerError allocate_too_much();

@@ -378,6 +378,7 @@ void WorkerServer::send_result(std::uint64_t id, nlohmann::json reply, std::size
                                const std::optional<BatchMemory>& oom, std::string binary) {
   reply["pid"] = ::getpid();
   reply["batch_size"] = batch_size;
+  if (const auto gpu = runner_.gpu_memory_bytes()) reply["gpu_memory_bytes"] = gpu;
   if (memory) {
     reply["memory"] = {{"base_bytes", memory->base_bytes},
                        {"peak_bytes", memory->peak_bytes},

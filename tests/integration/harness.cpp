@@ -7,10 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -29,6 +31,11 @@ std::string bin_path(const std::string& name) {
 }
 std::string model_path(const std::string& name) {
   return std::string(RESPAWN_MODELS_DIR) + "/" + name;
+}
+
+std::string test_device() {
+  const char* device = std::getenv("RESPAWN_TEST_DEVICE");
+  return device && *device ? device : "cpu";
 }
 
 std::vector<std::string> fake_args(std::vector<std::string> extra) {
@@ -146,6 +153,10 @@ Server::Server(const std::vector<std::string>& args,
   const std::string exe = bin_path("respawn");
   const std::string err_path = (dir_ / "stderr.log").string();
   std::vector<std::string> argv_s = {exe, "serve", "--port", "0"};
+  // RESPAWN_TEST_DEVICE=cuda runs the suite's real workers on the GPU (docs/gpu.md).
+  if (std::find(args.begin(), args.end(), "--device") == args.end()) {
+    argv_s.insert(argv_s.end(), {"--device", test_device()});
+  }
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {

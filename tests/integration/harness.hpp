@@ -17,6 +17,8 @@ namespace respawn::test {
 
 std::string bin_path(const std::string& name);    // in the build's bin/
 std::string model_path(const std::string& name);  // in the source tree's models/
+// The --device every Server gets unless its args name one: $RESPAWN_TEST_DEVICE, or cpu.
+std::string test_device();
 // `serve` arguments that run the fake worker (no libtorch), plus `extra`.
 std::vector<std::string> fake_args(std::vector<std::string> extra = {});
 

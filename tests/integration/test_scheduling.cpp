@@ -31,13 +31,17 @@ TEST(Scheduling, HigherPriorityIsServedFirst) {
   auto busy = post_timed(server.port(), R"({"text_input":"sleep:500"})");
   ASSERT_TRUE(wait_until([&] { return server.metric("respawn_requests_inflight") == 1; },
                          std::chrono::seconds(5)));
-  auto low = post_timed(server.port(), R"({"text_input":"low"})");
+  // Each takes 100 ms at the worker, so the order of answers is plain in the clients' clocks.
+  auto low = post_timed(server.port(), R"({"text_input":"sleep:100"})");
   ASSERT_TRUE(wait_until([&] { return server.metric("respawn_queue_depth") == 1; },
                          std::chrono::seconds(5)));
-  auto mid = post_timed(server.port(), R"({"text_input":"mid","parameters":{"priority":4}})");
+  auto mid = post_timed(server.port(), R"({"text_input":"sleep:100","parameters":{"priority":4}})");
   ASSERT_TRUE(wait_until([&] { return server.metric("respawn_queue_depth") == 2; },
                          std::chrono::seconds(5)));
-  auto high = post_timed(server.port(), R"({"text_input":"high"})", {{"X-Respawn-Priority", "9"}});
+  auto high =
+      post_timed(server.port(), R"({"text_input":"sleep:100"})", {{"X-Respawn-Priority", "9"}});
+  ASSERT_TRUE(wait_until([&] { return server.metric("respawn_queue_depth") == 3; },
+                         std::chrono::seconds(5)));
   const auto h = high.get(), m = mid.get(), l = low.get();
   EXPECT_EQ(busy.get().result.status, 200);
   ASSERT_EQ(h.result.status, 200);

@@ -36,7 +36,7 @@ TEST(Serve, BundledDemoModelIsTheDefaultAndBecomesReady) {
   ASSERT_EQ(meta.status, 200);
   EXPECT_EQ(meta.json()["name"], "demo");
   EXPECT_EQ(meta.json()["task"], "generate");
-  EXPECT_EQ(meta.json()["device"], "cpu");
+  EXPECT_EQ(meta.json()["device"], test_device() == "cuda" ? "cuda:0" : "cpu");
   EXPECT_EQ(meta.json()["inputs"][0]["name"], "input_ids");
   EXPECT_EQ(server.get("/v2/models/demo/ready").json()["ready"], true);
   const auto server_meta = server.get("/v2").json();

@@ -284,5 +284,24 @@ TEST(MemoryBudget, StatusReportsTheModel) {
   EXPECT_EQ(s.at("learned"), true);
 }
 
+// The fixed per-batch term: growth within it (an RSS page step) teaches no cost, and every
+// prediction includes it.
+TEST(MemoryBudget, SlackAbsorbsSmallGrowthAndIsPartOfEveryPrediction) {
+  MemoryBudget b;
+  b.configure(1000, 0.0, 100);
+  b.set_base(200);
+  b.observe(200, 290, 1);  // grew 90 < slack 100
+  EXPECT_TRUE(b.learned());
+  EXPECT_EQ(b.cost(), 0.0);
+  EXPECT_EQ(b.predicted_peak(50), 300u);
+  b.observe(200, 400, 10);  // grew 200: 100 over the slack, over 10 units of weight
+  EXPECT_DOUBLE_EQ(b.cost(), 10.0);
+  EXPECT_EQ(b.predicted_peak(70), 1000u);
+  EXPECT_FALSE(b.never_fits(70).has_value());
+  EXPECT_TRUE(b.never_fits(71).has_value());
+  b.observe_oom(35);  // what did not fit is no longer admitted
+  EXPECT_FALSE(b.admits(1, 34));
+}
+
 }  // namespace
 }  // namespace respawn

@@ -164,12 +164,37 @@ TEST(ServeOptions, ResolvePathsLeavesExplicitValuesAlone) {
   EXPECT_EQ(o.worker_bin, "./my-worker");
 }
 
+TEST(ServeOptions, CudaAllocConfGoesIntoTheWorkersEnvironment) {
+  auto r = parse_serve_options({"--cuda-alloc-conf", "expandable_segments:True"});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->cuda_alloc_conf, "expandable_segments:True");
+  const auto env = worker_environment(*r);
+  ASSERT_EQ(env.size(), 1u);
+  EXPECT_EQ(env.at("PYTORCH_CUDA_ALLOC_CONF"), "expandable_segments:True");
+  // Several settings in one value, as PyTorch takes them; commas are not list separators here.
+  auto several = parse_serve_options(
+      {"--cuda-alloc-conf=expandable_segments:True,garbage_collection_threshold:0.6"});
+  ASSERT_TRUE(several.ok()) << several.error().message;
+  EXPECT_EQ(worker_environment(*several).at("PYTORCH_CUDA_ALLOC_CONF"),
+            "expandable_segments:True,garbage_collection_threshold:0.6");
+}
+
+TEST(ServeOptions, NoCudaAllocConfLeavesTheInheritedOneAlone) {
+  // Without the flag the workers get no override, so a PYTORCH_CUDA_ALLOC_CONF already in the
+  // supervisor's environment reaches them unchanged.
+  auto r = parse_serve_options({}, {{"PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"}});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->cuda_alloc_conf, "");
+  EXPECT_TRUE(worker_environment(*r).empty());
+  expect_rejected({"--cuda-alloc-conf"});  // missing its value
+}
+
 TEST(ServeOptions, HelpListsTheFlags) {
   const std::string help = serve_help();
   for (const char* flag :
        {"--model", "--model-name", "--task", "--host", "--port", "--device", "--max-queue",
         "--worker-bin", "--max-body-bytes", "--read-timeout-ms", "--worker-threads",
-        "--restart-backoff-ms", "--restart-backoff-max-ms"}) {
+        "--restart-backoff-ms", "--restart-backoff-max-ms", "--cuda-alloc-conf"}) {
     EXPECT_NE(help.find(flag), std::string::npos) << flag;
   }
 }
