@@ -23,6 +23,7 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from typing import Tuple
 
 # What the demo model learns. Greedy decoding from a prefix of any of these lines
 # reproduces the rest of it, so the default server answers with readable text.
@@ -57,6 +58,10 @@ class Block(nn.Module):
         self.fc2 = nn.Linear(4 * d, d)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.forward_kv(x, mask)[0]
+
+    def forward_kv(self, x: torch.Tensor, mask: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block's output, and its keys and values [B,H,T,hd] for a KV cache."""
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
         hd = d // self.heads
@@ -66,6 +71,24 @@ class Block(nn.Module):
         att = (q @ k.transpose(-2, -1)) * (1.0 / (hd ** 0.5))
         att = att.masked_fill(mask[:t, :t], float("-inf")).softmax(dim=-1)
         y = (att @ v).transpose(1, 2).reshape(b, t, d)
+        x = x + self.proj(y)
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x)))), k, v
+
+    def step(self, x: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
+             k_cache: torch.Tensor, v_cache: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """One new token per sequence, x [B,d], attending over its cache slot ([S,H,C,hd],
+        written in place at `positions`); `masked` [B,n] hides the positions after each, up to
+        the longest (n), so the work follows the lengths rather than the cache's size."""
+        b, d = x.shape
+        hd = d // self.heads
+        n = masked.size(1)
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=1)
+        k_cache[slots, :, positions] = k.view(b, self.heads, hd)
+        v_cache[slots, :, positions] = v.view(b, self.heads, hd)
+        keys = k_cache[:, :, :n][slots]
+        att = (q.view(b, self.heads, 1, hd) @ keys.transpose(-2, -1)) * (1.0 / (hd ** 0.5))
+        att = att.masked_fill(masked.view(b, 1, 1, -1), float("-inf")).softmax(dim=-1)
+        y = (att @ v_cache[:, :, :n][slots]).reshape(b, d)
         x = x + self.proj(y)
         return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
 
@@ -88,6 +111,39 @@ class TinyLM(nn.Module):
         x = self.tok(input_ids) + self.pos(pos)
         for block in self.blocks:
             x = block(x, self.mask)
+        return self.head(self.ln(x))
+
+    # The KV-cache methods the worker uses when the model offers them (respawn.json "kv_cache"):
+    # the cache is [layers, slots, heads, CONTEXT, head_dim] for keys and the same for values,
+    # allocated by the worker; each running sequence owns a slot.
+
+    @torch.jit.export
+    def prefill(self, input_ids: torch.Tensor, slot: int, k_cache: torch.Tensor,
+                v_cache: torch.Tensor) -> torch.Tensor:
+        """Logits [V] of the token after input_ids [1,T] (T <= CONTEXT); fills `slot` with the
+        keys and values of positions 0..T-1."""
+        t = input_ids.size(1)
+        x = self.tok(input_ids) + self.pos(torch.arange(t, device=input_ids.device))
+        i = 0
+        for block in self.blocks:
+            x, k, v = block.forward_kv(x, self.mask)
+            k_cache[i, slot, :, :t] = k[0]
+            v_cache[i, slot, :, :t] = v[0]
+            i += 1
+        return self.head(self.ln(x))[0, -1]
+
+    @torch.jit.export
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
+             k_cache: torch.Tensor, v_cache: torch.Tensor) -> torch.Tensor:
+        """One decode step for B sequences: token [B] at position [B] (< CONTEXT) of cache slot
+        [B]; returns the next-token logits [B,V] and stores the tokens' keys and values."""
+        x = self.tok(tokens) + self.pos(positions)
+        n = int(positions.max()) + 1
+        masked = torch.arange(n, device=tokens.device).unsqueeze(0) > positions.unsqueeze(1)
+        i = 0
+        for block in self.blocks:
+            x = block.step(x, positions, slots, k_cache[i], v_cache[i], masked)
+            i += 1
         return self.head(self.ln(x))
 
 
@@ -159,7 +215,9 @@ def main() -> None:
         demo,
         os.path.join(out, "demo.pt"),
         spec("generate", [("input_ids", "INT64", [-1, -1])], [("logits", "FP32", [-1, -1, VOCAB])],
-             max_context=CONTEXT, vocab="bytes"),
+             max_context=CONTEXT, vocab="bytes",
+             kv_cache={"layers": len(demo.blocks), "heads": demo.blocks[0].heads,
+                       "head_dim": demo.head.in_features // demo.blocks[0].heads}),
     )
 
     torch.manual_seed(0)

@@ -46,6 +46,8 @@ class Sequence {
   bool done() const { return done_; }
   // The last max_context tokens: what the next step conditions on. Only while !done().
   const std::vector<std::int64_t>& context();
+  std::size_t length() const { return ids_.size(); }  // prompt and generated tokens
+  std::int64_t last_token() const { return ids_.back(); }
   // Samples the next token from its logits; returns the text that became final (often empty,
   // and always empty on the step that ends the sequence: flush() hands over the rest).
   std::string advance(const std::vector<float>& logits);

@@ -137,6 +137,36 @@ struct ModelRunner::Impl {
   nlohmann::json info;
   std::string task;
   std::size_t max_context = 1024;
+  // The KV cache, when the model offers prefill/step: [layers, slots, heads, context, head_dim].
+  bool kv = false;
+  std::int64_t kv_layers = 0, kv_heads = 0, kv_head_dim = 0;
+  torch::Tensor k_cache, v_cache;
+
+  void allocate_kv_cache(std::size_t slots) {
+    c10::InferenceMode guard;  // written in place under InferenceMode later
+    const auto options = torch::dtype(torch::kFloat32).device(device);
+    const std::vector<std::int64_t> shape = {kv_layers, static_cast<std::int64_t>(slots), kv_heads,
+                                             static_cast<std::int64_t>(max_context), kv_head_dim};
+    k_cache = torch::zeros(shape, options);
+    v_cache = torch::zeros(shape, options);
+  }
+
+  torch::IValue call(const char* method, std::vector<torch::IValue> args) {
+    c10::InferenceMode guard;
+    return module.get_method(method)(std::move(args));
+  }
+
+  // Logits [B,V] (any device, any float type) as one host vector per row.
+  static std::vector<std::vector<float>> rows_to_host(const torch::Tensor& logits) {
+    const auto host = logits.to(torch::kCPU, torch::kFloat32).contiguous();
+    std::vector<std::vector<float>> rows(static_cast<std::size_t>(host.size(0)));
+    const auto vocab = host.size(1);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const float* p = host[static_cast<std::int64_t>(i)].data_ptr<float>();
+      rows[i].assign(p, p + vocab);
+    }
+    return rows;
+  }
 
   // Whether memory is read from the CUDA caching allocator (a cuda device in a CUDA build).
   bool uses_cuda_allocator() const {
@@ -272,6 +302,12 @@ struct ModelRunner::Impl {
       return;
     }
     for (int i = 0; i < 2; ++i) forward(inputs);
+    if (!kv) return;
+    for (int i = 0; i < 2; ++i) {
+      call("prefill", {inputs[0], std::int64_t{0}, k_cache, v_cache});
+      const auto one = torch::zeros({1}, torch::dtype(torch::kInt64).device(device));
+      call("step", {one, one, one, k_cache, v_cache});
+    }
   }
 };
 
@@ -325,6 +361,15 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
     throw std::runtime_error("unknown task '" + impl->task + "'");
   }
   impl->max_context = impl->spec.value("max_context", std::size_t{1024});
+  const auto kv = impl->spec.value("kv_cache", nlohmann::json());
+  if (impl->task == "generate" && kv.is_object() && impl->module.find_method("prefill") &&
+      impl->module.find_method("step")) {
+    impl->kv = true;
+    impl->kv_layers = kv.value("layers", 0);
+    impl->kv_heads = kv.value("heads", 0);
+    impl->kv_head_dim = kv.value("head_dim", 0);
+    impl->allocate_kv_cache(8);  // the default max_batch_size; configure may change it
+  }
   const auto loaded = Clock::now();
   try {
     impl->warm_up();
@@ -466,18 +511,62 @@ Result<std::vector<std::vector<float>>, WorkerError> ModelRunner::next_token_log
                          "a generate model's forward must return logits [B,T,V]", true};
     }
     const auto logits = out.toTensor();
-    const auto picked = logits
-                            .index({torch::arange(rows, logits.options().dtype(torch::kInt64)),
-                                    last.to(logits.device())})
-                            .to(torch::kCPU, torch::kFloat32)
-                            .contiguous();
-    Out result(static_cast<std::size_t>(rows));
-    const auto vocab = picked.size(1);
-    for (std::int64_t i = 0; i < rows; ++i) {
-      const float* p = picked[i].data_ptr<float>();
-      result[static_cast<std::size_t>(i)].assign(p, p + vocab);
+    return Impl::rows_to_host(logits.index(
+        {torch::arange(rows, logits.options().dtype(torch::kInt64)), last.to(logits.device())}));
+  });
+}
+
+bool ModelRunner::has_kv_cache() const {
+  return impl_->kv;
+}
+
+std::size_t ModelRunner::kv_slots() const {
+  return impl_->k_cache.defined() ? static_cast<std::size_t>(impl_->k_cache.size(1)) : 0;
+}
+
+void ModelRunner::allocate_kv_cache(std::size_t slots) {
+  if (impl_->kv) impl_->allocate_kv_cache(slots);
+}
+
+Result<std::vector<float>, WorkerError> ModelRunner::prefill(const std::vector<std::int64_t>& ids,
+                                                             std::size_t slot) {
+  using Out = std::vector<float>;
+  return impl_->run_guarded<Out>([&]() -> Result<Out, WorkerError> {
+    auto input = torch::tensor(ids, torch::dtype(torch::kInt64)).view({1, -1}).to(impl_->device);
+    const auto out = impl_->call(
+        "prefill", {input, static_cast<std::int64_t>(slot), impl_->k_cache, impl_->v_cache});
+    if (!out.isTensor() || out.toTensor().dim() != 1) {
+      return WorkerError{WorkerErrorKind::internal, "the model's prefill must return logits [V]",
+                         true};
     }
-    return result;
+    return std::move(Impl::rows_to_host(out.toTensor().unsqueeze(0))[0]);
+  });
+}
+
+Result<std::vector<std::vector<float>>, WorkerError> ModelRunner::decode_step(
+    const std::vector<DecodeRow>& rows) {
+  using Out = std::vector<std::vector<float>>;
+  return impl_->run_guarded<Out>([&]() -> Result<Out, WorkerError> {
+    const auto n = static_cast<std::int64_t>(rows.size());
+    // Three host columns written through a pointer: setting tensor elements one by one costs
+    // microseconds each, as much as a small model's whole step.
+    auto columns = torch::empty({3, n}, torch::kInt64);
+    auto* c = columns.data_ptr<std::int64_t>();
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto& r = rows[static_cast<std::size_t>(i)];
+      c[i] = r.token;
+      c[n + i] = r.position;
+      c[2 * n + i] = r.slot;
+    }
+    const auto tokens = columns[0], positions = columns[1], slots = columns[2];
+    const auto& d = impl_->device;
+    const auto out = impl_->call(
+        "step", {tokens.to(d), positions.to(d), slots.to(d), impl_->k_cache, impl_->v_cache});
+    if (!out.isTensor() || out.toTensor().dim() != 2 || out.toTensor().size(0) != n) {
+      return WorkerError{WorkerErrorKind::internal, "the model's step must return logits [B,V]",
+                         true};
+    }
+    return Impl::rows_to_host(out.toTensor());
   });
 }
 

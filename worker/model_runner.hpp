@@ -71,6 +71,24 @@ class ModelRunner {
   // peak since reset_peak_memory(), which resets the allocator's peak stats); on cpu the
   // process's RSS and its high-water mark. A build without CUDA code (RESPAWN_WITH_CUDA unset)
   // always reports RSS.
+  // The model's KV-cache methods, when it offers them (respawn.json "kv_cache" and exported
+  // prefill/step methods; see scripts/make_models.py). The cache has `slots` rows, one per
+  // running sequence; each decode step then runs one new token per sequence instead of its
+  // whole context.
+  bool has_kv_cache() const;
+  std::size_t kv_slots() const;
+  void allocate_kv_cache(std::size_t slots);  // drops what the cache held
+  // Logits after ids (at most max_context() of them), filling cache slot `slot`.
+  Result<std::vector<float>, WorkerError> prefill(const std::vector<std::int64_t>& ids,
+                                                  std::size_t slot);
+  struct DecodeRow {
+    std::int64_t token;     // the sequence's last token
+    std::int64_t position;  // its position (< max_context())
+    std::int64_t slot;
+  };
+  Result<std::vector<std::vector<float>>, WorkerError> decode_step(
+      const std::vector<DecodeRow>& rows);
+
   void reset_peak_memory();
   MemorySample memory() const;
   // cuda: synchronizes the device and hands the caching allocator's unused blocks back to the

@@ -47,6 +47,8 @@ int WorkerServer::run() {
   auto ready = runner_.info();
   ready["pid"] = ::getpid();
   ready["batchable"] = runner_.batchable();
+  ready["kv_cache"] = runner_.has_kv_cache();
+  if (runner_.has_kv_cache()) slot_used_.assign(runner_.kv_slots(), false);
   send({ipc::MessageType::ready, 0, ready.dump(), {}});
   if (!flush()) return 1;
   while (true) {
@@ -136,6 +138,12 @@ void WorkerServer::configure(const nlohmann::json& config) {
       std::chrono::microseconds(json_get<std::int64_t>(config, "max_batch_delay_us", 1000));
   measure_memory_ = json_get<bool>(config, "measure_memory", false);
   empty_cache_ = json_get<bool>(config, "empty_cache_after_request", false);
+  // One KV-cache slot per sequence that may run. Resized only while none runs; until then,
+  // sequences that find no free slot recompute their context.
+  if (runner_.has_kv_cache() && generations_.empty() && slot_used_.size() != max_batch_size_) {
+    runner_.allocate_kv_cache(max_batch_size_);
+    slot_used_.assign(max_batch_size_, false);
+  }
 }
 
 void WorkerServer::take_infer(ipc::Frame frame) {
@@ -161,13 +169,15 @@ void WorkerServer::take_generate(ipc::Frame frame) {
   }
   auto params = generate_request_from_json(request);
   if (!params) return send_error(id, {WorkerErrorKind::bad_input, params.error().message, true});
-  GenJob job{id, Sequence(*params, runner_.max_context()),
-             memory_weight(*params, runner_.max_context()), std::nullopt, std::nullopt};
-  if (generations_.size() < max_batch_size_) {
-    generations_.push_back(std::move(job));
-  } else {
-    waiting_generations_.push_back(std::move(job));
-  }
+  GenJob job{id,
+             Sequence(*params, runner_.max_context()),
+             memory_weight(*params, runner_.max_context()),
+             std::nullopt,
+             std::nullopt,
+             1,
+             std::nullopt,
+             false};
+  waiting_generations_.push_back(std::move(job));  // joins the batch at the next step
 }
 
 bool WorkerServer::tensor_batch_due() const {
@@ -249,8 +259,14 @@ void WorkerServer::run_tensor_group(const std::vector<TensorJob*>& group,
 
 void WorkerServer::step_generations() {
   while (generations_.size() < max_batch_size_ && !waiting_generations_.empty()) {
-    generations_.push_back(std::move(waiting_generations_.front()));
+    auto& g = generations_.emplace_back(std::move(waiting_generations_.front()));
     waiting_generations_.pop_front();
+    for (std::size_t s = 0; s < slot_used_.size(); ++s) {
+      if (slot_used_[s]) continue;
+      slot_used_[s] = true;
+      g.slot = s;
+      break;
+    }
   }
   for (auto it = waiting_generations_.begin(); it != waiting_generations_.end();) {
     if (!it->seq.done()) {
@@ -270,51 +286,26 @@ void WorkerServer::step_generations() {
   }
   if (generations_.empty()) return;
 
-  std::vector<const std::vector<std::int64_t>*> contexts;
   std::uint64_t weight = 0;
-  for (auto& g : generations_) {
-    contexts.push_back(&g.seq.context());
-    weight += g.weight;
-  }
+  for (const auto& g : generations_) weight += g.weight;
   begin_measure();
-  auto logits = runner_.next_token_logits(contexts);
-  if (!logits && logits.error().kind == WorkerErrorKind::oom && logits.error().healthy &&
-      contexts.size() > 1) {
-    // Out of memory for the whole batch: this step runs one sequence at a time instead, and
-    // the answers carry what did not fit so the supervisor admits fewer.
-    spdlog::warn("a decode step of {} sequences ran out of memory; stepping them one by one",
-                 contexts.size());
-    BatchMemory failed;
-    failed.size = contexts.size();
-    failed.weight = weight;
-    std::vector<std::vector<float>> each;
-    for (auto& g : generations_) {
-      g.oom = failed;
-      auto one = runner_.next_token_logits({&g.seq.context()});
-      if (!one) {
-        logits = one.error();
-        break;
-      }
-      each.push_back(std::move((*one)[0]));
-    }
-    if (each.size() == generations_.size()) logits = std::move(each);
-  }
-  if (!logits) {
-    for (auto& g : generations_) send_error(g.id, logits.error());
-    generations_.clear();
-    return;
-  }
-  const auto memory = end_measure(contexts.size(), weight);
+  const auto logits = next_logits(weight);
+  const auto memory = end_measure(generations_.size(), weight);
   std::size_t i = 0;
   for (auto it = generations_.begin(); it != generations_.end(); ++i) {
     auto& g = *it;
-    g.batch_size = std::max(g.batch_size, contexts.size());
+    if (!logits[i]) {  // its forward failed; the error is sent
+      release_slot(g);
+      it = generations_.erase(it);
+      continue;
+    }
+    g.batch_size = std::max(g.batch_size, generations_.size());
     if (measure_memory_ && (!g.memory || memory.per_weight() > g.memory->per_weight())) {
       g.memory = memory;
     }
     // A token frame per step: the text that became final (for streaming) and, even when
     // empty, progress for the supervisor's hang detection.
-    const std::string chunk = g.seq.advance((*logits)[i]);
+    const std::string chunk = g.seq.advance(*logits[i]);
     if (!g.seq.done()) {
       send({ipc::MessageType::token, g.id, nlohmann::json{{"text", chunk}}.dump(), {}});
       ++it;
@@ -325,7 +316,88 @@ void WorkerServer::step_generations() {
   }
 }
 
+std::vector<std::optional<std::vector<float>>> WorkerServer::next_logits(std::uint64_t weight) {
+  std::vector<std::optional<std::vector<float>>> out(generations_.size());
+  const auto fail = [&](const std::vector<std::size_t>& rows, const WorkerError& error) {
+    std::size_t i = 0;
+    for (const auto& g : generations_) {
+      if (std::find(rows.begin(), rows.end(), i++) != rows.end()) send_error(g.id, error);
+    }
+  };
+  std::vector<std::size_t> cached, recompute;
+  std::vector<GenJob*> recompute_jobs;
+  std::vector<ModelRunner::DecodeRow> decode;
+  std::vector<const std::vector<std::int64_t>*> contexts;
+  std::size_t i = 0;
+  for (auto& g : generations_) {
+    const std::size_t row = i++;
+    if (g.slot && g.seq.length() > runner_.max_context()) release_slot(g);  // past the cache
+    if (!g.slot) {
+      recompute.push_back(row);
+      recompute_jobs.push_back(&g);
+      contexts.push_back(&g.seq.context());
+    } else if (!g.prefilled) {
+      // A newcomer: its whole context goes into its slot, and gives its next token.
+      auto first = runner_.prefill(g.seq.context(), *g.slot);
+      if (!first) {
+        fail({row}, first.error());
+        continue;
+      }
+      g.prefilled = true;
+      out[row] = std::move(*first);
+    } else {
+      cached.push_back(row);
+      decode.push_back({g.seq.last_token(), static_cast<std::int64_t>(g.seq.length()) - 1,
+                        static_cast<std::int64_t>(*g.slot)});
+    }
+  }
+  if (!decode.empty()) {
+    auto step = runner_.decode_step(decode);
+    if (!step) {
+      fail(cached, step.error());
+    } else {
+      for (std::size_t k = 0; k < cached.size(); ++k) out[cached[k]] = std::move((*step)[k]);
+    }
+  }
+  if (contexts.empty()) return out;
+  auto logits = runner_.next_token_logits(contexts);
+  if (!logits && logits.error().kind == WorkerErrorKind::oom && logits.error().healthy &&
+      contexts.size() > 1) {
+    // Out of memory for the whole batch: this step runs one sequence at a time instead, and
+    // the answers carry what did not fit so the supervisor admits fewer.
+    spdlog::warn("a decode step of {} sequences ran out of memory; stepping them one by one",
+                 contexts.size());
+    BatchMemory failed;
+    failed.size = generations_.size();
+    failed.weight = weight;
+    std::vector<std::vector<float>> each;
+    for (std::size_t k = 0; k < recompute.size(); ++k) {
+      recompute_jobs[k]->oom = failed;
+      auto one = runner_.next_token_logits({contexts[k]});
+      if (!one) {
+        logits = one.error();
+        break;
+      }
+      each.push_back(std::move((*one)[0]));
+    }
+    if (each.size() == contexts.size()) logits = std::move(each);
+  }
+  if (!logits) {
+    fail(recompute, logits.error());
+  } else {
+    for (std::size_t k = 0; k < recompute.size(); ++k) out[recompute[k]] = std::move((*logits)[k]);
+  }
+  return out;
+}
+
+void WorkerServer::release_slot(GenJob& job) {
+  if (job.slot && *job.slot < slot_used_.size()) slot_used_[*job.slot] = false;
+  job.slot.reset();
+  job.prefilled = false;
+}
+
 void WorkerServer::finish_generation(GenJob& job) {
+  release_slot(job);
   const std::string rest = job.seq.flush();
   if (!rest.empty()) {
     send({ipc::MessageType::token, job.id, nlohmann::json{{"text", rest}}.dump(), {}});

@@ -51,6 +51,8 @@ class WorkerServer {
     std::optional<BatchMemory> memory;  // its step that used the most memory per unit of weight
     std::optional<BatchMemory> oom;     // a step that ran out of memory with it
     std::size_t batch_size = 1;         // the most sequences it shared a step with
+    std::optional<std::size_t> slot;    // its KV-cache slot, if the model has a cache
+    bool prefilled = false;             // the slot holds its context
   };
 
   void take_frame(ipc::Frame frame);
@@ -66,6 +68,12 @@ class WorkerServer {
   // recoverable errors one by one, so only the guilty request gets the error.
   void run_tensor_group(const std::vector<TensorJob*>& group, std::optional<BatchMemory> oom);
   void step_generations();
+  // Logits for each running generation (in generations_ order), one forward per kind of step:
+  // prefills of newcomers, one cached decode step for the rest, and a recompute of the whole
+  // context for those without a slot or past the cache's length. A failed forward fails its
+  // sequences (an out-of-memory recompute batch is run one by one first).
+  std::vector<std::optional<std::vector<float>>> next_logits(std::uint64_t weight);
+  void release_slot(GenJob& job);
   void finish_generation(GenJob& job);
   // Acts out the request's injected fault; true when the request is answered already.
   bool inject_fault(std::uint64_t id, const nlohmann::json& request);
@@ -100,6 +108,7 @@ class WorkerServer {
   std::size_t last_tensor_batch_ = 1;
   std::list<GenJob> generations_;  // running, at most max_batch_size_
   std::deque<GenJob> waiting_generations_;
+  std::vector<bool> slot_used_;  // KV-cache slots held by running generations
 };
 
 // Tells the supervisor why loading failed (an error frame with request id 0) before exiting.

@@ -41,8 +41,9 @@ int batch_size(const HttpResult& r) {
 
 #if RESPAWN_HAS_WORKER
 
-// Mixed prompts (so contexts of different lengths share a padded forward), sampling parameters
-// and lengths (so sequences leave the batch at different steps).
+// Mixed prompts (contexts of different lengths share each step), sampling parameters and
+// lengths (sequences leave the batch at different steps); nine for a batch of eight, so one
+// joins when another leaves.
 std::vector<std::string> mixed_generations() {
   const std::vector<json> params = {
       {{"max_tokens", 48}},
@@ -52,11 +53,18 @@ std::vector<std::string> mixed_generations() {
       {{"max_tokens", 5}},
       {{"max_tokens", 40}, {"temperature", 1.0}, {"seed", 99}},
       {{"max_tokens", 56}, {"temperature", 0.5}, {"top_p", 0.5}, {"seed", 3}},
-      {{"max_tokens", 12}, {"temperature", 2.0}, {"seed", 11}}};
-  const std::vector<std::string> prompts = {
-      "The supervisor",        "Once",        "Hello, world! This",
-      "The supervisor speaks", "A",           "When the worker crashes, the",
-      "The quick brown fox",   "Ask for more"};
+      {{"max_tokens", 12}, {"temperature", 2.0}, {"seed", 11}},
+      // Past the model's 128-token context: it leaves its KV-cache slot and recomputes a window.
+      {{"max_tokens", 160}, {"temperature", 0.7}, {"seed", 5}}};
+  const std::vector<std::string> prompts = {"The supervisor",
+                                            "Once",
+                                            "Hello, world! This",
+                                            "The supervisor speaks",
+                                            "A",
+                                            "When the worker crashes, the",
+                                            "The quick brown fox",
+                                            "Ask for more",
+                                            "The worker holds the model"};
   std::vector<std::string> bodies;
   for (std::size_t i = 0; i < params.size(); ++i) {
     bodies.push_back(json{{"text_input", prompts[i]}, {"parameters", params[i]}}.dump());
