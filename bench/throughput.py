@@ -384,6 +384,46 @@ def measure(args, tmpdir, workload, model, path, body, concurrencies, batchings,
     return rows
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Resets pid's VmHWM to its current RSS (Linux >= 4.0; we own the process)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def memory_budget(args, tmpdir) -> list:
+    """Generate at the highest concurrency, first without a memory budget, then with
+    max_worker_rss_mb set a little above what the worker uses after a warm-up: the worker's
+    peak RSS during each run (VmHWM, reset before it) against the budget."""
+    conns = max(int(c) for c in args.concurrency.split(","))
+    body = gen_body(args.tokens)
+    script = lua_script(tmpdir, "memory-generate", body)
+    path = "/v2/models/demo/generate"
+    rows = []
+    with Server(args, ["--model", os.path.join(MODELS, "demo.pt")], "memory") as srv:
+        check_once(srv, path, body, "generate")
+        run_wrk(args, srv, path, script, conns, max(args.warmup, 1))
+        srv.wait_idle()
+        pid = srv.worker_pid()
+        base_mib = srv.get_json("/admin/workers")[1]["rss_bytes"] / 2**20
+        headrooms = [int(h) for h in args.budget_headroom_mb.split(",")]
+        for budget in [0] + [int(base_mib) + h for h in headrooms]:
+            status, answer = srv.request("PATCH", "/admin/policy",
+                                         json.dumps({"max_worker_rss_mb": budget}))
+            if status != 200:
+                raise RuntimeError(f"PATCH max_worker_rss_mb={budget}: {status} {answer!r}")
+            srv.wait_idle()
+            reset_peak_rss(pid)
+            r = run_wrk(args, srv, path, script, conns, args.duration)
+            srv.wait_idle()
+            r.update(workload="generate", concurrency=conns, budget_mib=budget,
+                     base_mib=base_mib, worker_peak_rss_mib=peak_rss_mib(pid),
+                     same_worker=srv.worker_pid() == pid,
+                     budget_state=srv.get_json("/admin/workers")[1].get("memory_budget"),
+                     tokens_per_s=r["rps"] * args.tokens)
+            rows.append(r)
+    return rows
+
+
 def inprocess(args) -> dict:
     cmd = [args.inprocess_bin, "--model", os.path.join(MODELS, "classifier.pt"),
            "--iterations", str(args.iterations)]
@@ -412,7 +452,8 @@ def main() -> int:
     ap.add_argument("--inprocess-bin", default=os.path.join(BIN, "respawn-bench-inprocess"))
     ap.add_argument("--fake-worker-bin", default=os.path.join(BIN, "respawn-fake-worker"))
     ap.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
-    ap.add_argument("--part", choices=("all", "generate", "infer", "overhead", "frontend"),
+    ap.add_argument("--part",
+                    choices=("all", "generate", "infer", "overhead", "frontend", "memory"),
                     default="all")
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run (whole)")
     ap.add_argument("--repeat", type=int, default=1,
@@ -428,6 +469,9 @@ def main() -> int:
                     help="--worker-threads for every server and --threads for the in-process "
                          "run (default: neither passed, so libtorch's default in both)")
     ap.add_argument("--iterations", type=int, default=2000, help="in-process infers")
+    ap.add_argument("--budget-headroom-mb", default="16,5",
+                    help="memory part: runs with max_worker_rss_mb = the worker's RSS after "
+                         "warm-up + each of these (comma-separated MiB)")
     ap.add_argument("--json", help="also write every number to this file")
     ap.add_argument("--logs", help="write each server's stderr to DIR/<label>.log")
     args = ap.parse_args()
@@ -443,7 +487,8 @@ def main() -> int:
         print("note: this respawn has no --max-batch-size; batching rows run the default server",
               file=sys.stderr)
 
-    rows, inproc, started, load_before = [], None, time.monotonic(), os.getloadavg()[0]
+    rows, memory_rows, inproc = [], [], None
+    started, load_before = time.monotonic(), os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="respawn-throughput-") as tmpdir:
         if args.part in ("all", "generate"):
             rows += measure(args, tmpdir, "generate", os.path.join(MODELS, "demo.pt"),
@@ -467,6 +512,8 @@ def main() -> int:
             rows += measure(args, tmpdir, "frontend infer (fake worker)",
                             os.path.join(MODELS, "demo.pt"), "/v2/models/demo/infer",
                             INFER_BODY, [32], ("default",), extra_flags=fake)
+        if args.part in ("all", "memory"):
+            memory_rows = memory_budget(args, tmpdir)
 
     print(f"### Throughput ({args.duration} s per wrk run, median of {args.repeat}, "
           f"wrk -t min(2,c) -c c, {os.cpu_count()} CPUs, 1-min load average "
@@ -486,6 +533,15 @@ def main() -> int:
         print("(no flag): this respawn has no --max-batch-size, so the 'on' and 'off' rows "
               "ran the same default server\n")
 
+    if memory_rows:
+        print("### Memory budget (generate, worker RSS; peak = VmHWM during the run)\n")
+        table(("concurrency", "max_worker_rss_mb", "RSS after warm-up MiB", "peak MiB",
+               "learned bytes/token", "req/s", "p50 ms", "p99 ms", "errors", "same worker"),
+              [(r["concurrency"], r["budget_mib"] or "0 (off)", fmt(r["base_mib"], 0),
+                fmt(r["worker_peak_rss_mib"], 1),
+                fmt((r["budget_state"] or {}).get("cost_per_weight"), 0), fmt(r["rps"]),
+                fmt(r["p50_ms"], 2), fmt(r["p99_ms"], 2), r["non_2xx"] + r["socket_errors"],
+                "yes" if r["same_worker"] else "no") for r in memory_rows])
     overhead = None
     through = next((r for r in rows if r["workload"] == "infer" and r["concurrency"] == 1
                     and r["batching"] == "on"), None)
@@ -508,6 +564,7 @@ def main() -> int:
                        "duration_s": args.duration, "repeat": args.repeat,
                        "cpus": os.cpu_count(), "loadavg_before": load_before,
                        "machine": platform.platform(), "rows": rows, "inprocess": inproc,
+                       "memory_rows": memory_rows,
                        "overhead_us": overhead, "elapsed_s": elapsed}, f, indent=1)
     return 0
 
