@@ -36,6 +36,8 @@ import sys
 import threading
 import time
 
+from benchlib import is_live, ppid_of, table
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATE = "/v2/models/demo/generate"
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -50,32 +52,9 @@ def ms(seconds: float) -> str:
     return str(round(seconds * 1000))
 
 
-def table(header, rows) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + " --- |" * len(header))
-    for row in rows:
-        print("| " + " | ".join(str(c) for c in row) + " |")
-    print()
-
-
-def ppid_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return -1
-
-
 def is_running_worker(pid: int) -> bool:
     """True if pid is a live (not zombie) respawn-worker process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and b"respawn-worker" in cmd
+    return is_live(pid, b'respawn-worker')
 
 
 def children_of(pid: int) -> list:

@@ -48,6 +48,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import is_live, ppid_of, table
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
 MODELS = os.path.join(ROOT, "models")
@@ -60,32 +62,9 @@ def gen_body(tokens: int) -> dict:
             "parameters": {"max_tokens": tokens, "temperature": 0}}
 
 
-def table(header, rows) -> None:
-    print("| " + " | ".join(header) + " |")
-    print("|" + " --- |" * len(header))
-    for row in rows:
-        print("| " + " | ".join(str(c) for c in row) + " |")
-    print()
-
-
-def ppid_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return -1
-
-
 def alive(pid: int) -> bool:
     """True if pid is a live (not zombie) respawn process."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-    except (OSError, IndexError):
-        return False
-    return state != "Z" and b"respawn" in cmd
+    return is_live(pid, b'respawn')
 
 
 def peak_rss_mib(pid: int):

@@ -33,42 +33,15 @@
 
 #include "respawn/proc_stats.hpp"
 #include "respawn/tensor_codec.hpp"
+#include "torch_types.hpp"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using respawn::DataType;
 using respawn::TensorMeta;
-
-torch::ScalarType to_scalar_type(DataType type) {
-  switch (type) {
-    case DataType::BOOL:
-      return torch::kBool;
-    case DataType::UINT8:
-      return torch::kUInt8;
-    case DataType::INT8:
-      return torch::kInt8;
-    case DataType::INT16:
-      return torch::kInt16;
-    case DataType::INT32:
-      return torch::kInt32;
-    case DataType::INT64:
-      return torch::kInt64;
-    case DataType::FP32:
-      return torch::kFloat32;
-    case DataType::FP64:
-      return torch::kFloat64;
-  }
-  return torch::kFloat32;
-}
-
-std::optional<DataType> from_scalar_type(torch::ScalarType type) {
-  for (auto t : {DataType::BOOL, DataType::UINT8, DataType::INT8, DataType::INT16, DataType::INT32,
-                 DataType::INT64, DataType::FP32, DataType::FP64}) {
-    if (to_scalar_type(t) == type) return t;
-  }
-  return std::nullopt;
-}
+using respawn::worker::from_scalar_type;
+using respawn::worker::to_scalar_type;
 
 // Zero-filled inputs as the supervisor would hand them over: metadata + one host blob.
 std::vector<TensorMeta> pack_inputs(const nlohmann::json& spec, std::int64_t batch,

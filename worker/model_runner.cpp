@@ -19,41 +19,12 @@
 
 #include "error_classifier.hpp"
 #include "respawn/proc_stats.hpp"
+#include "torch_types.hpp"
 
 namespace respawn::worker {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-torch::ScalarType to_scalar_type(DataType type) {
-  switch (type) {
-    case DataType::BOOL:
-      return torch::kBool;
-    case DataType::UINT8:
-      return torch::kUInt8;
-    case DataType::INT8:
-      return torch::kInt8;
-    case DataType::INT16:
-      return torch::kInt16;
-    case DataType::INT32:
-      return torch::kInt32;
-    case DataType::INT64:
-      return torch::kInt64;
-    case DataType::FP32:
-      return torch::kFloat32;
-    case DataType::FP64:
-      return torch::kFloat64;
-  }
-  return torch::kFloat32;
-}
-
-std::optional<DataType> from_scalar_type(torch::ScalarType type) {
-  for (auto t : {DataType::BOOL, DataType::UINT8, DataType::INT8, DataType::INT16, DataType::INT32,
-                 DataType::INT64, DataType::FP32, DataType::FP64}) {
-    if (to_scalar_type(t) == type) return t;
-  }
-  return std::nullopt;
-}
 
 WorkerError bad_input(std::string message) {
   return WorkerError{WorkerErrorKind::bad_input, std::move(message), true};
