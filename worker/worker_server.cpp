@@ -48,7 +48,6 @@ int WorkerServer::run() {
   ready["pid"] = ::getpid();
   ready["batchable"] = runner_.batchable();
   ready["kv_cache"] = runner_.has_kv_cache();
-  if (runner_.has_kv_cache()) slot_used_.assign(runner_.kv_slots(), false);
   send({ipc::MessageType::ready, 0, ready.dump(), {}});
   if (!flush()) return 1;
   while (true) {
@@ -138,6 +137,10 @@ void WorkerServer::configure(const nlohmann::json& config) {
       std::chrono::microseconds(json_get<std::int64_t>(config, "max_batch_delay_us", 1000));
   measure_memory_ = json_get<bool>(config, "measure_memory", false);
   empty_cache_ = json_get<bool>(config, "empty_cache_after_request", false);
+  fit_kv_cache();
+}
+
+void WorkerServer::fit_kv_cache() {
   // One KV-cache slot per sequence that may run. Resized only while none runs; until then,
   // sequences that find no free slot recompute their context.
   if (runner_.has_kv_cache() && generations_.empty() && slot_used_.size() != max_batch_size_) {
@@ -258,6 +261,7 @@ void WorkerServer::run_tensor_group(const std::vector<TensorJob*>& group,
 }
 
 void WorkerServer::step_generations() {
+  fit_kv_cache();
   while (generations_.size() < max_batch_size_ && !waiting_generations_.empty()) {
     auto& g = generations_.emplace_back(std::move(waiting_generations_.front()));
     waiting_generations_.pop_front();

@@ -74,6 +74,7 @@ class WorkerServer {
   // sequences (an out-of-memory recompute batch is run one by one first).
   std::vector<std::optional<std::vector<float>>> next_logits(std::uint64_t weight);
   void release_slot(GenJob& job);
+  void fit_kv_cache();  // as many cache slots as max_batch_size_, when no generation runs
   void finish_generation(GenJob& job);
   // Acts out the request's injected fault; true when the request is answered already.
   bool inject_fault(std::uint64_t id, const nlohmann::json& request);
