@@ -491,10 +491,6 @@ bool ModelRunner::has_kv_cache() const {
   return impl_->kv;
 }
 
-std::size_t ModelRunner::kv_slots() const {
-  return impl_->k_cache.defined() ? static_cast<std::size_t>(impl_->k_cache.size(1)) : 0;
-}
-
 void ModelRunner::allocate_kv_cache(std::size_t slots) {
   if (impl_->kv) impl_->allocate_kv_cache(slots);
 }

@@ -76,7 +76,6 @@ class ModelRunner {
   // running sequence; each decode step then runs one new token per sequence instead of its
   // whole context.
   bool has_kv_cache() const;
-  std::size_t kv_slots() const;
   void allocate_kv_cache(std::size_t slots);  // drops what the cache held
   // Logits after ids (at most max_context() of them), filling cache slot `slot`.
   Result<std::vector<float>, WorkerError> prefill(const std::vector<std::int64_t>& ids,
