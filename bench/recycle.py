@@ -28,7 +28,6 @@ import http.client
 import json
 import os
 import random
-import select
 import signal
 import statistics
 import subprocess
@@ -36,7 +35,7 @@ import sys
 import threading
 import time
 
-from benchlib import is_live, ppid_of, table
+from benchlib import is_live, listening_port, ppid_of, start_serve, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATE = "/v2/models/demo/generate"
@@ -79,21 +78,10 @@ class Server:
         self.leftovers = []
 
     def __enter__(self):
-        stderr = subprocess.DEVNULL
-        if self.logs:
-            os.makedirs(self.logs, exist_ok=True)
-            stderr = open(os.path.join(self.logs, self.label + ".log"), "wb")
-        self.proc = subprocess.Popen([self.bin, "serve", "--port", "0", *self.flags],
-                                     stdout=subprocess.PIPE, stderr=stderr, text=True)
-        if stderr is not subprocess.DEVNULL:
-            stderr.close()
+        cmd = [self.bin, "serve", "--port", "0", *self.flags]
+        self.proc = start_serve(cmd, self.label, self.logs)
         try:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-            line = self.proc.stdout.readline() if ready else ""
-            if "listening on" not in line:
-                raise RuntimeError(f"{self.label}: server did not start ({line!r}, "
-                                   f"exit {self.proc.poll()}, flags {self.flags})")
-            self.port = int(line.strip().rsplit(":", 1)[1])
+            self.port = listening_port(self.proc, self.label, cmd)
             self.wait_worker_ready()
         except BaseException:
             self.stop()

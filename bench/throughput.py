@@ -40,7 +40,6 @@ import os
 import platform
 import re
 import resource
-import select
 import shutil
 import signal
 import subprocess
@@ -48,7 +47,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import is_live, ppid_of, table
+from benchlib import is_live, listening_port, ppid_of, start_serve, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
@@ -90,20 +89,9 @@ class Server:
         self.port = None
 
     def __enter__(self):
-        stderr = subprocess.DEVNULL
-        if self.logs:
-            os.makedirs(self.logs, exist_ok=True)
-            stderr = open(os.path.join(self.logs, self.label + ".log"), "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=stderr, text=True)
-        if stderr is not subprocess.DEVNULL:
-            stderr.close()
+        self.proc = start_serve(self.cmd, self.label, self.logs)
         try:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 30)
-            line = self.proc.stdout.readline() if ready else ""
-            if "listening on" not in line:
-                raise RuntimeError(f"{self.label}: server did not start ({line!r}, exit "
-                                   f"{self.proc.poll()}): {' '.join(self.cmd)}")
-            self.port = int(line.strip().rsplit(":", 1)[1])
+            self.port = listening_port(self.proc, self.label, self.cmd)
             self.wait_ready()
         except BaseException:
             self.stop()

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 
@@ -31,6 +32,12 @@ std::size_t fingerprint(const Job& job) {
   std::size_t h = hash(job.json);
   h ^= hash(job.binary) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
   return h ^ static_cast<std::size_t>(job.type);
+}
+
+// What a worker's ready frame says it holds after loading: its device memory (cuda) or RSS.
+std::uint64_t memory_after_load(const nlohmann::json& ready) {
+  return json_get<std::uint64_t>(ready, "memory_bytes",
+                                 json_get<std::uint64_t>(ready, "rss_bytes", 0));
 }
 
 std::string unhealthy_reason(WorkerErrorKind kind) {
@@ -191,11 +198,10 @@ std::optional<Error> WorkerManager::never_fits(const Job& job) const {
   return make_error(ErrorKind::too_large, *why);
 }
 
-WorkerManager::InFlight* WorkerManager::find_inflight(std::uint64_t job_id) {
-  for (auto& [id, f] : inflight_) {
-    if (f.job.id == job_id) return &f;
-  }
-  return nullptr;
+std::map<std::uint64_t, WorkerManager::InFlight>::iterator WorkerManager::find_job(
+    std::uint64_t job_id) {
+  return std::find_if(inflight_.begin(), inflight_.end(),
+                      [job_id](const auto& entry) { return entry.second.job.id == job_id; });
 }
 
 bool WorkerManager::ready() const {
@@ -238,8 +244,7 @@ void WorkerManager::on_ready(Worker& worker) {
   model_info_ = worker.info();
   if (first) configure(worker);  // now that the device and task are known
   if (&worker == current_.get() || !current_) {
-    budget_.set_base(json_get<std::uint64_t>(model_info_, "memory_bytes",
-                                             json_get<std::uint64_t>(model_info_, "rss_bytes", 0)));
+    budget_.set_base(memory_after_load(model_info_));
   }
   breaker_.on_ready();
   failed_starts_ = 0;
@@ -257,8 +262,7 @@ void WorkerManager::promote_spare() {
   spare_.reset();
   if (current_->reached_ready()) current_->start_serving();
   spdlog::info("worker {} takes over", current_->pid());
-  budget_.set_base(json_get<std::uint64_t>(
-      current_->info(), "memory_bytes", json_get<std::uint64_t>(current_->info(), "rss_bytes", 0)));
+  budget_.set_base(memory_after_load(current_->info()));
   metrics_.set_ready(ready());
   check_worker();
   maybe_prestart_spare();
@@ -436,25 +440,21 @@ bool WorkerManager::is_poison(const Job& job) const {
 }
 
 bool WorkerManager::cancel(std::uint64_t job_id) {
-  for (const auto& [id, f] : inflight_) {
-    if (f.job.id != job_id) continue;
-    if (current_) current_->cancel(id);
-    return current_ != nullptr;
-  }
-  return false;
+  const auto it = find_job(job_id);
+  if (it == inflight_.end() || !current_) return false;
+  current_->cancel(it->first);
+  return true;
 }
 
 bool WorkerManager::expire(std::uint64_t job_id, const Error& error) {
-  for (auto it = inflight_.begin(); it != inflight_.end(); ++it) {
-    if (it->second.job.id != job_id) continue;
-    Job job = std::move(it->second.job);
-    inflight_.erase(it);
-    metrics_.set_inflight(inflight_.size());
-    job.done(error);
-    if (current_) current_->kill("timeout");
-    return true;
-  }
-  return false;
+  const auto it = find_job(job_id);
+  if (it == inflight_.end()) return false;
+  Job job = std::move(it->second.job);
+  inflight_.erase(it);
+  metrics_.set_inflight(inflight_.size());
+  job.done(error);
+  if (current_) current_->kill("timeout");
+  return true;
 }
 
 void WorkerManager::recycle(bool now) {

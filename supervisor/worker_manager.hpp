@@ -98,7 +98,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
     Job job;
     std::chrono::steady_clock::time_point started;
   };
-  InFlight* find_inflight(std::uint64_t job_id);
+  std::map<std::uint64_t, InFlight>::iterator find_job(std::uint64_t job_id);
   std::uint64_t inflight_weight() const;
   void on_ready(Worker& worker);
   void on_answer(Worker& worker, ipc::Frame frame);

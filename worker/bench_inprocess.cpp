@@ -41,6 +41,7 @@ using Clock = std::chrono::steady_clock;
 using respawn::DataType;
 using respawn::TensorMeta;
 using respawn::worker::from_scalar_type;
+using respawn::worker::output_tensors;
 using respawn::worker::to_scalar_type;
 
 // Zero-filled inputs as the supervisor would hand them over: metadata + one host blob.
@@ -82,17 +83,7 @@ std::size_t infer_once(torch::jit::Module& module, const torch::Device& device,
     c10::InferenceMode guard;
     result = module.forward(std::move(args));
   }
-  std::vector<torch::Tensor> tensors;
-  if (result.isTensor()) {
-    tensors.push_back(result.toTensor());
-  } else if (result.isTuple()) {
-    for (const auto& v : result.toTupleRef().elements()) {
-      if (!v.isTensor()) break;
-      tensors.push_back(v.toTensor());
-    }
-  } else if (result.isTensorList()) {
-    for (const auto& t : result.toTensorVector()) tensors.push_back(t);
-  }
+  const auto tensors = output_tensors(result);
   if (tensors.empty()) throw std::runtime_error("forward returned no tensor");
   std::string out;
   for (std::size_t i = 0; i < tensors.size(); ++i) {

@@ -1,9 +1,12 @@
 #pragma once
-// The KServe datatypes respawn supports and libtorch's scalar types, both ways. Pure functions;
-// thread-safe. Included only by code that links libtorch (the worker and its bench binary).
+// The KServe datatypes respawn supports and libtorch's scalar types, both ways, and the tensors
+// a forward returned. Pure functions; thread-safe. Included only by code that links libtorch
+// (the worker and its bench binary).
+#include <ATen/core/ivalue.h>
 #include <torch/types.h>
 
 #include <optional>
+#include <vector>
 
 #include "respawn/tensor_codec.hpp"
 
@@ -37,6 +40,23 @@ inline std::optional<DataType> from_scalar_type(torch::ScalarType type) {
     if (to_scalar_type(t) == type) return t;
   }
   return std::nullopt;
+}
+
+// The tensors of a forward's result: a tensor, or a tuple or list of them (a tuple up to its
+// first element that is not a tensor). Empty when there is none.
+inline std::vector<torch::Tensor> output_tensors(const c10::IValue& result) {
+  std::vector<torch::Tensor> tensors;
+  if (result.isTensor()) {
+    tensors.push_back(result.toTensor());
+  } else if (result.isTuple()) {
+    for (const auto& v : result.toTupleRef().elements()) {
+      if (!v.isTensor()) break;
+      tensors.push_back(v.toTensor());
+    }
+  } else if (result.isTensorList()) {
+    for (const auto& t : result.toTensorVector()) tensors.push_back(t);
+  }
+  return tensors;
 }
 
 }  // namespace respawn::worker

@@ -12,7 +12,6 @@
 
 #include "respawn/fault.hpp"
 #include "respawn/json_util.hpp"
-#include "respawn/proc_stats.hpp"
 
 namespace respawn::worker {
 namespace {
@@ -91,15 +90,11 @@ bool WorkerServer::read_frames(std::optional<std::chrono::microseconds> timeout)
     do {
       n = ::read(fd_, chunk, sizeof chunk);
     } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-      closed_ = true;
-      return false;
-    }
+    if (n <= 0) return false;
     decoder_.feed(std::string_view(chunk, static_cast<std::size_t>(n)));
     while (auto frame = decoder_.next()) take_frame(std::move(*frame));
     if (decoder_.error()) {
       spdlog::error("bad frame from the supervisor: {}", decoder_.error()->message);
-      closed_ = true;
       return false;
     }
   }
@@ -272,29 +267,27 @@ void WorkerServer::step_generations() {
       break;
     }
   }
-  for (auto it = waiting_generations_.begin(); it != waiting_generations_.end();) {
-    if (!it->seq.done()) {
-      ++it;
-      continue;
+  // Those cancelled since the last step (some before they started) end now.
+  const auto finish_done = [this](auto& list) {
+    for (auto it = list.begin(); it != list.end();) {
+      if (!it->seq.done()) {
+        ++it;
+        continue;
+      }
+      finish_generation(*it);
+      it = list.erase(it);
     }
-    finish_generation(*it);  // cancelled before it started
-    it = waiting_generations_.erase(it);
-  }
-  for (auto it = generations_.begin(); it != generations_.end();) {
-    if (!it->seq.done()) {
-      ++it;
-      continue;
-    }
-    finish_generation(*it);
-    it = generations_.erase(it);
-  }
+  };
+  finish_done(waiting_generations_);
+  finish_done(generations_);
   if (generations_.empty()) return;
 
   std::uint64_t weight = 0;
   for (const auto& g : generations_) weight += g.weight;
+  const std::size_t step_size = generations_.size();
   begin_measure();
-  const auto logits = next_logits(weight);
-  const auto memory = end_measure(generations_.size(), weight);
+  const auto logits = next_logits();
+  const auto memory = end_measure(step_size, weight);
   std::size_t i = 0;
   for (auto it = generations_.begin(); it != generations_.end(); ++i) {
     auto& g = *it;
@@ -303,7 +296,7 @@ void WorkerServer::step_generations() {
       it = generations_.erase(it);
       continue;
     }
-    g.batch_size = std::max(g.batch_size, generations_.size());
+    g.batch_size = std::max(g.batch_size, step_size);
     if (measure_memory_ && (!g.memory || memory.per_weight() > g.memory->per_weight())) {
       g.memory = memory;
     }
@@ -320,26 +313,24 @@ void WorkerServer::step_generations() {
   }
 }
 
-std::vector<std::optional<std::vector<float>>> WorkerServer::next_logits(std::uint64_t weight) {
-  std::vector<std::optional<std::vector<float>>> out(generations_.size());
+std::vector<std::optional<std::vector<float>>> WorkerServer::next_logits() {
+  std::vector<GenJob*> jobs;  // by row
+  for (auto& g : generations_) jobs.push_back(&g);
+  std::vector<std::optional<std::vector<float>>> out(jobs.size());
   const auto fail = [&](const std::vector<std::size_t>& rows, const WorkerError& error) {
-    std::size_t i = 0;
-    for (const auto& g : generations_) {
-      if (std::find(rows.begin(), rows.end(), i++) != rows.end()) send_error(g.id, error);
-    }
+    for (const auto row : rows) send_error(jobs[row]->id, error);
   };
   std::vector<std::size_t> cached, recompute;
-  std::vector<GenJob*> recompute_jobs;
   std::vector<ModelRunner::DecodeRow> decode;
   std::vector<const std::vector<std::int64_t>*> contexts;
-  std::size_t i = 0;
-  for (auto& g : generations_) {
-    const std::size_t row = i++;
+  std::uint64_t recompute_weight = 0;
+  for (std::size_t row = 0; row < jobs.size(); ++row) {
+    auto& g = *jobs[row];
     if (g.slot && g.seq.length() > runner_.max_context()) release_slot(g);  // past the cache
     if (!g.slot) {
       recompute.push_back(row);
-      recompute_jobs.push_back(&g);
       contexts.push_back(&g.seq.context());
+      recompute_weight += g.weight;
     } else if (!g.prefilled) {
       // A newcomer: its whole context goes into its slot, and gives its next token.
       auto first = runner_.prefill(g.seq.context(), *g.slot);
@@ -372,11 +363,11 @@ std::vector<std::optional<std::vector<float>>> WorkerServer::next_logits(std::ui
     spdlog::warn("a decode step of {} sequences ran out of memory; stepping them one by one",
                  contexts.size());
     BatchMemory failed;
-    failed.size = generations_.size();
-    failed.weight = weight;
+    failed.size = contexts.size();
+    failed.weight = recompute_weight;
     std::vector<std::vector<float>> each;
     for (std::size_t k = 0; k < recompute.size(); ++k) {
-      recompute_jobs[k]->oom = failed;
+      jobs[recompute[k]]->oom = failed;
       auto one = runner_.next_token_logits({contexts[k]});
       if (!one) {
         logits = one.error();

@@ -72,7 +72,7 @@ class WorkerServer {
   // prefills of newcomers, one cached decode step for the rest, and a recompute of the whole
   // context for those without a slot or past the cache's length. A failed forward fails its
   // sequences (an out-of-memory recompute batch is run one by one first).
-  std::vector<std::optional<std::vector<float>>> next_logits(std::uint64_t weight);
+  std::vector<std::optional<std::vector<float>>> next_logits();
   void release_slot(GenJob& job);
   void fit_kv_cache();  // as many cache slots as max_batch_size_, when no generation runs
   void finish_generation(GenJob& job);
@@ -94,7 +94,6 @@ class WorkerServer {
   ModelRunner& runner_;
   ipc::FrameDecoder decoder_;
   std::string out_;
-  bool closed_ = false;
   bool stopping_ = false;  // a shutdown frame came: finish the work in hand, then exit
   bool fault_injection_;
   bool healthy_ = true;
