@@ -1,22 +1,30 @@
 #!/usr/bin/python3
 """Builds respawn's bundled models, deterministically, with Debian's python3-torch.
 
-  /usr/bin/python3 scripts/make_models.py [OUT_DIR]   (default: models/)
+  /usr/bin/python3 scripts/make_models.py [--only NAME ...] [OUT_DIR]   (default: models/)
 
-Writes:
+--only makes just the named models (demo, classifier, embedding_bag), the same bytes as a full
+run makes of them, and leaves the others as they are. Writes:
   demo.pt                  task `generate`: a tiny byte-level causal LM,
                            forward(input_ids int64 [B,T]) -> logits float32 [B,T,256].
   classifier.pt            task `tensor`: a fixed-weight classifier,
                            forward(x float32 [B,4]) -> (logits float32 [B,3], label int64 [B]).
   classifier_reference.json  inputs and the outputs this script computed for them; the
                            integration tests compare respawn's answers to these.
+  embedding_bag.pt         task `tensor`: a weighted bag of embeddings with a fixed 16-row table,
+                           forward(ids int64 [B,T], weights float32 [B,T]) -> pooled float32 [B,4];
+                           ids outside 0..15, or weights of another shape than ids, fail inside
+                           forward (the input spec cannot say so), which the tests of model
+                           input errors use.
 
 Each .pt carries `respawn.json` as a TorchScript extra file: the task, and the inputs and
 outputs (name, datatype, shape with -1 for a free dimension) that the worker validates.
 Training runs on 1 thread with fixed seeds, so two runs write the same weights.
 """
+import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -188,6 +196,19 @@ class Classifier(nn.Module):
         return logits, logits.argmax(dim=1)
 
 
+class EmbeddingBag(nn.Module):
+    """pooled[b] = sum over t of weights[b, t] * table[ids[b, t]]; table row i is (4i .. 4i+3) / 8."""
+
+    def __init__(self, rows: int = 16, dim: int = 4):
+        super().__init__()
+        self.emb = nn.Embedding(rows, dim)
+        with torch.no_grad():
+            self.emb.weight.copy_(torch.arange(rows * dim, dtype=torch.float32).view(rows, dim) / 8)
+
+    def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return (self.emb(ids) * weights.unsqueeze(-1)).sum(1)
+
+
 def spec(task: str, inputs, outputs, **extra) -> dict:
     def io(items):
         return [{"name": n, "datatype": d, "shape": s} for n, d, s in items]
@@ -201,12 +222,8 @@ def save(module: nn.Module, path: str, meta: dict) -> None:
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
-def main() -> None:
-    out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "models")
-    os.makedirs(out, exist_ok=True)
+def make_demo(out: str) -> None:
     torch.manual_seed(0)
-    torch.set_num_threads(1)
-
     started = time.time()
     demo = train_demo(int(os.environ.get("RESPAWN_DEMO_STEPS", "800")))
     print(f"trained demo in {time.time() - started:.1f}s")
@@ -220,6 +237,8 @@ def main() -> None:
                        "head_dim": demo.head.in_features // demo.blocks[0].heads}),
     )
 
+
+def make_classifier(out: str) -> None:
     torch.manual_seed(0)
     clf = Classifier().eval()
     save(
@@ -241,6 +260,43 @@ def main() -> None:
         json.dump(reference, f, indent=2)
         f.write("\n")
     print(f"wrote {os.path.join(out, 'classifier_reference.json')}")
+
+
+def make_embedding_bag(out: str) -> None:
+    # Both inputs are [-1, -1], so the worker's spec check lets any ids and any weights' shape
+    # through: an id past the table, or weights that do not match ids, fail inside forward.
+    save(
+        EmbeddingBag().eval(),
+        os.path.join(out, "embedding_bag.pt"),
+        spec("tensor", [("ids", "INT64", [-1, -1]), ("weights", "FP32", [-1, -1])],
+             [("pooled", "FP32", [-1, 4])]),
+    )
+
+
+MODELS = {"demo": make_demo, "classifier": make_classifier, "embedding_bag": make_embedding_bag}
+
+
+def main() -> None:
+    # TorchScript writes a module's constants in set order, which follows Python's string
+    # hashing: without a fixed seed two runs write different (equivalent) files.
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, "PYTHONHASHSEED": "0"})
+    parser = argparse.ArgumentParser(description="Builds respawn's bundled models.")
+    parser.add_argument("--only", action="append", choices=sorted(MODELS),
+                        help="make only this model (repeatable); default: all")
+    parser.add_argument("out", nargs="?", default=os.path.join(os.path.dirname(__file__), "..", "models"))
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    if args.only is None:
+        # One process per model: TorchScript renames a module class it has compiled before in
+        # the same process (linear.___torch_mangle_5), so a model's bytes would depend on which
+        # models came before it, and `--only NAME` would not make the same file.
+        for name in MODELS:
+            subprocess.run([sys.executable, os.path.abspath(__file__), "--only", name, args.out], check=True)
+        return
+    torch.set_num_threads(1)
+    for name in args.only:
+        MODELS[name](args.out)
 
 
 if __name__ == "__main__":
