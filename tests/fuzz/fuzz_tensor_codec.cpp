@@ -1,0 +1,100 @@
+// Fuzzes the tensor codec (common/tensor_codec.cpp) from both sides of the socket. The input is
+// JSON text, optionally followed by a NUL byte and a raw blob:
+// - as a KServe `inputs` array from a client (pack_kserve_inputs): whatever it accepts must be
+//   a tensor list that the other side accepts for the packed blob, and must read back with the
+//   element counts and the integer values the client sent;
+// - as an IPC tensor list from a worker over the given blob (parse_tensor_list): whatever it
+//   accepts must be readable (tensor_to_kserve_json) without touching bytes outside the blob.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fuzz_check.hpp"
+#include "respawn/json_util.hpp"
+#include "respawn/tensor_codec.hpp"
+
+using namespace respawn;
+using nlohmann::json;
+
+namespace {
+
+void flatten(const json& data, std::vector<json>& out) {
+  if (data.is_array()) {
+    for (const auto& item : data) flatten(item, out);
+  } else {
+    out.push_back(data);
+  }
+}
+
+bool is_integer_type(DataType type) {
+  return type != DataType::FP32 && type != DataType::FP64 && type != DataType::BOOL;
+}
+
+void check_client_side(const json& inputs) {
+  std::string blob;
+  const auto packed = pack_kserve_inputs(inputs, blob);
+  if (!packed) {
+    FUZZ_CHECK(packed.error().kind == ErrorKind::bad_input, "a refusal that is not bad_input");
+    return;
+  }
+  json list = json::array();
+  for (const auto& meta : *packed) list.push_back(to_json(meta));
+  // What the worker receives: the list must survive a JSON round trip and fit the blob.
+  const auto parsed = parse_tensor_list(parse_json(list.dump()), blob);
+  FUZZ_CHECK(parsed.ok(), "the packed tensor list does not fit its own blob");
+  FUZZ_CHECK(parsed->size() == packed->size(), "tensor count changed");
+  for (std::size_t i = 0; i < parsed->size(); ++i) {
+    const TensorMeta& meta = (*parsed)[i];
+    FUZZ_CHECK(meta.offset % 64 == 0, "tensor not 64-byte aligned");
+    const json out = tensor_to_kserve_json(meta, blob);
+    std::vector<json> sent;
+    flatten(inputs[i]["data"], sent);
+    FUZZ_CHECK(out["data"].size() == sent.size(), "element count changed");
+    FUZZ_CHECK(out["shape"] == inputs[i]["shape"], "shape changed");
+    if (is_integer_type(meta.datatype) || meta.datatype == DataType::BOOL) {
+      for (std::size_t k = 0; k < sent.size(); ++k) {
+        FUZZ_CHECK(out["data"][k] == sent[k], "an integer or bool element changed");
+      }
+    }
+    out.dump();  // what a response does with it; must not throw
+  }
+}
+
+void check_worker_side(const json& list, std::string_view blob) {
+  const auto parsed = parse_tensor_list(list, blob);
+  if (!parsed) return;
+  for (const auto& meta : *parsed) {
+    FUZZ_CHECK(meta.offset <= blob.size() && meta.nbytes <= blob.size() - meta.offset,
+               "accepted a tensor outside the blob");
+    // Copied so that ASan sees any read past the tensor's own bytes.
+    const std::string own(blob.substr(meta.offset, meta.nbytes));
+    TensorMeta local = meta;
+    local.offset = 0;
+    const json out = tensor_to_kserve_json(local, own);
+    FUZZ_CHECK(out["data"].size() * element_size(meta.datatype) == meta.nbytes,
+               "element count does not match nbytes");
+    out.dump();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view input(reinterpret_cast<const char*>(data), size);
+  const auto nul = input.find('\0');
+  const json j = parse_json(input.substr(0, nul));
+  if (j.is_discarded()) return 0;
+  const std::string blob(nul == std::string_view::npos ? std::string_view{}
+                                                       : input.substr(nul + 1));
+  check_client_side(j);
+  check_client_side(json_field(j, "inputs"));  // a whole infer body works too
+  check_worker_side(j, blob);
+  check_worker_side(json_field(j, "outputs"), blob);
+  for (const auto& name : {"BOOL", "UINT8", "INT8", "INT16", "INT32", "INT64", "FP32", "FP64"}) {
+    const auto type = parse_datatype(name);
+    FUZZ_CHECK(type && to_string(*type) == name, "datatype names do not round-trip");
+  }
+  return 0;
+}
