@@ -390,6 +390,10 @@ class Server:
         self.exit_status = None
         self.outlived = []
         self.stop_note = ""
+        # With --prestart-spare the descriptors are compared with a ready spare each time.
+        self.spare = any(a == "--prestart-spare" or a.startswith("--prestart-spare=") and
+                         a.split("=", 1)[1].lower() in ("1", "true", "on", "yes")
+                         for a in args.server_arg)
 
     def start(self):
         bindir = os.path.join(self.tmp, "bin")
@@ -442,8 +446,10 @@ class Server:
         while time.monotonic() < end:
             try:
                 w = self.workers()
+                spare = w.get("spare")
                 if (w.get("state") == "ready" and not w.get("requests_in_flight")
-                        and not w.get("queue_depth") and not w.get("retiring")):
+                        and not w.get("queue_depth") and not w.get("retiring")
+                        and (not self.spare or (spare or {}).get("state") == "ready")):
                     return w
             except (OSError, NoAnswer, ValueError):
                 pass
