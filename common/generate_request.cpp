@@ -90,7 +90,9 @@ Result<GenerateRequest> generate_request_from_json(const nlohmann::json& j) {
   if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string()) {
     return make_error(ErrorKind::bad_input, "generate request needs a string 'prompt'");
   }
-  return parse_generate_request(j["prompt"].get<std::string>(), j);
+  GenerateLimits limits;
+  limits.max_stop_strings += kServerStopStrings;
+  return parse_generate_request(j["prompt"].get<std::string>(), j, limits);
 }
 
 std::uint64_t memory_weight(const GenerateRequest& request, std::size_t max_context) {

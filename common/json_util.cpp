@@ -35,7 +35,8 @@ const nlohmann::json& json_field(const nlohmann::json& j, const char* key) {
 }
 
 nlohmann::json parse_json(std::string_view text, std::size_t max_depth) {
-  if (json_depth(text) > max_depth) return nlohmann::json(nlohmann::json::value_t::discarded);
+  if (text.find('\0') != std::string_view::npos || json_depth(text) > max_depth)
+    return nlohmann::json(nlohmann::json::value_t::discarded);
   return nlohmann::json::parse(text, nullptr, false);
 }
 

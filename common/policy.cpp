@@ -57,6 +57,9 @@ const Knob kKnobs[] = {
                       "re-sends of a request caught in a worker failure (0..10)"),
     RESPAWN_UINT_KNOB(poison_threshold, 1, 100,
                       "worker failures a request may witness before quarantine (1..100)"),
+    RESPAWN_UINT_KNOB(quarantine_ttl_s, 0, 30 * kDayS,
+                      "seconds an identical request stays refused after a quarantine; 0 = not "
+                      "at all (0..30 days)"),
     RESPAWN_UINT_KNOB(restart_backoff_ms, 1, 600000,
                       "first restart delay after a failure, doubled per failure (1..600000)"),
     RESPAWN_UINT_KNOB(restart_backoff_max_ms, 1, 3600000,

@@ -25,6 +25,16 @@ std::uint64_t peak_rss_bytes() {
   return 0;
 }
 
+std::uint64_t system_oom_kills() {
+  std::ifstream in("/proc/vmstat");
+  std::string name;
+  std::uint64_t value = 0;
+  while (in >> name >> value) {
+    if (name == "oom_kill") return value;
+  }
+  return 0;
+}
+
 void reset_peak_rss() {
   std::ofstream("/proc/self/clear_refs") << "5";
 }

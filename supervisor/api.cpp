@@ -1,5 +1,8 @@
 #include "api.hpp"
 
+#include <malloc.h>
+
+#include <boost/asio/post.hpp>
 #include <chrono>
 
 #include "generation.hpp"
@@ -8,6 +11,7 @@
 #include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"
 #include "respawn/tensor_codec.hpp"
+#include "respawn/utf8.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -126,15 +130,127 @@ Api::Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options)
       metrics_(metrics),
       options_(options) {}
 
-void Api::handle(const HttpRequest& request, const RequestContext& context, Respond respond) {
+Api::~Api() {
+  parse_pool_.join();
+}
+
+namespace {
+
+// Routes whose request body is a JSON object, parsed before their handler runs.
+bool takes_json_body(const Route& route, http::verb method) {
+  switch (route.id) {
+    case RouteId::infer:
+    case RouteId::generate:
+    case RouteId::generate_stream:
+    case RouteId::openai_completions:
+    case RouteId::openai_chat:
+    case RouteId::admin_fault:
+      return true;
+    case RouteId::admin_policy:
+      return method == http::verb::patch;
+    case RouteId::server_metadata:
+    case RouteId::health_live:
+    case RouteId::health_ready:
+    case RouteId::model_metadata:
+    case RouteId::model_ready:
+    case RouteId::openai_models:
+    case RouteId::metrics:
+    case RouteId::admin_workers:
+    case RouteId::admin_recycle:
+    case RouteId::admin_quarantine:
+    case RouteId::method_not_allowed:
+    case RouteId::not_found:
+      return false;
+  }
+  return false;
+}
+
+bool is_admin(const Route& route) {
+  return route.id == RouteId::admin_workers || route.id == RouteId::admin_policy ||
+         route.id == RouteId::admin_recycle || route.id == RouteId::admin_fault ||
+         route.id == RouteId::admin_quarantine;
+}
+
+bool is_openai_generate(const Route& route) {
+  return route.id == RouteId::openai_completions || route.id == RouteId::openai_chat;
+}
+
+// Bodies from this size on are parsed on the helper thread: below it a parse takes well under
+// a millisecond, less than the hand-over costs.
+constexpr std::size_t kParseOffloadBytes = 256u << 10;
+
+}  // namespace
+
+void Api::handle(HttpRequest request, const RequestContext& context, Respond respond) {
   const auto route = match_route(request.method_string(), request.target());
+  // Each request is answered once: a handler that answered and then threw must not answer
+  // again from the exception guard.
+  auto answered = std::make_shared<bool>(false);
   Respond recorded = [this, label = std::string(route.label()),
-                      started = std::chrono::steady_clock::now(),
+                      started = std::chrono::steady_clock::now(), answered,
                       respond = std::move(respond)](HttpResponse res) {
+    if (std::exchange(*answered, true)) return;
     record(label, res.result_int(), started);
     respond(std::move(res));
   };
-  handle_route(route, request, context, recorded);
+  // OpenAI clients read errors as {"error": {"message", "type", ...}}: every error answer of a
+  // /v1 generate route, from parsing to a failed worker, is rewritten into that shape here.
+  if (is_openai_generate(route)) {
+    recorded = [respond = std::move(recorded)](HttpResponse res) {
+      if (res.result_int() >= 400) {
+        const auto message = json_get<std::string>(parse_json(res.body()), "error", res.body());
+        res.body() = openai::error_body(res.result_int(), message).dump();
+      }
+      respond(std::move(res));
+    };
+  }
+  run_guarded(metrics_, recorded, [&] {
+    if (!route.model.empty() && route.model != options_.model_name) {
+      return recorded(
+          error_response(make_error(ErrorKind::not_found, "unknown model '" + route.model + "'")));
+    }
+    if (is_admin(route)) {
+      if (auto refused = admin_refusal(request, context)) return recorded(std::move(*refused));
+    }
+    if (!takes_json_body(route, request.method())) {
+      return handle_route(route, request, nullptr, context, recorded);
+    }
+    if (request.body().size() < kParseOffloadBytes) {
+      auto body = parse_json_body(request);
+      if (!body) return recorded(error_response(body.error()));
+      return handle_route(route, request, &*body, context, recorded);
+    }
+    // Large: parse on the helper thread, handle back on the I/O thread, then give the memory
+    // the parse took back to the system (glibc keeps freed heap pages otherwise).
+    auto shared = std::make_shared<HttpRequest>(std::move(request));
+    boost::asio::post(parse_pool_, [this, route, shared, context, recorded]() mutable {
+      auto body = std::make_shared<Result<nlohmann::json>>(parse_json_body(*shared));
+      boost::asio::post(scheduler_.io(), [this, route, shared, body, context, recorded]() mutable {
+        run_guarded(metrics_, recorded, [&] {
+          if (!*body) return recorded(error_response(body->error()));
+          handle_route(route, *shared, &**body, context, recorded);
+        });
+        shared.reset();
+        body.reset();
+        ::malloc_trim(0);
+      });
+    });
+  });
+}
+
+void run_guarded(Metrics& metrics, Respond respond, const std::function<void()>& handler) {
+  std::string what;
+  try {
+    handler();
+    return;
+  } catch (const std::exception& e) {
+    what = sanitize_utf8(e.what());
+  } catch (...) {
+    what = "an unknown exception";
+  }
+  metrics.on_handler_exception();
+  spdlog::error("a handler threw (a bug): {}", what);
+  respond(error_response(make_error(ErrorKind::internal, "internal error: " + what)));
 }
 
 void Api::record(const std::string& route, int status,
@@ -144,12 +260,8 @@ void Api::record(const std::string& route, int status,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count());
 }
 
-void Api::handle_route(const Route& route, const HttpRequest& request,
+void Api::handle_route(const Route& route, const HttpRequest& request, const nlohmann::json* body,
                        const RequestContext& context, Respond& respond) {
-  if (!route.model.empty() && route.model != options_.model_name) {
-    return respond(
-        error_response(make_error(ErrorKind::not_found, "unknown model '" + route.model + "'")));
-  }
   switch (route.id) {
     case RouteId::server_metadata:
       return respond(server_metadata());
@@ -164,14 +276,14 @@ void Api::handle_route(const Route& route, const HttpRequest& request,
     case RouteId::metrics:
       return respond(metrics());
     case RouteId::infer:
-      return infer(request, context, std::move(respond));
+      return infer(request, *body, context, std::move(respond));
     case RouteId::generate:
-      return generate(request, context, std::move(respond));
+      return generate(request, *body, context, std::move(respond));
     case RouteId::generate_stream:
-      return generate_stream(request, context, std::move(respond));
+      return generate_stream(request, *body, context, std::move(respond));
     case RouteId::openai_completions:
     case RouteId::openai_chat:
-      return openai_generate(request, context, route.id == RouteId::openai_chat,
+      return openai_generate(request, *body, context, route.id == RouteId::openai_chat,
                              std::move(respond));
     case RouteId::openai_models:
       return respond(
@@ -180,8 +292,8 @@ void Api::handle_route(const Route& route, const HttpRequest& request,
     case RouteId::admin_policy:
     case RouteId::admin_recycle:
     case RouteId::admin_fault:
-      if (auto refused = admin_refusal(request, context)) return respond(std::move(*refused));
-      return handle_admin(route, request, respond);
+    case RouteId::admin_quarantine:
+      return handle_admin(route, request, body, respond);
     case RouteId::method_not_allowed: {
       auto res = json_response(http::status::method_not_allowed,
                                {{"error", "method not allowed; use " + route.allow}});
@@ -245,21 +357,20 @@ void Api::submit(Job job, const RequestContext& context, Respond& respond) {
   }
 }
 
-void Api::infer(const HttpRequest& request, const RequestContext& context, Respond respond) {
-  auto body = parse_json_body(request);
-  if (!body) return respond(error_response(body.error()));
-  auto wanted = requested_outputs(*body);
+void Api::infer(const HttpRequest& request, const json& body, const RequestContext& context,
+                Respond respond) {
+  auto wanted = requested_outputs(body);
   if (!wanted) return respond(error_response(wanted.error()));
   Job job;
   job.type = ipc::MessageType::infer;
-  if (auto error = read_job_options(request, json_field(*body, "parameters"), job)) {
+  if (auto error = read_job_options(request, json_field(body, "parameters"), job)) {
     return respond(error_response(*error));
   }
-  auto inputs = pack_kserve_inputs(json_field(*body, "inputs"), job.binary);
+  auto inputs = pack_kserve_inputs(json_field(body, "inputs"), job.binary);
   if (!inputs) return respond(error_response(inputs.error()));
   json meta = {{"inputs", json::array()}};
   for (const auto& t : *inputs) meta["inputs"].push_back(to_json(t));
-  add_fault(request, meta);
+  if (auto error = add_fault(request, meta)) return respond(error_response(*error));
   job.json = meta.dump();
   job.weight = job.binary.size();
   // Raw tensors can be several times larger than their JSON text ("1," is an 8-byte FP64).
@@ -269,7 +380,7 @@ void Api::infer(const HttpRequest& request, const RequestContext& context, Respo
                                   std::to_string(ipc::kDefaultMaxFrameBytes) + " bytes")));
   }
   json reply = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
-  if (body->contains("id") && (*body)["id"].is_string()) reply["id"] = (*body)["id"];
+  if (json_field(body, "id").is_string()) reply["id"] = body["id"];
   job.done = [respond, wanted = std::move(*wanted), reply](JobOutcome outcome) mutable {
     if (!outcome) return respond(error_response(outcome.error()));
     const auto meta = parse_json(outcome->json);
@@ -281,30 +392,30 @@ void Api::infer(const HttpRequest& request, const RequestContext& context, Respo
   submit(std::move(job), context, respond);
 }
 
-Result<Job> Api::generate_job(const HttpRequest& request) const {
-  auto body = parse_json_body(request);
-  if (!body) return body.error();
-  if (!json_field(*body, "text_input").is_string()) {
+Result<Job> Api::generate_job(const HttpRequest& request, const json& body) const {
+  if (!json_field(body, "text_input").is_string()) {
     return make_error(ErrorKind::bad_input, "'text_input' must be a string");
   }
-  const auto merged = generate_parameters(*body);
-  auto params = parse_generate_request((*body)["text_input"], merged);
+  const auto merged = generate_parameters(body);
+  auto params = parse_generate_request(body["text_input"], merged);
   if (!params) return params.error();
   Job job;
   job.type = ipc::MessageType::generate;
   if (auto error = read_job_options(request, merged, job)) return *error;
-  set_generate_payload(request, *params, job);
+  if (auto error = set_generate_payload(request, *params, job)) return *error;
   return job;
 }
 
-void Api::generate(const HttpRequest& request, const RequestContext& context, Respond respond) {
-  auto job = generate_job(request);
+void Api::generate(const HttpRequest& request, const json& body, const RequestContext& context,
+                   Respond respond) {
+  auto job = generate_job(request, body);
   if (!job) return respond(error_response(job.error()));
   job->done = [respond, name = options_.model_name](JobOutcome outcome) {
     auto result = generate_result(outcome);
     if (!result) return respond(error_response(result.error()));
     auto body = without_pid(*result);
     body["model_name"] = name;
+    body["model_version"] = kModelVersion;
     respond(with_worker_pid(json_response(http::status::ok, body), *result));
   };
   submit(std::move(*job), context, respond);
@@ -313,9 +424,9 @@ void Api::generate(const HttpRequest& request, const RequestContext& context, Re
 // Server-Sent Events: one `data: {...}` event per chunk of text as the worker produces it,
 // then one with finish_reason and usage (and an empty text_output); a failure after the first
 // event ends the stream with an event {"error": ...}.
-void Api::generate_stream(const HttpRequest& request, const RequestContext& context,
-                          Respond respond) {
-  auto job = generate_job(request);
+void Api::generate_stream(const HttpRequest& request, const json& body,
+                          const RequestContext& context, Respond respond) {
+  auto job = generate_job(request, body);
   if (!job) return respond(error_response(job.error()));
   const json head = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   StreamFormat format;
@@ -341,54 +452,51 @@ void Api::generate_stream(const HttpRequest& request, const RequestContext& cont
   submit(std::move(*job), context, respond);
 }
 
-void Api::set_generate_payload(const HttpRequest& request, const GenerateRequest& params,
-                               Job& job) const {
+std::optional<Error> Api::set_generate_payload(const HttpRequest& request,
+                                               const GenerateRequest& params, Job& job) const {
   auto ipc_request = to_json(params);
-  add_fault(request, ipc_request);
+  if (auto error = add_fault(request, ipc_request)) return error;
   job.json = ipc_request.dump();
   const auto& info = scheduler_.manager().model_info();
   job.weight = memory_weight(params, json_get<std::size_t>(info, "max_context", 1024));
+  return std::nullopt;
 }
 
-void Api::add_fault(const HttpRequest& request, json& ipc_request) const {
-  if (!options_.enable_fault_injection) return;
-  const auto fault = request["X-Respawn-Fault"];
-  if (!fault.empty()) ipc_request["fault"] = std::string(fault);
+std::optional<Error> Api::add_fault(const HttpRequest& request, json& ipc_request) const {
+  if (!options_.enable_fault_injection) return std::nullopt;
+  const std::string fault(request["X-Respawn-Fault"]);
+  if (fault.empty()) return std::nullopt;
+  if (sanitize_utf8(fault) != fault) {
+    return make_error(ErrorKind::bad_input, "X-Respawn-Fault must be UTF-8 text");
+  }
+  ipc_request["fault"] = fault;
+  return std::nullopt;
 }
 
-// OpenAI clients read errors as {"error": {"message", "type", ...}}: every error answer of a
-// /v1 route, from parsing to a failed worker, is rewritten into that shape here.
-void Api::openai_generate(const HttpRequest& request, const RequestContext& context, bool chat,
-                          Respond respond) {
-  Respond answer = [respond = std::move(respond)](HttpResponse res) {
-    if (res.result_int() >= 400) {
-      const auto message = json_get<std::string>(parse_json(res.body()), "error", res.body());
-      res.body() = openai::error_body(res.result_int(), message).dump();
-    }
-    respond(std::move(res));
-  };
+void Api::openai_generate(const HttpRequest& request, const json& body,
+                          const RequestContext& context, bool chat, Respond respond) {
   const auto kind = chat ? openai::Kind::chat : openai::Kind::completion;
-  auto body = parse_json_body(request);
-  if (!body) return answer(error_response(body.error()));
-  auto parsed = openai::parse_request(kind, *body, options_.model_name);
-  if (!parsed) return answer(error_response(parsed.error()));
+  auto parsed = openai::parse_request(kind, body, options_.model_name);
+  if (!parsed) return respond(error_response(parsed.error()));
   Job job;
   job.type = ipc::MessageType::generate;
-  if (auto error = read_job_options(request, *body, job)) return answer(error_response(*error));
-  set_generate_payload(request, parsed->params, job);
+  if (auto error = read_job_options(request, body, job)) return respond(error_response(*error));
+  if (auto error = set_generate_payload(request, parsed->params, job)) {
+    return respond(error_response(*error));
+  }
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const openai::Ids ids{std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(started_unix_) +
                             "-" + std::to_string(next_openai_id_++),
                         std::chrono::duration_cast<std::chrono::seconds>(now).count(),
                         options_.model_name};
   if (!parsed->stream) {
-    job.done = [answer, kind, ids](JobOutcome outcome) {
+    job.done = [respond, kind, ids](JobOutcome outcome) {
       auto result = generate_result(outcome);
-      if (!result) return answer(error_response(result.error()));
-      answer(with_worker_pid(json_response(http::status::ok, openai::response(kind, ids, *result)),
-                             *result));
+      if (!result) return respond(error_response(result.error()));
+      respond(with_worker_pid(json_response(http::status::ok, openai::response(kind, ids, *result)),
+                              *result));
     };
-    return submit(std::move(job), context, answer);
+    return submit(std::move(job), context, respond);
   }
   StreamFormat format;
   auto first = std::make_shared<bool>(true);
@@ -407,11 +515,11 @@ void Api::openai_generate(const HttpRequest& request, const RequestContext& cont
     return events + "data: [DONE]\n\n";
   };
   const std::string label = chat ? "openai_chat" : "openai_completions";
-  stream_job(job, context.open_stream(), answer, std::move(format),
+  stream_job(job, context.open_stream(), respond, std::move(format),
              [this, label, since = std::chrono::steady_clock::now()](int status) {
                record(label, status, since);
              });
-  submit(std::move(job), context, answer);
+  submit(std::move(job), context, respond);
 }
 
 }  // namespace respawn

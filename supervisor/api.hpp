@@ -2,8 +2,11 @@
 // The HTTP API's handlers (see docs/http-api.md): KServe v2 metadata, health and infer, the
 // Triton generate extension, Prometheus metrics and the admin status. Handlers take a parsed
 // request and answer through `respond`, exactly once, possibly later (after the worker
-// answered). They never touch sockets. Lives on the I/O thread; the scheduler, metrics and
-// options must outlive it.
+// answered). They never touch sockets. A large JSON body is parsed on a helper thread so that
+// it does not stall the I/O thread; everything else runs on the I/O thread. The scheduler,
+// metrics and options must outlive it.
+#include <boost/asio/thread_pool.hpp>
+
 #include "http_types.hpp"
 #include "metrics.hpp"
 #include "respawn/generate_request.hpp"
@@ -13,38 +16,51 @@
 
 namespace respawn {
 
+// Runs `handler`; an exception it throws (a bug) is counted and answered 500 with a JSON body
+// through `respond` (a copy: the handler may have moved its own away). No exception escapes.
+void run_guarded(Metrics& metrics, Respond respond, const std::function<void()>& handler);
+
 class Api {
  public:
   Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options);
+  ~Api();
+  Api(const Api&) = delete;
+  Api& operator=(const Api&) = delete;
 
-  void handle(const HttpRequest& request, const RequestContext& context, Respond respond);
+  // Never throws: a handler's exception (a bug) becomes a 500 JSON answer, and is counted.
+  void handle(HttpRequest request, const RequestContext& context, Respond respond);
 
  private:
-  void handle_route(const Route& route, const HttpRequest& request, const RequestContext& context,
+  // `body` is the parsed JSON body of a route that takes one, else null.
+  void handle_route(const Route& route, const HttpRequest& request, const nlohmann::json* body,
+                    const RequestContext& context, Respond& respond);
+  void handle_admin(const Route& route, const HttpRequest& request, const nlohmann::json* body,
                     Respond& respond);
-  void handle_admin(const Route& route, const HttpRequest& request, Respond& respond);
   std::optional<HttpResponse> admin_refusal(const HttpRequest& request,
                                             const RequestContext& context) const;
-  HttpResponse patch_policy(const HttpRequest& request);
-  HttpResponse put_fault(const HttpRequest& request);
+  HttpResponse patch_policy(const nlohmann::json& body);
+  HttpResponse put_fault(const nlohmann::json& body);
   // The X-Respawn-Fault header, when fault injection is on: added to the IPC request.
-  void add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
+  std::optional<Error> add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
   // The IPC payload and memory weight of a generate job.
-  void set_generate_payload(const HttpRequest& request, const GenerateRequest& params,
-                            Job& job) const;
+  std::optional<Error> set_generate_payload(const HttpRequest& request,
+                                            const GenerateRequest& params, Job& job) const;
   HttpResponse server_metadata() const;
   void record(const std::string& route, int status, std::chrono::steady_clock::time_point since);
   HttpResponse ready_response(bool model_route) const;
   HttpResponse model_metadata() const;
   HttpResponse metrics();
-  void infer(const HttpRequest& request, const RequestContext& context, Respond respond);
-  void generate(const HttpRequest& request, const RequestContext& context, Respond respond);
-  void generate_stream(const HttpRequest& request, const RequestContext& context, Respond respond);
+  void infer(const HttpRequest& request, const nlohmann::json& body, const RequestContext& context,
+             Respond respond);
+  void generate(const HttpRequest& request, const nlohmann::json& body,
+                const RequestContext& context, Respond respond);
+  void generate_stream(const HttpRequest& request, const nlohmann::json& body,
+                       const RequestContext& context, Respond respond);
   // POST /v1/completions and /v1/chat/completions (chat when `chat`), plain or streamed.
-  void openai_generate(const HttpRequest& request, const RequestContext& context, bool chat,
-                       Respond respond);
+  void openai_generate(const HttpRequest& request, const nlohmann::json& body,
+                       const RequestContext& context, bool chat, Respond respond);
   // The generate job for a request (Triton generate extension body), or why it is invalid.
-  Result<Job> generate_job(const HttpRequest& request) const;
+  Result<Job> generate_job(const HttpRequest& request, const nlohmann::json& body) const;
   // Queues the job; a refusal is answered at once. If the client leaves before its answer, the
   // job is cancelled.
   void submit(Job job, const RequestContext& context, Respond& respond);
@@ -54,6 +70,7 @@ class Api {
   std::uint64_t next_openai_id_ = 1;
   Metrics& metrics_;
   const ServeOptions& options_;
+  boost::asio::thread_pool parse_pool_{1};  // large JSON bodies
 };
 
 }  // namespace respawn

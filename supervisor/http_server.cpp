@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <cstdio>
+#include <optional>
 
 namespace respawn {
 
@@ -36,6 +38,27 @@ namespace {
 constexpr std::size_t kHeaderLimit = 16 * 1024;
 constexpr std::size_t kDrainLimit = 4u << 20;
 
+// What the headers alone make us refuse. A transfer coding other than chunked (gzip, say) is
+// one we cannot decode: 501 (RFC 9112 6.1). HTTP/1.1 requires Host (RFC 9112 3.2).
+std::optional<HttpResponse> header_refusal(const HttpRequest& request) {
+  const auto te = request[http::field::transfer_encoding];
+  if (!te.empty() && !beast::iequals(te, "chunked")) {
+    return json_response(http::status::not_implemented,
+                         {{"error", "unsupported Transfer-Encoding '" + std::string(te) +
+                                        "'; only chunked is supported"}});
+  }
+  if (request.version() >= 11 && request.find(http::field::host) == request.end()) {
+    return error_response(
+        make_error(ErrorKind::bad_input, "an HTTP/1.1 request needs a Host header"));
+  }
+  const auto expect = request[http::field::expect];
+  if (!expect.empty() && !beast::iequals(expect, "100-continue")) {
+    return json_response(http::status::expectation_failed,
+                         {{"error", "unsupported Expect '" + std::string(expect) + "'"}});
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool is_loopback_peer(const asio::ip::address& a) {
@@ -64,12 +87,30 @@ void HttpSession::read_request() {
   parser_->header_limit(kHeaderLimit);
   stream_.expires_after(std::chrono::milliseconds(options_.header_timeout_ms));
   http::async_read_header(
-      stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-        if (ec || self->parser_->is_done()) return self->on_read(ec);
-        self->stream_.expires_after(std::chrono::milliseconds(self->options_.read_timeout_ms));
-        http::async_read(self->stream_, self->buffer_, *self->parser_,
-                         [self](beast::error_code ec, std::size_t) { self->on_read(ec); });
-      });
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+}
+
+void HttpSession::on_header(beast::error_code ec) {
+  if (ec == http::error::bad_transfer_encoding) ec = {};  // answered 501 below
+  if (ec) return on_read(ec);
+  if (auto refused = header_refusal(parser_->get())) return reject(std::move(*refused));
+  if (parser_->is_done()) return on_read({});
+  if (!beast::iequals(parser_->get()[http::field::expect], "100-continue")) return read_body();
+  // The client waits for this before it sends the body (curl: 1 s for large bodies).
+  static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  asio::async_write(stream_, asio::buffer(kContinue),
+                    [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                      if (ec) return self->stream_.close();
+                      self->read_body();
+                    });
+}
+
+void HttpSession::read_body() {
+  stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
+  http::async_read(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
 }
 
 void HttpSession::on_read(beast::error_code ec) {
@@ -145,8 +186,12 @@ void HttpSession::write_outbox() {
 }
 
 void HttpSession::reject(const Error& error) {
+  reject(error_response(error));
+}
+
+void HttpSession::reject(HttpResponse response) {
   keep_alive_ = false;
-  send(error_response(error));
+  send(std::move(response));
 }
 
 void HttpSession::send(HttpResponse response) {
@@ -164,9 +209,9 @@ void HttpSession::send(HttpResponse response) {
 void HttpSession::on_write(beast::error_code ec) {
   on_disconnect_ = nullptr;  // answered: nothing left to cancel
   if (ec) return stream_.close();
-  if (!keep_alive_) return drain_and_close();
   response_.reset();
-  read_next();
+  if (!keep_alive_) return after_watch([self = shared_from_this()] { self->drain_and_close(); });
+  after_watch([self = shared_from_this()] { self->read_request(); });
 }
 
 void HttpSession::watch_disconnect(std::function<void()> on_disconnect) {
@@ -181,14 +226,14 @@ void HttpSession::watch_disconnect(std::function<void()> on_disconnect) {
         } else if (ec != asio::error::operation_aborted) {
           if (auto cancel = std::exchange(self->on_disconnect_, nullptr)) cancel();
         }
-        if (std::exchange(self->read_after_watch_, false)) self->read_request();
+        if (auto next = std::exchange(self->after_watch_, nullptr)) next();
       });
 }
 
-void HttpSession::read_next() {
-  if (!watching_) return read_request();
-  // Two reads may not overlap: stop the watch; its handler starts the next read.
-  read_after_watch_ = true;
+void HttpSession::after_watch(std::function<void()> next) {
+  if (!watching_) return next();
+  // Stop the watch; its handler runs `next`.
+  after_watch_ = std::move(next);
   beast::error_code ignored;
   stream_.socket().cancel(ignored);
 }
@@ -216,7 +261,7 @@ void HttpSession::drain_and_close() {
 }
 
 HttpServer::HttpServer(asio::io_context& io, Api& api, const ServeOptions& options)
-    : io_(io), acceptor_(io), api_(api), options_(options) {}
+    : io_(io), acceptor_(io), retry_timer_(io), api_(api), options_(options) {}
 
 Result<tcp::endpoint> HttpServer::listen() {
   beast::error_code ec;
@@ -247,17 +292,36 @@ void HttpServer::accept() {
   acceptor_.async_accept(
       io_, [self = shared_from_this()](beast::error_code ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !self->acceptor_.is_open()) return;
-        if (!ec) {
-          std::make_shared<HttpSession>(std::move(socket), self->api_, self->options_)->run();
-        } else {
-          spdlog::warn("accept failed: {}", ec.message());
-        }
+        if (ec) return self->on_accept_error(ec);
+        self->backoff_ = std::chrono::milliseconds(0);
+        std::make_shared<HttpSession>(std::move(socket), self->api_, self->options_)->run();
         self->accept();
       });
 }
 
+void HttpServer::on_accept_error(const boost::system::error_code& ec) {
+  using std::chrono::milliseconds;
+  constexpr milliseconds kFirst{10}, kMax{1000};
+  constexpr auto kReportEvery = std::chrono::seconds(10);
+  backoff_ = backoff_.count() == 0 ? kFirst : std::min(backoff_ * 2, kMax);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_report_ >= kReportEvery) {
+    spdlog::warn("accept failed: {} ({} more since the last report); retrying every {} ms at most",
+                 ec.message(), unreported_failures_, backoff_.count());
+    last_report_ = now;
+    unreported_failures_ = 0;
+  } else {
+    ++unreported_failures_;
+  }
+  retry_timer_.expires_after(backoff_);
+  retry_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& wait_ec) {
+    if (!wait_ec && self->acceptor_.is_open()) self->accept();
+  });
+}
+
 void HttpServer::stop() {
   beast::error_code ignored;
+  retry_timer_.cancel();
   acceptor_.close(ignored);
 }
 

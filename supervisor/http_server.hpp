@@ -4,6 +4,7 @@
 // answer and, with keep-alive, reads the next. Sessions and the server are owned by
 // shared_ptrs and live on the I/O thread; the Api and options must outlive them.
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <deque>
@@ -24,8 +25,13 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
  private:
   void read_request();
+  // The headers are in: refuse what we do not serve (RFC 9112), answer Expect: 100-continue,
+  // then read the body.
+  void on_header(boost::beast::error_code ec);
+  void read_body();
   void on_read(boost::beast::error_code ec);
   void reject(const Error& error);  // answers, then closes: the stream can't be trusted
+  void reject(HttpResponse response);
   void send(HttpResponse response);
   void on_write(boost::beast::error_code ec);
   void drain_and_close();
@@ -38,7 +44,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // While a request is being answered, a read that sees EOF means the client left; bytes it
   // reads instead (a pipelined request) stay in buffer_ for the parser.
   void watch_disconnect(std::function<void()> on_disconnect);
-  void read_next();  // after an answer: the next request, once the watch read is done
+  // Runs `next` (which reads) once no watch read is pending: two reads may not overlap.
+  void after_watch(std::function<void()> next);
 
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
@@ -53,7 +60,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool stream_finished_ = false;
   std::function<void()> on_disconnect_;
   bool watching_ = false;
-  bool read_after_watch_ = false;
+  std::function<void()> after_watch_;
 };
 
 class HttpServer : public std::enable_shared_from_this<HttpServer> {
@@ -65,9 +72,16 @@ class HttpServer : public std::enable_shared_from_this<HttpServer> {
 
  private:
   void accept();
+  // Out of descriptors (or memory), accept fails until some are freed: retrying at once would
+  // spin. Back off, keep serving the connections that exist, and log once per interval.
+  void on_accept_error(const boost::system::error_code& ec);
 
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer retry_timer_;
+  std::chrono::milliseconds backoff_{0};
+  std::chrono::steady_clock::time_point last_report_{};
+  std::uint64_t unreported_failures_ = 0;
   Api& api_;
   const ServeOptions& options_;
 };

@@ -1,5 +1,6 @@
 // respawn: the supervisor. `respawn [serve] [options]` serves one TorchScript model over HTTP
 // through a disposable worker process. This file only parses arguments and wires objects.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -47,6 +48,18 @@ std::string url_host(const std::string& host) {
   return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
+// Every connection is a descriptor: the soft limit (often 1024) is what makes a busy server run
+// out, while the hard limit the operator set is usually far higher.
+void raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const auto soft = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    spdlog::info("open file limit raised from {} to {}", soft, limit.rlim_max);
+  }
+}
+
 int serve(respawn::ServeOptions options) {
   namespace fs = std::filesystem;
   respawn::resolve_paths(options, exe_dir());
@@ -59,6 +72,7 @@ int serve(respawn::ServeOptions options) {
     return 2;
   }
   std::signal(SIGPIPE, SIG_IGN);
+  raise_open_file_limit();
   boost::asio::io_context io(1);
   respawn::Metrics metrics;
   auto manager = std::make_shared<respawn::WorkerManager>(io, options, options.policy, metrics);
@@ -129,5 +143,6 @@ int main(int argc, char** argv) {
     std::cerr << options.error().message << "\n";
     return usage(2);
   }
+  if (options->help) return usage(0);
   return serve(std::move(*options));
 }

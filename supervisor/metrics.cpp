@@ -112,8 +112,18 @@ std::string Metrics::render() const {
          "Requests re-sent to a fresh worker after a worker failure.");
   sample(out, "respawn_requests_replayed_total", "", static_cast<double>(replayed_));
   header(out, "respawn_requests_quarantined_total", "counter",
-         "Requests refused as poison after witnessing poison_threshold worker failures.");
+         "Requests quarantined as poison: present at poison_threshold worker failures, the "
+         "last of which they caused alone (a crash signal, an OOM kill, an unhealthy error).");
   sample(out, "respawn_requests_quarantined_total", "", static_cast<double>(quarantined_));
+  header(out, "respawn_quarantine_entries", "gauge",
+         "Quarantined request fingerprints in force (GET /admin/quarantine lists them).");
+  sample(out, "respawn_quarantine_entries", "", static_cast<double>(quarantine_entries_));
+  header(out, "respawn_quarantine_refusals_total", "counter",
+         "Requests refused at once because an identical one is quarantined.");
+  sample(out, "respawn_quarantine_refusals_total", "", static_cast<double>(quarantine_refusals_));
+  header(out, "respawn_handler_exceptions_total", "counter",
+         "Exceptions that escaped an HTTP handler (bugs), each answered 500.");
+  sample(out, "respawn_handler_exceptions_total", "", static_cast<double>(handler_exceptions_));
   header(out, "respawn_batch_oom_retries_total", "counter",
          "Answers from a batch that ran out of memory and was retried smaller.");
   sample(out, "respawn_batch_oom_retries_total", "", static_cast<double>(batch_ooms_));

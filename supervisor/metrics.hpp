@@ -38,6 +38,9 @@ class Metrics {
   void on_timed_out() { ++timed_out_; }
   void on_cancelled() { ++cancelled_; }
   void on_breaker_open() { ++breaker_opened_; }
+  void on_handler_exception() { ++handler_exceptions_; }
+  void on_quarantine_refusal() { ++quarantine_refusals_; }
+  void set_quarantine_entries(std::size_t n) { quarantine_entries_ = n; }
   void on_worker_ready(double seconds_since_spawn);
   void set_queue_depth(std::size_t n) { queue_depth_ = n; }
   void set_inflight(std::size_t n) { inflight_ = n; }
@@ -57,6 +60,9 @@ class Metrics {
   std::uint64_t timed_out_ = 0;
   std::uint64_t cancelled_ = 0;
   std::uint64_t breaker_opened_ = 0;
+  std::uint64_t handler_exceptions_ = 0;
+  std::uint64_t quarantine_refusals_ = 0;
+  std::size_t quarantine_entries_ = 0;
   std::uint64_t worker_gpu_ = 0;
   Histogram queue_seconds_;
   Histogram inference_seconds_;

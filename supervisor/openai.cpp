@@ -68,7 +68,9 @@ Result<Request> parse_request(Kind kind, const json& body, const std::string& mo
                       "The model '" + json_get<std::string>(body, "model", "") +
                           "' does not exist; this server serves '" + model + "'");
   }
-  if (json_get<std::int64_t>(body, "n", 1) != 1) return bad("n", "must be 1");
+  if (!json_field(body, "n").is_null() && json_get<std::int64_t>(body, "n", 0) != 1) {
+    return bad("n", "must be 1");  // an integer: 1.9 is not 1
+  }
   auto prompt = kind == Kind::chat ? chat_prompt(json_field(body, "messages"))
                                    : completion_prompt(json_field(body, "prompt"));
   if (!prompt) return prompt.error();

@@ -18,8 +18,9 @@ std::uint64_t draw_request_limit(const Policy& p, std::uint64_t random) {
   return p.max_requests + (p.max_requests_jitter == 0 ? 0 : random % (p.max_requests_jitter + 1));
 }
 
-FailedJobAction failed_job_action(const Policy& p, unsigned failures, unsigned replays) {
-  if (failures >= p.poison_threshold) return FailedJobAction::quarantine;
+FailedJobAction failed_job_action(const Policy& p, unsigned failures, unsigned replays,
+                                  bool evidence) {
+  if (evidence && failures >= p.poison_threshold) return FailedJobAction::quarantine;
   if (replays < p.replay_limit) return FailedJobAction::replay;
   return FailedJobAction::fail;
 }

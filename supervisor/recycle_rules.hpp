@@ -29,8 +29,10 @@ std::uint64_t draw_request_limit(const Policy& policy, std::uint64_t random);
 enum class FailedJobAction { replay, quarantine, fail };
 
 // For a request present at a worker failure (`failures` counts this one): quarantine once it
-// has witnessed poison_threshold failures, else replay while replays < replay_limit.
-FailedJobAction failed_job_action(const Policy& policy, unsigned failures, unsigned replays);
+// has witnessed poison_threshold failures and this one is evidence against it (it ran alone
+// and the worker died of it), else replay while replays < replay_limit, else fail.
+FailedJobAction failed_job_action(const Policy& policy, unsigned failures, unsigned replays,
+                                  bool evidence);
 
 // Unplanned failures that count towards the crash-loop breaker (not timeouts, not operator
 // recycles, not planned ones).

@@ -20,8 +20,8 @@ std::vector<std::string_view> split_path(std::string_view path) {
 Route with_method(RouteId id, std::string_view want, std::string_view method,
                   std::string model = {}) {
   if (method != want)
-    return Route{RouteId::method_not_allowed, std::move(model), std::string(want)};
-  return Route{id, std::move(model), {}};
+    return Route{RouteId::method_not_allowed, std::move(model), std::string(want), {}};
+  return Route{id, std::move(model), {}, {}};
 }
 
 // /v2/models/{m}[/versions/{v}][/action]
@@ -77,6 +77,8 @@ std::string_view Route::label() const {
       return "admin_recycle";
     case RouteId::admin_fault:
       return "admin_fault";
+    case RouteId::admin_quarantine:
+      return "admin_quarantine";
     case RouteId::method_not_allowed:
       return "method_not_allowed";
     case RouteId::not_found:
@@ -90,11 +92,21 @@ Route match_route(std::string_view method, std::string_view target) {
   const auto p = split_path(path);
   if (p.empty()) return {};
   if (p[0] == "metrics" && p.size() == 1) return with_method(RouteId::metrics, "GET", method);
+  if (p[0] == "admin" && p.size() == 3 && p[1] == "quarantine") {
+    auto route = with_method(RouteId::admin_quarantine, "DELETE", method);
+    route.item = std::string(p[2]);
+    return route;
+  }
   if (p[0] == "admin" && p.size() == 2) {
+    if (p[1] == "quarantine") {
+      if (method == "GET" || method == "DELETE")
+        return Route{RouteId::admin_quarantine, {}, {}, {}};
+      return Route{RouteId::method_not_allowed, {}, "GET, DELETE", {}};
+    }
     if (p[1] == "workers") return with_method(RouteId::admin_workers, "GET", method);
     if (p[1] == "policy") {
-      if (method == "GET" || method == "PATCH") return Route{RouteId::admin_policy, {}, {}};
-      return Route{RouteId::method_not_allowed, {}, "GET, PATCH"};
+      if (method == "GET" || method == "PATCH") return Route{RouteId::admin_policy, {}, {}, {}};
+      return Route{RouteId::method_not_allowed, {}, "GET, PATCH", {}};
     }
     if (p[1] == "recycle") return with_method(RouteId::admin_recycle, "POST", method);
     if (p[1] == "fault") return with_method(RouteId::admin_fault, "PUT", method);

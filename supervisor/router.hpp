@@ -23,6 +23,7 @@ enum class RouteId {
   admin_policy,        // GET or PATCH /admin/policy
   admin_recycle,       // POST /admin/recycle[?now=1]
   admin_fault,         // PUT /admin/fault (with --enable-fault-injection)
+  admin_quarantine,    // GET or DELETE /admin/quarantine, DELETE /admin/quarantine/{id}
   method_not_allowed,
   not_found,
 };
@@ -31,6 +32,7 @@ struct Route {
   RouteId id = RouteId::not_found;
   std::string model;               // for model routes
   std::string allow;               // for method_not_allowed: the method the path takes
+  std::string item;                // for admin_quarantine: one entry's id, if named
   std::string_view label() const;  // a bounded name for metrics labels
 };
 

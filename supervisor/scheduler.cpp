@@ -17,10 +17,10 @@ Result<std::uint64_t> Scheduler::submit(Job job) {
   if (closed_) return make_error(ErrorKind::unavailable, "the server is shutting down");
   if (auto refused = manager_->refusal()) return *refused;
   if (auto too_big = manager_->never_fits(job)) return *too_big;
-  if (manager_->is_poison(job)) {
+  if (manager_->quarantined(job)) {
     return make_error(ErrorKind::worker_failed,
-                      "an identical request was quarantined as poison (it crashed workers); it "
-                      "will not be sent again");
+                      "an identical request is quarantined as poison (it brought workers down "
+                      "by itself; GET /admin/quarantine lists it); it is not sent again");
   }
   const std::uint64_t id = next_id_++;
   job.id = id;
@@ -31,13 +31,11 @@ Result<std::uint64_t> Scheduler::submit(Job job) {
     done(std::move(outcome));
     check_drained();
   };
-  const auto timeout = deadline_of(job);
-  if (timeout.count() > 0) {
-    auto timer = std::make_unique<boost::asio::steady_timer>(io_, timeout);
-    timer->async_wait([this, id, timeout](const boost::system::error_code& ec) {
-      if (!ec) on_deadline(id, timeout);
-    });
-    deadlines_[id] = std::move(timer);
+  const milliseconds server(manager_->policy().request_timeout_ms);
+  if (job.timeout && (server.count() == 0 || *job.timeout < server)) {
+    arm_deadline(id, *job.timeout, Deadline::client);
+  } else if (server.count() > 0) {
+    arm_deadline(id, server, Deadline::server);
   }
   if (queue_.empty() && manager_->can_run(job)) {
     metrics_.on_queue_wait(0);
@@ -84,22 +82,43 @@ void Scheduler::fail_queued(const Error& error) {
   metrics_.set_queue_depth(0);
 }
 
-milliseconds Scheduler::deadline_of(const Job& job) const {
-  const milliseconds server(manager_->policy().request_timeout_ms);
-  if (!job.timeout) return server;
-  return server.count() > 0 ? std::min(server, *job.timeout) : *job.timeout;
+void Scheduler::arm_deadline(std::uint64_t id, milliseconds after, Deadline kind) {
+  auto timer = std::make_unique<boost::asio::steady_timer>(io_, after);
+  timer->async_wait([this, id, after, kind](const boost::system::error_code& ec) {
+    if (!ec) on_deadline(id, after, kind);
+  });
+  deadlines_[id] = std::move(timer);
 }
 
-void Scheduler::on_deadline(std::uint64_t id, milliseconds timeout) {
+void Scheduler::on_deadline(std::uint64_t id, milliseconds after, Deadline kind) {
+  if (kind == Deadline::server_after_client) {
+    // The worker never stopped a request whose client deadline passed: it is stuck on it.
+    deadlines_.erase(id);  // its answer went out already: nothing else erases this timer
+    manager_->expire(id, make_error(ErrorKind::timeout, "request_timeout_ms"), true);
+    return;
+  }
   metrics_.on_timed_out();
-  const std::string limit = std::to_string(timeout.count()) + " ms deadline";
+  const std::string limit = std::to_string(after.count()) + " ms deadline";
   if (auto job = queue_.remove(id)) {
     metrics_.set_queue_depth(queue_.size());
     return job->done(
         make_error(ErrorKind::timeout, "the request waited in the queue past its " + limit));
   }
-  manager_->expire(id, make_error(ErrorKind::timeout, "the request ran past its " + limit +
-                                                          "; its worker was replaced"));
+  if (kind == Deadline::server) {
+    manager_->expire(id,
+                     make_error(ErrorKind::timeout, "the request ran past the server's " + limit +
+                                                        " (request_timeout_ms); its worker was "
+                                                        "replaced"),
+                     true);
+    return;
+  }
+  // The client's own deadline ends the request, never the worker: the worker is asked to stop
+  // it, and only the server's request_timeout_ms, counted from the same start, may kill it.
+  const bool at_worker = manager_->expire(
+      id, make_error(ErrorKind::timeout, "the request ran past its " + limit + "; it was stopped"),
+      false);
+  const milliseconds server(manager_->policy().request_timeout_ms);
+  if (at_worker && server > after) arm_deadline(id, server - after, Deadline::server_after_client);
 }
 
 void Scheduler::drain(milliseconds timeout, std::function<void()> drained) {

@@ -35,6 +35,7 @@ class Scheduler {
   void drain(std::chrono::milliseconds timeout, std::function<void()> drained);
   bool accepting() const { return !closed_; }
   std::size_t queued() const { return queue_.size(); }
+  boost::asio::io_context& io() { return io_; }  // the I/O thread's, for posting back to it
   WorkerManager& manager() { return *manager_; }
   const WorkerManager& manager() const { return *manager_; }
 
@@ -42,9 +43,11 @@ class Scheduler {
   void dispatch();
   void requeue_front(Job job);
   void fail_queued(const Error& error);
-  void on_deadline(std::uint64_t id, std::chrono::milliseconds timeout);
-  // The request's deadline: the server's request_timeout_ms, or the client's if shorter.
-  std::chrono::milliseconds deadline_of(const Job& job) const;
+  // A request's deadline: the server's request_timeout_ms, or the client's own if shorter, and
+  // after that one the rest of the server's for a request the worker has not stopped yet.
+  enum class Deadline { server, client, server_after_client };
+  void arm_deadline(std::uint64_t id, std::chrono::milliseconds after, Deadline kind);
+  void on_deadline(std::uint64_t id, std::chrono::milliseconds after, Deadline kind);
   void check_drained();
 
   boost::asio::io_context& io_;

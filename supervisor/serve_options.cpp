@@ -66,6 +66,9 @@ Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args,
   std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 pops from the back
   try {
     app.parse(reversed);
+  } catch (const CLI::CallForHelp&) {
+    options.help = true;
+    return options;
   } catch (const CLI::ParseError& e) {
     return make_error(ErrorKind::bad_input, e.what());
   }

@@ -22,7 +22,9 @@ struct ServeOptions {
   std::string device = "auto";
   std::size_t max_queue = 64;
   std::string worker_bin;  // empty = respawn-worker next to respawn
-  std::size_t max_body_bytes = 64u << 20;
+  // JSON bodies cost the supervisor several times their size in memory and parse time: the
+  // default fits the bundled models' requests with room to spare (docs/http-api.md).
+  std::size_t max_body_bytes = 8u << 20;
   std::uint32_t header_timeout_ms = 30000;  // also the keep-alive idle limit
   std::uint32_t read_timeout_ms = 30000;    // the body, once the headers are in
   int worker_threads = 0;
@@ -32,7 +34,8 @@ struct ServeOptions {
   // PYTORCH_CUDA_ALLOC_CONF for the workers (e.g. "expandable_segments:True"); empty = the
   // workers inherit the supervisor's own, if it has one.
   std::string cuda_alloc_conf;
-  Policy policy;  // resolved: flag > env > file > default
+  Policy policy;      // resolved: flag > env > file > default
+  bool help = false;  // --help was given: print the usage and exit 0
 };
 
 // Parses the arguments that follow `serve` and resolves the policy from the flags, the

@@ -78,7 +78,9 @@ http::request<http::string_body> make_request(const SmokeEndpoint& ep, const std
   req.set(http::field::user_agent, "respawn-smoke");
   req.set(http::field::connection, "close");
   if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
-  if (!body.empty()) req.set(http::field::content_type, "application/json");
+  if (!body.empty() || (method != "GET" && method != "HEAD")) {
+    req.set(http::field::content_type, "application/json");  // admin writes require it
+  }
   req.body() = body;
   req.prepare_payload();
   return req;

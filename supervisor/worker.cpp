@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
+#include <csignal>
 #include <cstring>
 
 #include "respawn/json_util.hpp"
@@ -103,6 +104,7 @@ Result<pid_t> Worker::spawn(const std::string& exe, const std::vector<std::strin
   process_.emplace(io_.get_executor(), *pid);
   pid_ = *pid;
   spawned_at_ = Clock::now();
+  oom_kills_at_spawn_ = system_oom_kills();
   channel_ = std::make_shared<IpcChannel>(
       asio::local::stream_protocol::socket(io_, asio::local::stream_protocol(), fds[0]),
       ipc::kDefaultMaxFrameBytes);
@@ -262,11 +264,31 @@ void Worker::on_reaped(int native_status) {
   hang_timer_.cancel();
   drain_timer_.cancel();
   if (exit_reason_.empty()) exit_reason_ = reached_ready_ ? "crash" : "load_failure";
+  exit_status_ = native_status;
   spdlog::warn("worker {} {} (reason: {}, served {})", pid_, describe_status(native_status),
                exit_reason_, served_);
   state_ = WorkerState::exited;
   process_.reset();
   events_.exited(*this);
+}
+
+std::optional<std::string> Worker::fault_evidence() const {
+  if (exit_reason_ != "crash") return std::nullopt;  // we ended it, for a reason of ours
+  if (WIFSIGNALED(exit_status_)) {
+    const int sig = WTERMSIG(exit_status_);
+    for (const int crash : {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS}) {
+      if (sig == crash)
+        return "died of signal " + std::to_string(sig) + " (" + strsignal(sig) + ")";
+    }
+    if (sig == SIGKILL && system_oom_kills() > oom_kills_at_spawn_) {
+      return std::string("killed by the kernel's OOM killer");
+    }
+    return std::nullopt;
+  }
+  if (WIFEXITED(exit_status_) && WEXITSTATUS(exit_status_) != 0) {
+    return "exited with code " + std::to_string(WEXITSTATUS(exit_status_));
+  }
+  return std::nullopt;
 }
 
 double Worker::age_s() const {

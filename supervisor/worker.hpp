@@ -64,6 +64,11 @@ class Worker : public std::enable_shared_from_this<Worker> {
   bool reached_ready() const { return reached_ready_; }
   pid_t pid() const { return pid_; }
   const std::string& exit_reason() const { return exit_reason_; }
+  // After the exit: why it counts against what the worker was running, if it does. It died of
+  // a crash signal (SIGSEGV, SIGABRT, ...), the kernel's OOM killer ended it, or it exited with
+  // a failure code by itself. Nothing when we ended it (hang, timeout, operator...) or
+  // something outside sent SIGKILL or SIGTERM: that is no evidence against any request.
+  std::optional<std::string> fault_evidence() const;
   const nlohmann::json& info() const { return info_; }  // the ready frame
   std::uint64_t served() const { return served_; }
   double age_s() const;  // since ready, or since it took over as a spare (0 before)
@@ -94,6 +99,8 @@ class Worker : public std::enable_shared_from_this<Worker> {
   bool reached_ready_ = false;
   pid_t pid_ = 0;
   std::string exit_reason_;
+  int exit_status_ = 0;  // as waitpid reports it
+  std::uint64_t oom_kills_at_spawn_ = 0;
   nlohmann::json info_;
   std::uint64_t served_ = 0;
   std::unordered_set<std::uint64_t> inflight_;

@@ -22,17 +22,9 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-constexpr std::size_t kMaxPoisonFingerprints = 1024;
 // The memory budget's fixed per-batch term (memory_budget.hpp): a few RSS steps of glibc's
 // malloc, or the CUDA allocator's 2 MiB blocks.
 constexpr std::uint64_t kBudgetSlackBytes = 4u << 20;
-
-std::size_t fingerprint(const Job& job) {
-  const std::hash<std::string_view> hash;
-  std::size_t h = hash(job.json);
-  h ^= hash(job.binary) + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-  return h ^ static_cast<std::size_t>(job.type);
-}
 
 // What a worker's ready frame says it holds after loading: its device memory (cuda) or RSS.
 std::uint64_t memory_after_load(const nlohmann::json& ready) {
@@ -56,6 +48,7 @@ WorkerManager::WorkerManager(asio::io_context& io, const ServeOptions& options, 
 
 void WorkerManager::set_policy(const Policy& policy) {
   policy_ = policy;
+  quarantine_.set_ttl(std::chrono::seconds(policy.quarantine_ttl_s));
   breaker_.set_limits({policy.crash_loop_failures, std::chrono::seconds(policy.crash_loop_window_s),
                        std::chrono::seconds(policy.crash_loop_cooldown_s)});
   if (current_) current_->request_limit = draw_request_limit(policy_, rng_());
@@ -270,7 +263,10 @@ void WorkerManager::promote_spare() {
 
 void WorkerManager::on_text(Worker& worker, std::uint64_t request_id, std::string_view text) {
   const auto it = inflight_.find(request_id);
-  if (&worker != current_.get() || it == inflight_.end() || !it->second.job.on_text) return;
+  if (&worker != current_.get() || it == inflight_.end() || it->second.answered ||
+      !it->second.job.on_text) {
+    return;
+  }
   it->second.job.streamed = true;
   it->second.job.on_text(text);
 }
@@ -279,6 +275,7 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
   const auto it = inflight_.find(frame.request_id);
   if (&worker != current_.get() || it == inflight_.end()) return;
   Job job = std::move(it->second.job);
+  const bool answered = it->second.answered;
   metrics_.on_inference(seconds_since(it->second.started));
   inflight_.erase(it);
   metrics_.set_inflight(inflight_.size());
@@ -286,12 +283,17 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
     const auto error = worker_error_from_json(parse_json(frame.json));
     if (!error.healthy) {
       // The worker says it is poisoned (a sticky CUDA error): replace it, and give the
-      // request, which may only be a victim, a fresh worker.
+      // request, which may only be a victim, a fresh worker. Only a request that ran alone can
+      // be blamed.
       const std::string reason = unhealthy_reason(error.kind);
       current_->kill(reason);  // first: from here on it takes no work
+      if (answered) return;
       ++job.failures;
-      return handle_failed_job(std::move(job), reason, to_client_error(error));
+      std::optional<std::string> evidence;
+      if (inflight_.empty()) evidence = "the worker reported itself broken (" + reason + ")";
+      return handle_failed_job(std::move(job), reason, to_client_error(error), evidence);
     }
+    if (answered) return check_worker(true);
     job.done(to_client_error(error));
   } else {
     // The result is parsed again by its handler; only pay for a parse here for a GPU worker's
@@ -301,7 +303,7 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
       worker.set_gpu_bytes(json_get<std::uint64_t>(result, "gpu_memory_bytes", 0));
       learn_memory(result);
     }
-    job.done(std::move(frame));
+    if (!answered) job.done(std::move(frame));
   }
   check_worker(true);
 }
@@ -368,7 +370,10 @@ void WorkerManager::on_exited(Worker& worker) {
   // Newest first, as each goes back to the head of the queue: they keep their order.
   auto caught = std::exchange(inflight_, {});
   metrics_.set_inflight(0);
+  // A death is evidence against a request only if that request ran alone.
+  const auto evidence = caught.size() == 1 ? worker.fault_evidence() : std::nullopt;
   for (auto it = caught.rbegin(); it != caught.rend(); ++it) {
+    if (it->second.answered) continue;  // its client's deadline answered it already
     Job job = std::move(it->second.job);
     if (stopping_) {
       job.done(make_error(ErrorKind::unavailable, "the server is shutting down"));
@@ -380,7 +385,8 @@ void WorkerManager::on_exited(Worker& worker) {
       ++job.failures;
       handle_failed_job(std::move(job), reason,
                         make_error(ErrorKind::worker_failed,
-                                   "the worker died while serving this request (" + reason + ")"));
+                                   "the worker died while serving this request (" + reason + ")"),
+                        evidence);
     }
   }
   if (stopping_) return finish_stop_if_done();
@@ -405,24 +411,26 @@ void WorkerManager::on_current_failed(const std::string& reason, bool reached_re
 }
 
 void WorkerManager::handle_failed_job(Job job, const std::string& reason,
-                                      const Error& if_not_replayed) {
+                                      const Error& if_not_replayed,
+                                      const std::optional<std::string>& evidence) {
   // Text already sent to a streaming client cannot be taken back: no replay for it.
   Policy limits = policy_;
   if (job.streamed) limits.replay_limit = 0;
-  switch (failed_job_action(limits, job.failures, job.replays)) {
+  switch (failed_job_action(limits, job.failures, job.replays, evidence.has_value())) {
     case FailedJobAction::quarantine:
       metrics_.on_quarantined();
-      if (poison_.insert(fingerprint(job)).second) poison_order_.push_back(fingerprint(job));
-      if (poison_order_.size() > kMaxPoisonFingerprints) {
-        poison_.erase(poison_order_.front());
-        poison_order_.pop_front();
-      }
-      spdlog::error("request {} quarantined: present at {} worker failures (last: {})", job.id,
-                    job.failures, reason);
+      quarantine_.add(job, *evidence, Clock::now());
+      update_quarantine_gauge();
+      spdlog::error(
+          "request {} quarantined: present at {} worker failures; the last one ran it "
+          "alone and {} ({})",
+          job.id, job.failures, *evidence, reason);
       return job.done(make_error(
           ErrorKind::worker_failed,
           "request quarantined as poison: it was present at " + std::to_string(job.failures) +
-              " worker failures (last: " + reason + ") and will not be sent again"));
+              " worker failures, and the last worker, running it alone, " + *evidence + " (" +
+              reason + "); identical requests are refused for " +
+              std::to_string(policy_.quarantine_ttl_s) + " s"));
     case FailedJobAction::replay:
       ++job.replays;
       metrics_.on_replayed();
@@ -435,8 +443,25 @@ void WorkerManager::handle_failed_job(Job job, const std::string& reason,
   job.done(if_not_replayed);
 }
 
-bool WorkerManager::is_poison(const Job& job) const {
-  return !poison_.empty() && poison_.count(fingerprint(job)) > 0;  // no hashing until needed
+bool WorkerManager::quarantined(const Job& job) {
+  if (!quarantine_.refuses(job, Clock::now())) return false;
+  metrics_.on_quarantine_refusal();
+  return true;
+}
+
+nlohmann::json WorkerManager::quarantined() {
+  update_quarantine_gauge();
+  return quarantine_.list(Clock::now());
+}
+
+std::size_t WorkerManager::clear_quarantine(const std::string& id) {
+  const auto cleared = quarantine_.clear(id);
+  update_quarantine_gauge();
+  return cleared;
+}
+
+void WorkerManager::update_quarantine_gauge() {
+  metrics_.set_quarantine_entries(quarantine_.size(Clock::now()));
 }
 
 bool WorkerManager::cancel(std::uint64_t job_id) {
@@ -446,14 +471,17 @@ bool WorkerManager::cancel(std::uint64_t job_id) {
   return true;
 }
 
-bool WorkerManager::expire(std::uint64_t job_id, const Error& error) {
+bool WorkerManager::expire(std::uint64_t job_id, const Error& error, bool kill_worker) {
   const auto it = find_job(job_id);
   if (it == inflight_.end()) return false;
-  Job job = std::move(it->second.job);
-  inflight_.erase(it);
-  metrics_.set_inflight(inflight_.size());
-  job.done(error);
-  if (current_) current_->kill("timeout");
+  if (!std::exchange(it->second.answered, true)) it->second.job.done(error);
+  if (kill_worker) {
+    inflight_.erase(it);
+    metrics_.set_inflight(inflight_.size());
+    if (current_) current_->kill("timeout");
+    return false;
+  }
+  if (current_) current_->cancel(it->first);
   return true;
 }
 

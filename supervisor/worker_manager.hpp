@@ -5,14 +5,14 @@
 // and is retired when the ones in flight are answered; unplanned: SIGKILL); replays the
 // requests caught in a worker failure at the head of the queue, one at a time (so a request
 // that crashes workers is told apart from its batch-mates), or quarantines one once it has
-// witnessed poison_threshold failures; restarts with exponential backoff; opens the crash-loop
+// witnessed poison_threshold failures, the last caused by itself alone (quarantine.hpp);
+// restarts with exponential backoff; opens the crash-loop
 // breaker; and, with prestart_spare, keeps a hot spare worker loaded to take over at once.
 // Holds the live Policy (PATCH /admin/policy changes it here).
 // Must be owned by a shared_ptr; lives on the I/O thread (not thread-safe). The io_context,
 // options and Metrics must outlive it.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <deque>
 #include <functional>
 #include <list>
 #include <map>
@@ -20,7 +20,6 @@
 #include <optional>
 #include <random>
 #include <string>
-#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -28,6 +27,7 @@
 #include "job.hpp"
 #include "memory_budget.hpp"
 #include "metrics.hpp"
+#include "quarantine.hpp"
 #include "recycle_rules.hpp"
 #include "respawn/policy.hpp"
 #include "serve_options.hpp"
@@ -59,15 +59,21 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void run(Job job);  // only when can_run(job)
   // Why a request can never fit the memory budget, even alone (then it gets 413).
   std::optional<Error> never_fits(const Job& job) const;
-  // The job with this id passed its deadline: if it is in flight, answer 504 and kill the
-  // worker (reason timeout). Returns whether it was in flight.
-  bool expire(std::uint64_t job_id, const Error& error);
+  // The job with this id passed a deadline. If it is in flight (and not answered yet), it is
+  // answered `error`. The client's own deadline (kill_worker false) asks the worker to stop it,
+  // as a disconnect does, and keeps its slot until the worker answers; the server's
+  // (request_timeout_ms) kills the worker (reason timeout), even for a job whose client
+  // deadline passed before. Returns whether the job is still at the worker.
+  bool expire(std::uint64_t job_id, const Error& error, bool kill_worker);
   // The client of a job in flight left: ask the worker to stop it. Returns whether it was.
   bool cancel(std::uint64_t job_id);
   // Non-empty while the breaker is open: why new requests are refused, with Retry-After.
   std::optional<Error> refusal() const;
-  // Whether an identical request was quarantined before (it would crash workers again).
-  bool is_poison(const Job& job) const;
+  // Whether an identical request is quarantined (it would crash workers again); counted.
+  bool quarantined(const Job& job);
+  nlohmann::json quarantined();  // the entries, for GET /admin/quarantine
+  // Removes one entry (by id) or all (empty id); returns how many went.
+  std::size_t clear_quarantine(const std::string& id);
 
   void recycle(bool now);  // operator: graceful (after the request in flight) or now (SIGKILL)
   const Policy& policy() const { return policy_; }
@@ -97,6 +103,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   struct InFlight {
     Job job;
     std::chrono::steady_clock::time_point started;
+    bool answered = false;  // its client deadline passed: the worker's answer goes nowhere
   };
   std::map<std::uint64_t, InFlight>::iterator find_job(std::uint64_t job_id);
   std::uint64_t inflight_weight() const;
@@ -105,7 +112,11 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void on_text(Worker& worker, std::uint64_t request_id, std::string_view text);
   void on_exited(Worker& worker);
   void on_current_failed(const std::string& reason, bool reached_ready);
-  void handle_failed_job(Job job, const std::string& reason, const Error& if_not_replayed);
+  // `evidence`: why this failure was the job's own doing (it ran alone and the worker died of
+  // it); only then may it be quarantined.
+  void handle_failed_job(Job job, const std::string& reason, const Error& if_not_replayed,
+                         const std::optional<std::string>& evidence);
+  void update_quarantine_gauge();
   void count_recycle(std::string_view reason);
   WorkerUsage usage(const Worker& worker, bool with_memory) const;
   void finish_stop_if_done();
@@ -134,9 +145,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   bool stopping_ = false;
   std::function<void()> on_stopped_;
   std::mt19937_64 rng_{std::random_device{}()};
-  // Fingerprints of quarantined requests, oldest first; bounded.
-  std::deque<std::size_t> poison_order_;
-  std::unordered_set<std::size_t> poison_;
+  Quarantine quarantine_;
 };
 
 }  // namespace respawn

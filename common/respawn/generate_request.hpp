@@ -19,6 +19,10 @@ struct GenerateLimits {
   std::size_t max_stop_strings = 8;
 };
 
+// Stop strings the server may add to a client's after validating them (the chat template's
+// next-turn marker): the IPC form allows the client's maximum plus these.
+inline constexpr std::size_t kServerStopStrings = 1;
+
 struct GenerateRequest {
   std::string prompt;
   int max_tokens = 16;

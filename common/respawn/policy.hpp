@@ -29,6 +29,7 @@ struct Policy {
   std::uint64_t load_timeout_ms = 120000;     // a worker not ready by then is killed
   std::uint64_t replay_limit = 1;             // re-sends of a request caught in a failure
   std::uint64_t poison_threshold = 2;         // failures a request may witness before quarantine
+  std::uint64_t quarantine_ttl_s = 3600;      // how long a quarantined request stays refused
   std::uint64_t restart_backoff_ms = 100;
   std::uint64_t restart_backoff_max_ms = 5000;
   std::uint64_t crash_loop_failures = 5;  // unplanned failures within the window open the breaker

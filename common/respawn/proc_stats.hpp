@@ -10,6 +10,9 @@ std::uint64_t rss_bytes(pid_t pid);  // resident set size of pid (0 = self)
 // This process's RSS high-water mark (VmHWM), and its reset to the current RSS (writing 5 to
 // /proc/self/clear_refs, Linux >= 4.0): together, the peak host memory of a stretch of work.
 std::uint64_t peak_rss_bytes();
+// Processes the kernel's OOM killer has killed since boot (/proc/vmstat oom_kill, Linux >=
+// 4.13; it counts cgroup OOM kills too). A SIGKILLed worker was OOM-killed if it grew meanwhile.
+std::uint64_t system_oom_kills();
 void reset_peak_rss();
 
 }  // namespace respawn

@@ -72,7 +72,9 @@ HttpResult http_request(int port, const std::string& method, const std::string& 
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
     req.set(http::field::host, "127.0.0.1");
     req.set(http::field::connection, "close");
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    if (!body.empty() || (method != "GET" && method != "HEAD")) {
+      req.set(http::field::content_type, "application/json");  // admin writes require it
+    }
     for (const auto& [name, value] : headers) req.set(name, value);
     req.body() = body;
     req.prepare_payload();

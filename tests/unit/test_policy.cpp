@@ -48,19 +48,20 @@ TEST(Policy, DefaultsAreTheDocumentedOnesAndValid) {
   EXPECT_EQ(j["max_batch_size"], 8u);
   EXPECT_EQ(j["max_batch_delay_us"], 1000u);
   EXPECT_EQ(j["empty_cache_after_request"], true);
-  EXPECT_EQ(j.size(), 20u);
+  EXPECT_EQ(j["quarantine_ttl_s"], 3600u);
+  EXPECT_EQ(j.size(), 21u);
   EXPECT_FALSE(validate(Policy{}).has_value());
 }
 
 TEST(Policy, KnobTableListsEveryFieldInStructOrder) {
   const std::vector<std::string> expected = {
-      "max_requests",        "max_requests_jitter",      "max_worker_age_s",
-      "max_worker_rss_mb",   "max_gpu_memory_mb",        "request_timeout_ms",
-      "hang_timeout_ms",     "load_timeout_ms",          "replay_limit",
-      "poison_threshold",    "restart_backoff_ms",       "restart_backoff_max_ms",
-      "crash_loop_failures", "crash_loop_window_s",      "crash_loop_cooldown_s",
-      "prestart_spare",      "drain_timeout_ms",         "max_batch_size",
-      "max_batch_delay_us",  "empty_cache_after_request"};
+      "max_requests",           "max_requests_jitter", "max_worker_age_s",
+      "max_worker_rss_mb",      "max_gpu_memory_mb",   "request_timeout_ms",
+      "hang_timeout_ms",        "load_timeout_ms",     "replay_limit",
+      "poison_threshold",       "quarantine_ttl_s",    "restart_backoff_ms",
+      "restart_backoff_max_ms", "crash_loop_failures", "crash_loop_window_s",
+      "crash_loop_cooldown_s",  "prestart_spare",      "drain_timeout_ms",
+      "max_batch_size",         "max_batch_delay_us",  "empty_cache_after_request"};
   std::vector<std::string> names;
   for (const KnobInfo& info : policy_knobs()) {
     names.emplace_back(info.name);
@@ -132,13 +133,14 @@ TEST(Policy, KnobsSetTheFieldOfTheirName) {
   EXPECT_EQ(p->load_timeout_ms, 108u);
   EXPECT_EQ(p->replay_limit, 9u);
   EXPECT_EQ(p->poison_threshold, 11u);
-  EXPECT_EQ(p->restart_backoff_ms, 12u);
-  EXPECT_EQ(p->restart_backoff_max_ms, 13u);
-  EXPECT_EQ(p->crash_loop_failures, 14u);
-  EXPECT_EQ(p->crash_loop_window_s, 15u);
-  EXPECT_EQ(p->crash_loop_cooldown_s, 16u);
+  EXPECT_EQ(p->quarantine_ttl_s, 11u);
+  EXPECT_EQ(p->restart_backoff_ms, 13u);
+  EXPECT_EQ(p->restart_backoff_max_ms, 14u);
+  EXPECT_EQ(p->crash_loop_failures, 15u);
+  EXPECT_EQ(p->crash_loop_window_s, 16u);
+  EXPECT_EQ(p->crash_loop_cooldown_s, 17u);
   EXPECT_TRUE(p->prestart_spare);
-  EXPECT_EQ(p->drain_timeout_ms, 17u);
+  EXPECT_EQ(p->drain_timeout_ms, 18u);
 }
 
 TEST(Policy, ValidateChecksTheBackoffOrder) {

@@ -300,27 +300,41 @@ TEST(RecycleRules, DrawRequestLimitAtTheKnobMaxima) {
 
 TEST(RecycleRules, FailedJobDefaultPolicy) {
   const Policy p;  // replay_limit 1, poison_threshold 2
-  EXPECT_EQ(failed_job_action(p, 1, 0), FailedJobAction::replay);
-  EXPECT_EQ(failed_job_action(p, 1, 1), FailedJobAction::fail);
-  EXPECT_EQ(failed_job_action(p, 2, 0), FailedJobAction::quarantine);
-  EXPECT_EQ(failed_job_action(p, 2, 1), FailedJobAction::quarantine);
+  EXPECT_EQ(failed_job_action(p, 1, 0, true), FailedJobAction::replay);
+  EXPECT_EQ(failed_job_action(p, 1, 1, true), FailedJobAction::fail);
+  EXPECT_EQ(failed_job_action(p, 2, 0, true), FailedJobAction::quarantine);
+  EXPECT_EQ(failed_job_action(p, 2, 1, true), FailedJobAction::quarantine);
 }
 
 TEST(RecycleRules, QuarantineAtThePoisonThreshold) {
   Policy p;
   p.poison_threshold = 3;
   p.replay_limit = 10;
-  EXPECT_EQ(failed_job_action(p, 1, 0), FailedJobAction::replay);
-  EXPECT_EQ(failed_job_action(p, 2, 1), FailedJobAction::replay);
-  EXPECT_EQ(failed_job_action(p, 3, 2), FailedJobAction::quarantine);
-  EXPECT_EQ(failed_job_action(p, 4, 3), FailedJobAction::quarantine);
+  EXPECT_EQ(failed_job_action(p, 1, 0, true), FailedJobAction::replay);
+  EXPECT_EQ(failed_job_action(p, 2, 1, true), FailedJobAction::replay);
+  EXPECT_EQ(failed_job_action(p, 3, 2, true), FailedJobAction::quarantine);
+  EXPECT_EQ(failed_job_action(p, 4, 3, true), FailedJobAction::quarantine);
 }
 
 TEST(RecycleRules, PoisonThresholdOneQuarantinesAtTheFirstFailure) {
   Policy p;
   p.poison_threshold = 1;
   p.replay_limit = 10;
-  EXPECT_EQ(failed_job_action(p, 1, 0), FailedJobAction::quarantine);
+  EXPECT_EQ(failed_job_action(p, 1, 0, true), FailedJobAction::quarantine);
+}
+
+// Outside SIGKILLs, hangs and deaths in a batch are no evidence against one request: however
+// often it witnessed them, it is replayed or failed, never quarantined.
+TEST(RecycleRules, NoQuarantineWithoutEvidence) {
+  const Policy p;  // replay_limit 1, poison_threshold 2
+  EXPECT_EQ(failed_job_action(p, 1, 0, false), FailedJobAction::replay);
+  EXPECT_EQ(failed_job_action(p, 2, 1, false), FailedJobAction::fail);
+  EXPECT_EQ(failed_job_action(p, 2, 0, false), FailedJobAction::replay);
+  Policy one = p;
+  one.poison_threshold = 1;
+  EXPECT_EQ(failed_job_action(one, 5, 5, false), FailedJobAction::fail);
+  // Evidence alone is not enough below the threshold.
+  EXPECT_EQ(failed_job_action(p, 1, 0, true), FailedJobAction::replay);
 }
 
 TEST(RecycleRules, QuarantineComesBeforeReplayAndFail) {
@@ -328,28 +342,28 @@ TEST(RecycleRules, QuarantineComesBeforeReplayAndFail) {
   p.poison_threshold = 2;
   p.replay_limit = 5;
   // Replays left, but the threshold is reached.
-  EXPECT_EQ(failed_job_action(p, 2, 0), FailedJobAction::quarantine);
+  EXPECT_EQ(failed_job_action(p, 2, 0, true), FailedJobAction::quarantine);
   // No replays left, and the threshold is reached.
   p.replay_limit = 0;
-  EXPECT_EQ(failed_job_action(p, 2, 0), FailedJobAction::quarantine);
+  EXPECT_EQ(failed_job_action(p, 2, 0, true), FailedJobAction::quarantine);
 }
 
 TEST(RecycleRules, ReplayWhileReplaysAreBelowTheLimit) {
   Policy p;
   p.poison_threshold = 100;
   p.replay_limit = 3;
-  EXPECT_EQ(failed_job_action(p, 1, 0), FailedJobAction::replay);
-  EXPECT_EQ(failed_job_action(p, 2, 1), FailedJobAction::replay);
-  EXPECT_EQ(failed_job_action(p, 3, 2), FailedJobAction::replay);
-  EXPECT_EQ(failed_job_action(p, 4, 3), FailedJobAction::fail);
-  EXPECT_EQ(failed_job_action(p, 5, 4), FailedJobAction::fail);
+  EXPECT_EQ(failed_job_action(p, 1, 0, true), FailedJobAction::replay);
+  EXPECT_EQ(failed_job_action(p, 2, 1, true), FailedJobAction::replay);
+  EXPECT_EQ(failed_job_action(p, 3, 2, true), FailedJobAction::replay);
+  EXPECT_EQ(failed_job_action(p, 4, 3, true), FailedJobAction::fail);
+  EXPECT_EQ(failed_job_action(p, 5, 4, true), FailedJobAction::fail);
 }
 
 TEST(RecycleRules, ReplayLimitZeroFailsAtOnce) {
   Policy p;
   p.replay_limit = 0;
   p.poison_threshold = 2;
-  EXPECT_EQ(failed_job_action(p, 1, 0), FailedJobAction::fail);
+  EXPECT_EQ(failed_job_action(p, 1, 0, true), FailedJobAction::fail);
 }
 
 // --- counts_for_breaker ---

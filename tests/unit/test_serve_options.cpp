@@ -34,7 +34,7 @@ TEST(ServeOptions, Defaults) {
   EXPECT_EQ(o.device, "auto");
   EXPECT_EQ(o.max_queue, 64u);
   EXPECT_EQ(o.worker_bin, "");
-  EXPECT_EQ(o.max_body_bytes, std::size_t{64} << 20);
+  EXPECT_EQ(o.max_body_bytes, std::size_t{8} << 20);
   EXPECT_EQ(o.read_timeout_ms, 30000u);
   EXPECT_EQ(o.worker_threads, 0);
   EXPECT_EQ(o.policy.restart_backoff_ms, 100u);

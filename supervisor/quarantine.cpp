@@ -1,0 +1,107 @@
+#include "quarantine.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "respawn/utf8.hpp"
+
+namespace respawn {
+namespace {
+
+constexpr std::size_t kRequestPreviewBytes = 200;
+
+std::string hex_id(std::uint64_t fingerprint) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(fingerprint));
+  return buf;
+}
+
+double seconds(Quarantine::Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+}  // namespace
+
+std::uint64_t Quarantine::fingerprint(const Job& job) {
+  // FNV-1a over the type and both payload parts: stable across runs, so ids in logs and in
+  // /admin/quarantine mean the same thing.
+  std::uint64_t h = 0xcbf29ce484222325ULL;
+  const auto mix = [&h](std::string_view bytes) {
+    for (const unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
+    h = (h ^ 0xff) * 0x100000001b3ULL;  // a separator: ("ab","c") differs from ("a","bc")
+  };
+  mix(ipc::to_string(job.type));
+  mix(job.json);
+  mix(job.binary);
+  return h;
+}
+
+void Quarantine::add(const Job& job, const std::string& evidence, Clock::time_point now) {
+  if (ttl_.count() == 0) return;
+  expire(now);
+  if (entries_.size() >= kMaxEntries) {
+    entries_.erase(std::min_element(entries_.begin(), entries_.end(), [](auto& a, auto& b) {
+      return a.second.added < b.second.added;
+    }));
+  }
+  Entry& e = entries_[fingerprint(job)];
+  e.type = std::string(ipc::to_string(job.type));
+  e.evidence = evidence;
+  const auto preview = job.json.substr(0, kRequestPreviewBytes);
+  e.request = sanitize_utf8(preview.substr(0, complete_utf8_prefix(preview)));
+  e.failures = job.failures;
+  e.added = now;
+  e.expires = now + ttl_;
+}
+
+void Quarantine::expire(Clock::time_point now) {
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    it = it->second.expires <= now ? entries_.erase(it) : std::next(it);
+  }
+}
+
+bool Quarantine::refuses(const Job& job, Clock::time_point now) {
+  if (entries_.empty()) return false;
+  const auto it = entries_.find(fingerprint(job));
+  if (it == entries_.end()) return false;
+  if (it->second.expires <= now) {
+    entries_.erase(it);
+    return false;
+  }
+  ++it->second.refusals;
+  return true;
+}
+
+std::size_t Quarantine::size(Clock::time_point now) {
+  expire(now);
+  return entries_.size();
+}
+
+nlohmann::json Quarantine::list(Clock::time_point now) {
+  expire(now);
+  auto out = nlohmann::json::array();
+  for (const auto& [fp, e] : entries_) {
+    out.push_back({{"id", hex_id(fp)},
+                   {"type", e.type},
+                   {"evidence", e.evidence},
+                   {"request", e.request},
+                   {"failures", e.failures},
+                   {"refusals", e.refusals},
+                   {"age_s", seconds(now - e.added)},
+                   {"expires_in_s", seconds(e.expires - now)}});
+  }
+  return out;
+}
+
+std::size_t Quarantine::clear(const std::string& id) {
+  if (id.empty()) return std::exchange(entries_, {}).size();
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (hex_id(it->first) == id) {
+      entries_.erase(it);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace respawn
