@@ -34,15 +34,20 @@ void check(openai::Kind kind, const json& body) {
                  back->seed == r.seed && back->stop == r.stop,
              "parameters changed on the way to the worker");
 
-  // The answers, from a result as generate_result() shapes it.
+  // The answers, from a result as generate_result() shapes it. They are serialized as the
+  // server does (json_response, sse_event): invalid UTF-8 replaced, never thrown; the cuts
+  // below may split a character, as a worker's text chunk may.
+  const auto dump = [](const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  };
   const openai::Ids ids{"cmpl-1-1", 1, "demo"};
   const json result = {{"text_output", r.prompt.substr(0, 16)},
                        {"finish_reason", "length"},
                        {"usage", {{"prompt_tokens", 1}, {"completion_tokens", 1}}}};
-  openai::response(kind, ids, result).dump();
-  openai::chunk(kind, ids, r.prompt.substr(0, 8), true).dump();
-  openai::final_chunk(kind, ids, result).dump();
-  if (parsed->include_usage) openai::usage_chunk(kind, ids, result).dump();
+  dump(openai::response(kind, ids, result));
+  dump(openai::chunk(kind, ids, r.prompt.substr(0, 8), true));
+  dump(openai::final_chunk(kind, ids, result));
+  if (parsed->include_usage) dump(openai::usage_chunk(kind, ids, result));
 }
 
 }  // namespace
