@@ -145,11 +145,16 @@ void HttpSession::on_read(beast::error_code ec) {
               [self = shared_from_this()](HttpResponse res) { self->send(std::move(res)); });
 }
 
+// HTTP/1.1 streams use chunked encoding. HTTP/1.0 has none (RFC 9112 7.1 forbids sending it
+// to a 1.0 client): the body is the raw bytes, and closing the connection ends it.
 void HttpSession::stream_start(http::status status, const std::string& content_type) {
-  std::string head = "HTTP/1.1 " + std::to_string(static_cast<unsigned>(status)) + " " +
+  chunked_ = version_ >= 11;
+  if (!chunked_) keep_alive_ = false;
+  std::string head = (chunked_ ? "HTTP/1.1 " : "HTTP/1.0 ") +
+                     std::to_string(static_cast<unsigned>(status)) + " " +
                      std::string(http::obsolete_reason(status)) + "\r\nServer: respawn\r\n" +
-                     "Content-Type: " + content_type + "\r\nCache-Control: no-cache\r\n" +
-                     "Transfer-Encoding: chunked\r\n";
+                     "Content-Type: " + content_type + "\r\nCache-Control: no-cache\r\n";
+  if (chunked_) head += "Transfer-Encoding: chunked\r\n";
   if (!keep_alive_) head += "Connection: close\r\n";
   outbox_.push_back(head + "\r\n");
   if (outbox_.size() == 1) write_outbox();
@@ -157,15 +162,18 @@ void HttpSession::stream_start(http::status status, const std::string& content_t
 
 void HttpSession::stream_write(std::string data) {
   if (data.empty()) return;  // an empty chunk would end the body
-  char size[32];
-  std::snprintf(size, sizeof size, "%zx\r\n", data.size());
-  outbox_.push_back(size + std::move(data) + "\r\n");
+  if (chunked_) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    data = size + std::move(data) + "\r\n";
+  }
+  outbox_.push_back(std::move(data));
   if (outbox_.size() == 1) write_outbox();
 }
 
 void HttpSession::stream_finish() {
   stream_finished_ = true;
-  outbox_.push_back("0\r\n\r\n");
+  outbox_.push_back(chunked_ ? "0\r\n\r\n" : "");
   if (outbox_.size() == 1) write_outbox();
 }
 

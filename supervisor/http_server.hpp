@@ -58,6 +58,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   bool keep_alive_ = true;
   std::deque<std::string> outbox_;
   bool stream_finished_ = false;
+  bool chunked_ = true;  // the stream's body is chunked (HTTP/1.1)
   std::function<void()> on_disconnect_;
   bool watching_ = false;
   std::function<void()> after_watch_;

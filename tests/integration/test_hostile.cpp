@@ -459,6 +459,22 @@ TEST(Hostile, UnknownTransferCodingIs501AndHostIsRequired) {
   EXPECT_EQ(raw_request(server.port(), "GET /v2/health/live HTTP/1.0\r\n\r\n").status, 200);
 }
 
+TEST(Hostile, AnHttp10ClientGetsAStreamWithoutChunkedEncoding) {
+  Server server(fake_args());
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  RawConnection c(server.port());
+  const auto body = generate_body("streamed");
+  ASSERT_TRUE(c.send("POST /v2/models/demo/generate_stream HTTP/1.0\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n\r\n" + body));
+  const auto r = c.read_until("never appears", seconds(5));  // the server closes to end it
+  EXPECT_EQ(r.rfind("HTTP/1.0 200", 0), 0u) << r;
+  EXPECT_EQ(r.find("Transfer-Encoding"), std::string::npos) << r;
+  const auto events = body_of(r);
+  EXPECT_EQ(events.rfind("data: {", 0), 0u) << r;
+  EXPECT_NE(events.find("streamed"), std::string::npos) << r;
+  EXPECT_EQ(events.substr(events.size() - 2), "\n\n") << r;
+}
+
 TEST(Hostile, AGenerateAnswerCarriesTheModelVersion) {
   Server server(fake_args());
   ASSERT_TRUE(server.wait_ready()) << server.log();
