@@ -1,5 +1,7 @@
 # Shared by scripts/serve and scripts/test: install what is missing, then build.
-# Sourced, not run. Honours RESPAWN_BUILD_DIR (default: build) and RESPAWN_JOBS (default: 2).
+# Sourced, not run. Honours RESPAWN_BUILD_DIR (default: build), RESPAWN_JOBS (default: 2) and,
+# when a build dir is first configured, RESPAWN_BUILD_TYPE (default: RelWithDebInfo) and
+# RESPAWN_CMAKE_ARGS (more -D options).
 
 RESPAWN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RESPAWN_BUILD_DIR="${RESPAWN_BUILD_DIR:-$RESPAWN_ROOT/build}"
@@ -8,7 +10,7 @@ RESPAWN_JOBS="${RESPAWN_JOBS:-2}"
 # Debian bookworm packages. libopenblas0-pthread matters: without it libtorch falls back to
 # the reference BLAS (about 10x slower).
 RESPAWN_PACKAGES=(
-  cmake g++ make ccache
+  cmake g++ make ccache python3
   libboost1.81-dev libtorch-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   googletest libgtest-dev libopenblas0-pthread
 )
@@ -29,7 +31,9 @@ respawn_install_deps() {
 # respawn_build [targets...]: configure once, then build the given targets (default: all).
 respawn_build() {
   if [ ! -f "$RESPAWN_BUILD_DIR/CMakeCache.txt" ]; then
-    cmake -S "$RESPAWN_ROOT" -B "$RESPAWN_BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >&2
+    # shellcheck disable=SC2086  # RESPAWN_CMAKE_ARGS is a list of words
+    cmake -S "$RESPAWN_ROOT" -B "$RESPAWN_BUILD_DIR" \
+      -DCMAKE_BUILD_TYPE="${RESPAWN_BUILD_TYPE:-RelWithDebInfo}" ${RESPAWN_CMAKE_ARGS:-} >&2
   fi
   local args=()
   for t in "$@"; do args+=(--target "$t"); done

@@ -222,18 +222,23 @@ void Api::handle(HttpRequest request, const RequestContext& context, Respond res
     }
     // Large: parse on the helper thread, handle back on the I/O thread, then give the memory
     // the parse took back to the system (glibc keeps freed heap pages otherwise).
+    // Everything the helper thread holds is moved on to the I/O thread's handler, so that the
+    // session and its socket are only ever released on the I/O thread.
     auto shared = std::make_shared<HttpRequest>(std::move(request));
     boost::asio::post(parse_pool_, [this, route, shared, context, recorded]() mutable {
       auto body = std::make_shared<Result<nlohmann::json>>(parse_json_body(*shared));
-      boost::asio::post(scheduler_.io(), [this, route, shared, body, context, recorded]() mutable {
-        run_guarded(metrics_, recorded, [&] {
-          if (!*body) return recorded(error_response(body->error()));
-          handle_route(route, *shared, &**body, context, recorded);
-        });
-        shared.reset();
-        body.reset();
-        ::malloc_trim(0);
-      });
+      boost::asio::post(
+          scheduler_.io(),
+          [this, route = std::move(route), shared = std::move(shared), body = std::move(body),
+           context = std::move(context), recorded = std::move(recorded)]() mutable {
+            run_guarded(metrics_, recorded, [&] {
+              if (!*body) return recorded(error_response(body->error()));
+              handle_route(route, *shared, &**body, context, recorded);
+            });
+            shared.reset();
+            body.reset();
+            ::malloc_trim(0);
+          });
     });
   });
 }

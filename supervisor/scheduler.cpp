@@ -127,8 +127,10 @@ void Scheduler::drain(milliseconds timeout, std::function<void()> drained) {
   drain_timer_ = std::make_unique<boost::asio::steady_timer>(io_, timeout);
   drain_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (ec || !drained_) return;
+    // Taken first: the failed jobs' answers call check_drained, which must not post it too.
+    auto drained = std::exchange(drained_, nullptr);
     fail_queued(make_error(ErrorKind::unavailable, "the server shut down before serving this"));
-    boost::asio::post(io_, std::exchange(drained_, nullptr));
+    boost::asio::post(io_, std::move(drained));
   });
   check_drained();
 }
