@@ -22,16 +22,25 @@ using nlohmann::json;
 constexpr const char* kVersion = "0.1.0";
 constexpr const char* kModelVersion = "1";
 
+// The body keys read_job_options reads.
+constexpr const char* kJobOptionKeys[] = {"timeout", "priority"};
+
 // Triton's generate extension takes sampling parameters at the top level or under
-// "parameters"; the latter wins when both name a key.
+// "parameters"; the latter wins when both name a key. Only the keys anything reads are copied:
+// the rest of a body may be large.
 json generate_parameters(const json& body) {
   json params = json::object();
-  for (const auto& [key, value] : body.items()) {
-    if (key != "text_input" && key != "parameters") params[key] = value;
-  }
-  if (body.contains("parameters") && body["parameters"].is_object()) {
-    for (const auto& [key, value] : body["parameters"].items()) params[key] = value;
-  }
+  const auto& nested = json_field(body, "parameters");
+  const auto copy = [&](const char* key) {
+    for (const json* from : {&nested, &body}) {
+      if (const auto& value = json_field(*from, key); !value.is_null()) {
+        params[key] = value;
+        return;
+      }
+    }
+  };
+  for (const char* key : kGenerateParameterKeys) copy(key);
+  for (const char* key : kJobOptionKeys) copy(key);
   return params;
 }
 
@@ -81,8 +90,8 @@ std::optional<Error> read_job_options(const HttpRequest& request, const json& pa
     const char* header;
     std::int64_t min, max;
   };
-  const Option options[] = {{"timeout", "X-Respawn-Timeout-Ms", 1, 86400000},
-                            {"priority", "X-Respawn-Priority", 0, kPriorityLevels - 1}};
+  const Option options[] = {{kJobOptionKeys[0], "X-Respawn-Timeout-Ms", 1, 86400000},
+                            {kJobOptionKeys[1], "X-Respawn-Priority", 0, kPriorityLevels - 1}};
   for (const auto& o : options) {
     json value = json_field(params, o.key);
     if (value.is_null() && !request[o.header].empty()) {
@@ -220,8 +229,8 @@ void Api::handle(HttpRequest request, const RequestContext& context, Respond res
       if (!body) return recorded(error_response(body.error()));
       return handle_route(route, request, &*body, context, recorded);
     }
-    // Large: parse on the helper thread, handle back on the I/O thread, then give the memory
-    // the parse took back to the system (glibc keeps freed heap pages otherwise).
+    // Large: parse on the helper thread, handle back on the I/O thread, then free the document
+    // on the helper and give the memory back to the system (glibc keeps freed heap pages).
     // Everything the helper thread holds is moved on to the I/O thread's handler, so that the
     // session and its socket are only ever released on the I/O thread.
     auto shared = std::make_shared<HttpRequest>(std::move(request));
@@ -235,9 +244,13 @@ void Api::handle(HttpRequest request, const RequestContext& context, Respond res
               if (!*body) return recorded(error_response(body->error()));
               handle_route(route, *shared, &**body, context, recorded);
             });
-            shared.reset();
-            body.reset();
-            ::malloc_trim(0);
+            // Freeing a large document takes as long as building it: back to the helper.
+            boost::asio::post(parse_pool_,
+                              [shared = std::move(shared), body = std::move(body)]() mutable {
+                                body.reset();
+                                shared.reset();
+                                ::malloc_trim(0);  // free pages inside the heap, too
+                              });
           });
     });
   });

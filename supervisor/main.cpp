@@ -1,5 +1,6 @@
 // respawn: the supervisor. `respawn [serve] [options]` serves one TorchScript model over HTTP
 // through a disposable worker process. This file only parses arguments and wires objects.
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -60,6 +61,15 @@ void raise_open_file_limit() {
   }
 }
 
+// glibc raises its mmap and trim thresholds each time a large block is freed (up to 32/64 MiB),
+// after which the memory of a large request stays in the heap for good, in the helper thread's
+// arena above all. Setting the trim threshold fixes both (the mmap one at its 128 KiB default):
+// large buffers stay in mmap and free() gives heap tops back, so the supervisor returns to its
+// baseline after a large body (docs/architecture.md).
+void fix_malloc_thresholds() {
+  ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
+}
+
 int serve(respawn::ServeOptions options) {
   namespace fs = std::filesystem;
   respawn::resolve_paths(options, exe_dir());
@@ -73,6 +83,7 @@ int serve(respawn::ServeOptions options) {
   }
   std::signal(SIGPIPE, SIG_IGN);
   raise_open_file_limit();
+  fix_malloc_thresholds();
   boost::asio::io_context io(1);
   respawn::Metrics metrics;
   auto manager = std::make_shared<respawn::WorkerManager>(io, options, options.policy, metrics);

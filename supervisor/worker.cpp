@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -69,15 +70,19 @@ std::string_view to_string(WorkerState state) {
 }
 
 Worker::Worker(asio::io_context& io, Events events)
-    : io_(io), events_(std::move(events)), load_timer_(io), hang_timer_(io), drain_timer_(io) {}
+    : io_(io),
+      events_(std::move(events)),
+      load_timer_(io),
+      hang_timer_(io),
+      drain_timer_(io),
+      pidfd_(io) {}
 
 Worker::~Worker() {
   // Normally the worker was reaped before; this is the last defence against an orphan.
-  if (process_) {
-    boost::system::error_code ignored;
-    process_->terminate(ignored);
-    process_->detach();
+  if (pidfd_.is_open()) {
+    ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
     if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+    close_pidfd();
   }
 }
 
@@ -100,8 +105,17 @@ Result<pid_t> Worker::spawn(const std::string& exe, const std::vector<std::strin
     state_ = WorkerState::exited;
     return pid;
   }
-  // Boost.Process v2 attaches to the pid (a pidfd) so the exit is awaited asynchronously.
-  process_.emplace(io_.get_executor(), *pid);
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0));
+  if (pidfd < 0) {
+    const std::string why = std::strerror(errno);
+    ::kill(*pid, SIGKILL);
+    ::waitpid(*pid, nullptr, 0);
+    ::close(fds[0]);
+    exit_reason_ = "load_failure";
+    state_ = WorkerState::exited;
+    return make_error(ErrorKind::internal, "pidfd_open (Linux >= 5.3): " + why);
+  }
+  pidfd_.assign(pidfd);
   pid_ = *pid;
   spawned_at_ = Clock::now();
   oom_kills_at_spawn_ = system_oom_kills();
@@ -116,12 +130,33 @@ Result<pid_t> Worker::spawn(const std::string& exe, const std::vector<std::strin
       [weak](const std::string& reason, bool protocol) {
         if (auto self = weak.lock()) self->on_channel_closed(reason, protocol);
       });
-  process_->async_wait([weak](boost::system::error_code, int) {
-    if (auto self = weak.lock()) self->on_reaped(self->process_->native_exit_code());
-  });
+  watch_exit();
   arm(load_timer_, load_timeout, "load_failure");
   spdlog::info("worker {} spawned", pid_);
   return pid;
+}
+
+// The reap never blocks: a wake-up while the process still runs (epoll can report readiness of
+// a descriptor number that was closed and reused, e.g. while a forked child held it) just
+// waits again. A blocking waitpid here would stall the whole server.
+void Worker::watch_exit() {
+  pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
+                    [weak = weak_from_this()](const boost::system::error_code& ec) {
+                      auto self = weak.lock();
+                      if (ec || !self) return;
+                      int status = 0;
+                      const pid_t reaped = ::waitpid(self->pid_, &status, WNOHANG);
+                      if (reaped == 0) return self->watch_exit();
+                      self->on_reaped(reaped == self->pid_ ? status : 0);
+                    });
+}
+
+void Worker::close_pidfd() {
+  // release() takes the descriptor out of epoll explicitly (close() alone would not while
+  // another process shares it), then it is closed.
+  boost::system::error_code ignored;
+  pidfd_.cancel(ignored);
+  ::close(pidfd_.release());
 }
 
 void Worker::arm(asio::steady_timer& timer, std::chrono::milliseconds after, const char* reason) {
@@ -248,8 +283,9 @@ void Worker::kill(const std::string& reason) {
   hang_timer_.cancel();
   load_timer_.cancel();
   if (channel_) channel_->close();
-  boost::system::error_code ignored;
-  if (process_) process_->terminate(ignored);  // SIGKILL; on_reaped follows from async_wait
+  // SIGKILL through the pidfd; on_reaped follows from watch_exit.
+  if (pidfd_.is_open())
+    ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
 }
 
 void Worker::on_channel_closed(const std::string& reason, bool protocol) {
@@ -268,7 +304,7 @@ void Worker::on_reaped(int native_status) {
   spdlog::warn("worker {} {} (reason: {}, served {})", pid_, describe_status(native_status),
                exit_reason_, served_);
   state_ = WorkerState::exited;
-  process_.reset();
+  close_pidfd();
   events_.exited(*this);
 }
 

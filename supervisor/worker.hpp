@@ -21,9 +21,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include "ipc_channel.hpp"
 #include "job.hpp"
-#include "process_v2.hpp"
 
 namespace respawn {
 
@@ -85,7 +85,10 @@ class Worker : public std::enable_shared_from_this<Worker> {
   void on_ready(const ipc::Frame& frame);
   void on_answer(ipc::Frame frame);
   void on_channel_closed(const std::string& reason, bool protocol);
+  // Waits (asynchronously) for the pidfd to say the process exited, then reaps it.
+  void watch_exit();
   void on_reaped(int native_status);
+  void close_pidfd();
   void arm(boost::asio::steady_timer& timer, std::chrono::milliseconds after, const char* reason);
 
   boost::asio::io_context& io_;
@@ -93,7 +96,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   boost::asio::steady_timer load_timer_;
   boost::asio::steady_timer hang_timer_;
   boost::asio::steady_timer drain_timer_;
-  std::optional<boost::process::v2::process> process_;
+  // A pidfd: readable once the process has exited; signals through it cannot reach a reused
+  // pid. Closed once the process is reaped.
+  boost::asio::posix::stream_descriptor pidfd_;
   std::shared_ptr<IpcChannel> channel_;
   WorkerState state_ = WorkerState::spawning;
   bool reached_ready_ = false;

@@ -32,8 +32,12 @@ struct GenerateRequest {
   std::vector<std::string> stop;
 };
 
-// Reads the parameters from `params` (keys max_tokens, temperature, top_p, seed, stop) and the
-// prompt from `prompt`. Unknown keys are ignored. Errors are bad_input and name the field.
+// The keys parse_generate_request reads from `params`.
+inline constexpr const char* kGenerateParameterKeys[] = {"max_tokens", "temperature", "top_p",
+                                                         "seed", "stop"};
+
+// Reads the parameters from `params` (kGenerateParameterKeys) and the prompt from `prompt`. Unknown
+// keys are ignored. Errors are bad_input and name the field.
 Result<GenerateRequest> parse_generate_request(std::string prompt, const nlohmann::json& params,
                                                const GenerateLimits& limits = {});
 

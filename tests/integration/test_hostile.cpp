@@ -261,6 +261,24 @@ TEST(Hostile, TheServersDeadlineStillEndsAWorkerStuckOnAnExpiredRequest) {
   EXPECT_TRUE(wait_until([&] { return process_gone(worker); }, seconds(5)));
 }
 
+// Found by the suite under load: reaping a worker blocked the I/O thread forever when epoll
+// reported a reused pidfd number ready while its process still ran (a blocking waitpid in
+// Boost.Process v2's async_wait). Recycling on every request with a spare hits it within a
+// few dozen recycles.
+TEST(Hostile, RecyclingOnEveryRequestNeverStallsTheServer) {
+  Server server(fake_args({"--max-requests", "1", "--prestart-spare"}));
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const auto body = generate_body("again");
+  for (int i = 0; i < 150; ++i) {
+    RawConnection c(server.port());
+    ASSERT_TRUE(c.send("POST /v2/models/demo/generate HTTP/1.1\r\nHost: localhost\r\n"
+                       "Connection: close\r\nContent-Length: " +
+                       std::to_string(body.size()) + "\r\n\r\n" + body));
+    const auto r = c.read_until("again\"", seconds(10));
+    ASSERT_EQ(status_of(r), 200) << "request " << i << ": " << r << server.log();
+  }
+}
+
 // --- 5. bodies: the default limit, and memory given back after large ones --------------------
 
 TEST(Hostile, TheDefaultBodyLimitIsEightMiB) {
