@@ -361,6 +361,7 @@ HttpResponse Api::metrics() {
   const auto status = scheduler_.manager().status();
   metrics_.set_worker_rss(json_get<std::uint64_t>(status, "rss_bytes", 0));
   metrics_.set_worker_gpu(json_get<std::uint64_t>(status, "gpu_memory_bytes", 0));
+  scheduler_.manager().quarantine_size();  // expired entries leave the gauge too
   HttpResponse res{http::status::ok, 11};
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
   res.body() = metrics_.render();

@@ -96,7 +96,10 @@ void HttpSession::on_header(beast::error_code ec) {
   if (ec) return on_read(ec);
   if (auto refused = header_refusal(parser_->get())) return reject(std::move(*refused));
   if (parser_->is_done()) return on_read({});
-  if (!beast::iequals(parser_->get()[http::field::expect], "100-continue")) return read_body();
+  if (parser_->get().version() < 11 ||
+      !beast::iequals(parser_->get()[http::field::expect], "100-continue")) {
+    return read_body();  // HTTP/1.0 has no interim responses (RFC 9110 10.1.1)
+  }
   // The client waits for this before it sends the body (curl: 1 s for large bodies).
   static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
   asio::async_write(stream_, asio::buffer(kContinue),

@@ -420,7 +420,7 @@ void WorkerManager::handle_failed_job(Job job, const std::string& reason,
     case FailedJobAction::quarantine:
       metrics_.on_quarantined();
       quarantine_.add(job, *evidence, Clock::now());
-      update_quarantine_gauge();
+      quarantine_size();
       spdlog::error(
           "request {} quarantined: present at {} worker failures; the last one ran it "
           "alone and {} ({})",
@@ -450,18 +450,20 @@ bool WorkerManager::quarantined(const Job& job) {
 }
 
 nlohmann::json WorkerManager::quarantined() {
-  update_quarantine_gauge();
+  quarantine_size();
   return quarantine_.list(Clock::now());
 }
 
 std::size_t WorkerManager::clear_quarantine(const std::string& id) {
   const auto cleared = quarantine_.clear(id);
-  update_quarantine_gauge();
+  quarantine_size();
   return cleared;
 }
 
-void WorkerManager::update_quarantine_gauge() {
-  metrics_.set_quarantine_entries(quarantine_.size(Clock::now()));
+std::size_t WorkerManager::quarantine_size() {
+  const auto size = quarantine_.size(Clock::now());
+  metrics_.set_quarantine_entries(size);
+  return size;
 }
 
 bool WorkerManager::cancel(std::uint64_t job_id) {

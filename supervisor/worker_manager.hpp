@@ -74,6 +74,8 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   nlohmann::json quarantined();  // the entries, for GET /admin/quarantine
   // Removes one entry (by id) or all (empty id); returns how many went.
   std::size_t clear_quarantine(const std::string& id);
+  // Entries in force now (expired ones dropped); also sets the metrics gauge.
+  std::size_t quarantine_size();
 
   void recycle(bool now);  // operator: graceful (after the request in flight) or now (SIGKILL)
   const Policy& policy() const { return policy_; }
@@ -116,7 +118,6 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   // it); only then may it be quarantined.
   void handle_failed_job(Job job, const std::string& reason, const Error& if_not_replayed,
                          const std::optional<std::string>& evidence);
-  void update_quarantine_gauge();
   void count_recycle(std::string_view reason);
   WorkerUsage usage(const Worker& worker, bool with_memory) const;
   void finish_stop_if_done();
