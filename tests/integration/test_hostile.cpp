@@ -121,6 +121,13 @@ std::string generate_body(const std::string& text) {
   return json{{"text_input", text}}.dump();
 }
 
+// A generate request as raw bytes: the extra header lines (each ending in \r\n), then the
+// body with its Content-Length.
+std::string raw_generate(const std::string& body, const std::string& headers = "") {
+  return "POST /v2/models/demo/generate HTTP/1.1\r\nHost: localhost\r\n" + headers +
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
 double recycles(const Server& s, const std::string& reason) {
   return s.metric("respawn_worker_recycles_total{reason=\"" + reason + "\"}");
 }
@@ -272,10 +279,7 @@ TEST(Hostile, RecyclingOnEveryRequestNeverStallsTheServer) {
   const auto body = generate_body("again");
   for (int i = 0; i < 150; ++i) {
     RawConnection c(server.port());
-    ASSERT_TRUE(
-        c.send("POST /v2/models/demo/generate HTTP/1.1\r\nHost: localhost\r\n"
-               "Connection: close\r\nContent-Length: " +
-               std::to_string(body.size()) + "\r\n\r\n" + body));
+    ASSERT_TRUE(c.send(raw_generate(body, "Connection: close\r\n")));
     const auto r = c.read_until("again\"", seconds(10));
     ASSERT_EQ(status_of(r), 200) << "request " << i << ": " << r << server.log();
   }
@@ -397,10 +401,7 @@ TEST(Hostile, AFaultHeaderThatIsNotUtf8Is400) {
   ASSERT_TRUE(server.wait_ready()) << server.log();
   RawConnection c(server.port());
   const auto body = generate_body("x");
-  ASSERT_TRUE(
-      c.send("POST /v2/models/demo/generate HTTP/1.1\r\nHost: localhost\r\n"
-             "X-Respawn-Fault: \xff\xfe\r\nContent-Length: " +
-             std::to_string(body.size()) + "\r\n\r\n" + body));
+  ASSERT_TRUE(c.send(raw_generate(body, "X-Respawn-Fault: \xff\xfe\r\n")));
   const auto r = c.read_until("}", seconds(5));
   EXPECT_EQ(status_of(r), 400) << r;
   EXPECT_TRUE(json::parse(body_of(r), nullptr, false)["error"].is_string()) << r;
