@@ -1,5 +1,5 @@
 // The admin half of the Api (see api.hpp): who may call the admin routes, and the routes
-// themselves (worker status, live policy, recycle, fault injection).
+// themselves (worker status, live policy, recycle, fault injection, quarantine).
 #include "api.hpp"
 
 #include <spdlog/spdlog.h>
@@ -39,8 +39,8 @@ bool is_write(http::verb method) {
 // the token compared in constant time.
 bool bearer_matches(std::string_view header, const std::string& token) {
   constexpr std::string_view kScheme = "bearer";
-  if (header.size() <= kScheme.size() || !beast::iequals(header.substr(0, 6), kScheme) ||
-      header[kScheme.size()] != ' ') {
+  if (header.size() <= kScheme.size() ||
+      !beast::iequals(header.substr(0, kScheme.size()), kScheme) || header[kScheme.size()] != ' ') {
     return false;
   }
   auto given = header.substr(kScheme.size());
