@@ -31,10 +31,13 @@ def status_kib(pid: int, field: str) -> int:
     return 0
 
 
-def make_body(mib: float) -> bytes:
+ITEMS = {"objects": b'{"a":[1,2,3]},', "numbers": b'0.1234567,'}
+
+
+def make_body(mib: float, shape: str) -> bytes:
     parts = [b'{"text_input":"x","pad":[']
     size = len(parts[0])
-    item = b'{"a":[1,2,3]},'
+    item = ITEMS[shape]
     while size < mib * (1 << 20):
         parts.append(item)
         size += len(item)
@@ -110,11 +113,14 @@ def main() -> None:
                         help="LABEL=DIR with respawn and respawn-fake-worker (repeatable)")
     parser.add_argument("--mib", type=float, default=7.0, help="body size in MiB (default 7)")
     parser.add_argument("--bodies", type=int, default=5, help="bodies per server (default 5)")
+    parser.add_argument("--shape", choices=sorted(ITEMS), default="objects",
+                        help="objects: small objects, the worst case (default); numbers: a "
+                             "flat array of floats, like a tensor")
     args = parser.parse_args()
     bins = args.bin or ["build=" + os.path.join(os.path.dirname(__file__), "..", "build", "bin")]
-    body = make_body(args.mib)
+    body = make_body(args.mib, args.shape)
     rows = [measure(*b.split("=", 1), body, args.bodies) for b in bins]
-    print(f"{args.bodies} bodies of {len(body) / (1 << 20):.1f} MiB, one after another; "
+    print(f"{args.bodies} bodies of {len(body) / (1 << 20):.1f} MiB ({args.shape}), one after another; "
           f"/v2/health/live polled every 10 ms meanwhile\n")
     table(["build", "status", "ms per body", "live p50 ms", "live p99 ms", "live max ms",
            "RSS before MiB", "peak RSS MiB", "RSS after MiB"], rows)
