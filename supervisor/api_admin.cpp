@@ -164,7 +164,8 @@ void Api::handle_admin(const Route& route, const HttpRequest& request, const jso
       return respond(put_fault(*body));
     case RouteId::admin_quarantine: {
       if (request.method() == http::verb::get) {
-        return respond(json_response(http::status::ok, {{"quarantine", manager.quarantined()}}));
+        return respond(
+            json_response(http::status::ok, {{"quarantine", manager.quarantine_list()}}));
       }
       const auto cleared = manager.clear_quarantine(route.item);
       if (!route.item.empty() && cleared == 0) {

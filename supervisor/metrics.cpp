@@ -33,6 +33,12 @@ void sample(std::string& out, const std::string& name, const std::string& labels
   out += ' ' + number(v) + '\n';
 }
 
+// One unlabelled series: its HELP/TYPE header and its sample.
+void scalar(std::string& out, const char* name, const char* type, const char* help, double v) {
+  header(out, name, type, help);
+  sample(out, name, "", v);
+}
+
 }  // namespace
 
 Histogram::Histogram(std::vector<double> bounds)
@@ -94,56 +100,49 @@ std::string Metrics::render() const {
   queue_seconds_.render(out, "respawn_queue_wait_seconds", "");
   header(out, "respawn_inference_seconds", "histogram", "Time the worker took per request.");
   inference_seconds_.render(out, "respawn_inference_seconds", "");
-  header(out, "respawn_queue_depth", "gauge", "Requests waiting for the worker.");
-  sample(out, "respawn_queue_depth", "", static_cast<double>(queue_depth_));
-  header(out, "respawn_requests_inflight", "gauge", "Requests the worker is running now.");
-  sample(out, "respawn_requests_inflight", "", static_cast<double>(inflight_));
-  header(out, "respawn_ready", "gauge", "1 when a worker is ready to serve.");
-  sample(out, "respawn_ready", "", ready_ ? 1 : 0);
-  header(out, "respawn_worker_starts_total", "counter", "Worker processes spawned.");
-  sample(out, "respawn_worker_starts_total", "", static_cast<double>(worker_starts_));
+  scalar(out, "respawn_queue_depth", "gauge", "Requests waiting for the worker.", queue_depth_);
+  scalar(out, "respawn_requests_inflight", "gauge", "Requests the worker is running now.",
+         inflight_);
+  scalar(out, "respawn_ready", "gauge", "1 when a worker is ready to serve.", ready_ ? 1 : 0);
+  scalar(out, "respawn_worker_starts_total", "counter", "Worker processes spawned.",
+         worker_starts_);
   header(out, "respawn_worker_recycles_total", "counter",
          "Workers replaced, by reason (planned: max_requests, max_age, memory, operator; "
          "unplanned: crash, hang, timeout, oom, cuda_error, protocol, load_failure).");
   for (const auto& [reason, n] : recycles_) {
     sample(out, "respawn_worker_recycles_total", "reason=\"" + reason + "\"", n);
   }
-  header(out, "respawn_requests_replayed_total", "counter",
-         "Requests re-sent to a fresh worker after a worker failure.");
-  sample(out, "respawn_requests_replayed_total", "", static_cast<double>(replayed_));
-  header(out, "respawn_requests_quarantined_total", "counter",
+  scalar(out, "respawn_requests_replayed_total", "counter",
+         "Requests re-sent to a fresh worker after a worker failure.", replayed_);
+  scalar(out, "respawn_requests_quarantined_total", "counter",
          "Requests quarantined as poison: present at poison_threshold worker failures, the "
-         "last of which they caused alone (a crash signal, an OOM kill, an unhealthy error).");
-  sample(out, "respawn_requests_quarantined_total", "", static_cast<double>(quarantined_));
-  header(out, "respawn_quarantine_entries", "gauge",
-         "Quarantined request fingerprints in force (GET /admin/quarantine lists them).");
-  sample(out, "respawn_quarantine_entries", "", static_cast<double>(quarantine_entries_));
-  header(out, "respawn_quarantine_refusals_total", "counter",
-         "Requests refused at once because an identical one is quarantined.");
-  sample(out, "respawn_quarantine_refusals_total", "", static_cast<double>(quarantine_refusals_));
-  header(out, "respawn_handler_exceptions_total", "counter",
-         "Exceptions that escaped an HTTP handler (bugs), each answered 500.");
-  sample(out, "respawn_handler_exceptions_total", "", static_cast<double>(handler_exceptions_));
-  header(out, "respawn_batch_oom_retries_total", "counter",
-         "Answers from a batch that ran out of memory and was retried smaller.");
-  sample(out, "respawn_batch_oom_retries_total", "", static_cast<double>(batch_ooms_));
-  header(out, "respawn_requests_timed_out_total", "counter",
-         "Requests answered 504 because they passed request_timeout_ms.");
-  sample(out, "respawn_requests_timed_out_total", "", static_cast<double>(timed_out_));
-  header(out, "respawn_requests_cancelled_total", "counter",
-         "Requests dropped from the queue or stopped in the worker because the client left.");
-  sample(out, "respawn_requests_cancelled_total", "", static_cast<double>(cancelled_));
-  header(out, "respawn_breaker_opened_total", "counter", "Times the crash-loop breaker opened.");
-  sample(out, "respawn_breaker_opened_total", "", static_cast<double>(breaker_opened_));
+         "last of which they caused alone (a crash signal, an OOM kill, an unhealthy error).",
+         quarantined_);
+  scalar(out, "respawn_quarantine_entries", "gauge",
+         "Quarantined request fingerprints in force (GET /admin/quarantine lists them).",
+         quarantine_entries_);
+  scalar(out, "respawn_quarantine_refusals_total", "counter",
+         "Requests refused at once because an identical one is quarantined.", quarantine_refusals_);
+  scalar(out, "respawn_handler_exceptions_total", "counter",
+         "Exceptions that escaped an HTTP handler (bugs), each answered 500.", handler_exceptions_);
+  scalar(out, "respawn_batch_oom_retries_total", "counter",
+         "Answers from a batch that ran out of memory and was retried smaller.", batch_ooms_);
+  scalar(out, "respawn_requests_timed_out_total", "counter",
+         "Requests answered 504 because they passed request_timeout_ms.", timed_out_);
+  scalar(out, "respawn_requests_cancelled_total", "counter",
+         "Requests dropped from the queue or stopped in the worker because the client left.",
+         cancelled_);
+  scalar(out, "respawn_breaker_opened_total", "counter", "Times the crash-loop breaker opened.",
+         breaker_opened_);
   header(out, "respawn_worker_time_to_ready_seconds", "histogram",
          "Time from spawning a worker to its ready frame.");
   time_to_ready_seconds_.render(out, "respawn_worker_time_to_ready_seconds", "");
-  header(out, "respawn_worker_rss_bytes", "gauge", "Resident memory of the current worker.");
-  sample(out, "respawn_worker_rss_bytes", "", static_cast<double>(worker_rss_));
-  header(out, "respawn_worker_gpu_memory_bytes", "gauge",
+  scalar(out, "respawn_worker_rss_bytes", "gauge", "Resident memory of the current worker.",
+         worker_rss_);
+  scalar(out, "respawn_worker_gpu_memory_bytes", "gauge",
          "GPU memory the current worker reported after its last request (0 until the worker "
-         "reports CUDA allocator stats).");
-  sample(out, "respawn_worker_gpu_memory_bytes", "", static_cast<double>(worker_gpu_));
+         "reports CUDA allocator stats).",
+         worker_gpu_);
   return out;
 }
 

@@ -1,6 +1,7 @@
 #include "quarantine.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 
 #include "respawn/utf8.hpp"
@@ -39,12 +40,13 @@ std::uint64_t Quarantine::fingerprint(const Job& job) {
 void Quarantine::add(const Job& job, const std::string& evidence, Clock::time_point now) {
   if (ttl_.count() == 0) return;
   expire(now);
-  if (entries_.size() >= kMaxEntries) {
+  const auto fp = fingerprint(job);
+  if (entries_.size() >= kMaxEntries && entries_.count(fp) == 0) {
     entries_.erase(std::min_element(entries_.begin(), entries_.end(), [](auto& a, auto& b) {
       return a.second.added < b.second.added;
     }));
   }
-  Entry& e = entries_[fingerprint(job)];
+  Entry& e = entries_[fp];
   e.type = std::string(ipc::to_string(job.type));
   e.evidence = evidence;
   const auto preview = job.json.substr(0, kRequestPreviewBytes);
@@ -95,13 +97,10 @@ nlohmann::json Quarantine::list(Clock::time_point now) {
 
 std::size_t Quarantine::clear(const std::string& id) {
   if (id.empty()) return std::exchange(entries_, {}).size();
-  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-    if (hex_id(it->first) == id) {
-      entries_.erase(it);
-      return 1;
-    }
-  }
-  return 0;
+  std::uint64_t fp = 0;
+  const auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), fp, 16);
+  if (ec != std::errc() || end != id.data() + id.size()) return 0;
+  return entries_.erase(fp);
 }
 
 }  // namespace respawn

@@ -80,7 +80,7 @@ Worker::Worker(asio::io_context& io, Events events)
 Worker::~Worker() {
   // Normally the worker was reaped before; this is the last defence against an orphan.
   if (pidfd_.is_open()) {
-    ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
+    send_sigkill();
     if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
     close_pidfd();
   }
@@ -149,6 +149,11 @@ void Worker::watch_exit() {
                       if (reaped == 0) return self->watch_exit();
                       self->on_reaped(reaped == self->pid_ ? status : 0);
                     });
+}
+
+void Worker::send_sigkill() {
+  // Through the pidfd, so it can never reach another process that reused the pid.
+  ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
 }
 
 void Worker::close_pidfd() {
@@ -283,9 +288,7 @@ void Worker::kill(const std::string& reason) {
   hang_timer_.cancel();
   load_timer_.cancel();
   if (channel_) channel_->close();
-  // SIGKILL through the pidfd; on_reaped follows from watch_exit.
-  if (pidfd_.is_open())
-    ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
+  if (pidfd_.is_open()) send_sigkill();  // on_reaped follows from watch_exit
 }
 
 void Worker::on_channel_closed(const std::string& reason, bool protocol) {

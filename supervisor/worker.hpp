@@ -88,6 +88,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   // Waits (asynchronously) for the pidfd to say the process exited, then reaps it.
   void watch_exit();
   void on_reaped(int native_status);
+  void send_sigkill();  // only while pidfd_ is open
   void close_pidfd();
   void arm(boost::asio::steady_timer& timer, std::chrono::milliseconds after, const char* reason);
 

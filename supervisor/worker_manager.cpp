@@ -449,7 +449,7 @@ bool WorkerManager::quarantined(const Job& job) {
   return true;
 }
 
-nlohmann::json WorkerManager::quarantined() {
+nlohmann::json WorkerManager::quarantine_list() {
   quarantine_size();
   return quarantine_.list(Clock::now());
 }

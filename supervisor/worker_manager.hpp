@@ -71,7 +71,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   std::optional<Error> refusal() const;
   // Whether an identical request is quarantined (it would crash workers again); counted.
   bool quarantined(const Job& job);
-  nlohmann::json quarantined();  // the entries, for GET /admin/quarantine
+  nlohmann::json quarantine_list();  // the entries, for GET /admin/quarantine
   // Removes one entry (by id) or all (empty id); returns how many went.
   std::size_t clear_quarantine(const std::string& id);
   // Entries in force now (expired ones dropped); also sets the metrics gauge.
