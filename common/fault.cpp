@@ -14,6 +14,7 @@ std::optional<Fault> parse_fault(std::string_view spec) {
       {"oom_fatal", K::oom_fatal},
       {"oom_if_batched", K::oom_if_batched},
       {"cuda_error", K::cuda_error},
+      {"illegal_memory_access", K::illegal_memory_access},
       {"malformed", K::malformed},
       {"fail_load", K::fail_load},
       {"crash_on_load", K::crash_on_load},

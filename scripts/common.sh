@@ -1,18 +1,26 @@
-# Shared by scripts/serve and scripts/test: install what is missing, then build.
-# Sourced, not run. Honours RESPAWN_BUILD_DIR (default: build), RESPAWN_JOBS (default: 2) and,
-# when a build dir is first configured, RESPAWN_BUILD_TYPE (default: RelWithDebInfo) and
+# Shared by scripts/build, scripts/serve, scripts/test and scripts/python: install what is
+# missing, then build. Sourced, not run. Honours RESPAWN_BUILD_DIR (default: build), RESPAWN_JOBS
+# (default: 2), RESPAWN_CACHE (default: ~/.cache/respawn, where the torch venv lives) and, when a
+# build dir is first configured, RESPAWN_BUILD_TYPE (default: RelWithDebInfo) and
 # RESPAWN_CMAKE_ARGS (more -D options).
 
 RESPAWN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RESPAWN_BUILD_DIR="${RESPAWN_BUILD_DIR:-$RESPAWN_ROOT/build}"
 RESPAWN_JOBS="${RESPAWN_JOBS:-2}"
 
-# Debian bookworm packages. libopenblas0-pthread matters: without it libtorch falls back to
-# the reference BLAS (about 10x slower).
+# The one PyTorch everything uses: the worker's libtorch (the wheel's, a CUDA 13.0 build that also
+# runs on cpu), scripts/make_models.py and the benchmarks. It lives in a venv outside the
+# checkout, keyed by the version, so every clone on the machine reuses it (docs/gpu.md).
+RESPAWN_TORCH_VERSION=2.11.0
+RESPAWN_CACHE="${RESPAWN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/respawn}"
+RESPAWN_VENV="${RESPAWN_VENV:-$RESPAWN_CACHE/torch-$RESPAWN_TORCH_VERSION}"
+RESPAWN_PYTHON="$RESPAWN_VENV/bin/python"
+
+# Debian bookworm packages (libtorch comes from the venv, not from Debian).
 RESPAWN_PACKAGES=(
-  cmake g++ make ccache python3
-  libboost1.81-dev libtorch-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
-  googletest libgtest-dev libopenblas0-pthread
+  cmake g++ make ccache python3 python3-venv
+  libboost1.81-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
+  googletest libgtest-dev
 )
 
 respawn_install_deps() {
@@ -28,12 +36,41 @@ respawn_install_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
 }
 
-# respawn_build [targets...]: configure once, then build the given targets (default: all).
+# respawn_install_torch: makes $RESPAWN_VENV hold torch==$RESPAWN_TORCH_VERSION from PyPI, once
+# per machine. A venv is complete only once its stamp is written, so an interrupted install is
+# redone; a lock keeps two scripts from installing at the same time.
+respawn_install_torch() {
+  local stamp="$RESPAWN_VENV/.respawn-torch-$RESPAWN_TORCH_VERSION"
+  [ -f "$stamp" ] && [ -x "$RESPAWN_PYTHON" ] && return 0
+  mkdir -p "$RESPAWN_CACHE"
+  (
+    flock 9
+    [ -f "$stamp" ] && [ -x "$RESPAWN_PYTHON" ] && exit 0
+    echo "respawn: installing torch==$RESPAWN_TORCH_VERSION into $RESPAWN_VENV" >&2
+    rm -rf "$RESPAWN_VENV"
+    python3 -m venv "$RESPAWN_VENV" >&2
+    "$RESPAWN_PYTHON" -m pip install --quiet --no-input "torch==$RESPAWN_TORCH_VERSION" >&2
+    "$RESPAWN_PYTHON" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != sys.argv[1])' \
+      "$RESPAWN_TORCH_VERSION"
+    touch "$stamp"
+  ) 9>"$RESPAWN_CACHE/torch-$RESPAWN_TORCH_VERSION.lock"
+}
+
+# Where CMake finds the venv's libtorch (TorchConfig.cmake).
+respawn_torch_prefix() {
+  "$RESPAWN_PYTHON" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'
+}
+
+# respawn_build [targets...]: install what is missing, configure once, then build the given
+# targets (default: all).
 respawn_build() {
+  respawn_install_deps
+  respawn_install_torch
   if [ ! -f "$RESPAWN_BUILD_DIR/CMakeCache.txt" ]; then
     # shellcheck disable=SC2086  # RESPAWN_CMAKE_ARGS is a list of words
     cmake -S "$RESPAWN_ROOT" -B "$RESPAWN_BUILD_DIR" \
-      -DCMAKE_BUILD_TYPE="${RESPAWN_BUILD_TYPE:-RelWithDebInfo}" ${RESPAWN_CMAKE_ARGS:-} >&2
+      -DCMAKE_BUILD_TYPE="${RESPAWN_BUILD_TYPE:-RelWithDebInfo}" \
+      -DCMAKE_PREFIX_PATH="$(respawn_torch_prefix)" ${RESPAWN_CMAKE_ARGS:-} >&2
   fi
   local args=()
   for t in "$@"; do args+=(--target "$t"); done

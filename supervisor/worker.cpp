@@ -348,7 +348,13 @@ nlohmann::json Worker::status() const {
                       {"rss_bytes", rss_bytes()},
                       {"gpu_memory_bytes", gpu_bytes_}};
   if (request_limit > 0) j["request_limit"] = request_limit;
-  if (info_.is_object()) j["device"] = json_get<std::string>(info_, "device", "");
+  if (info_.is_object()) {
+    // What this worker runs on and was built with, from its ready frame.
+    for (const char* key : {"device", "libtorch_version", "cuda_build", "cuda_version",
+                            "model_format", "device_fallback"}) {
+      if (info_.contains(key)) j[key] = info_[key];
+    }
+  }
   return j;
 }
 

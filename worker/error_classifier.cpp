@@ -202,13 +202,30 @@ bool is_input_error(ExceptionFamily family, const Failure& f) {
 
 }  // namespace
 
-WorkerError classify_failure(ExceptionFamily family, std::string_view message) {
+WorkerError classify_failure(ExceptionFamily family, std::string_view message,
+                             std::optional<int> cuda_error_code) {
   WorkerError e;
   // The rules read the failure itself, not the TorchScript source quoted above it (its comments
   // and code could name anything); the input rules read only its useful line, not the backtrace.
   const Failure failure = parse_failure(message);
   e.message = std::string(failure.line);
   message = failure.body;
+  if (cuda_error_code) {
+    switch (*cuda_error_code) {
+      case cuda_code::memory_allocation:
+        e.kind = WorkerErrorKind::oom;
+        return e;
+      case cuda_code::invalid_value:
+      case cuda_code::invalid_configuration:
+      case cuda_code::launch_out_of_resources:
+        e.kind = WorkerErrorKind::internal;
+        return e;
+      default:
+        e.kind = WorkerErrorKind::cuda_error;
+        e.healthy = false;
+        return e;
+    }
+  }
   // Sticky first: a message that names both (a poisoned context failing an allocation) must
   // not keep the worker.
   if (contains_any(message, kStickyCuda)) {

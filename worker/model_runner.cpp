@@ -1,10 +1,12 @@
 #include "model_runner.hpp"
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/torch.h>
+#include <torch/version.h>
 
-// RESPAWN_WITH_CUDA is set by worker/CMakeLists.txt only when the libtorch found has CUDA; on
-// Debian's CPU libtorch none of the CUDA code below is compiled.
+// RESPAWN_WITH_CUDA is set by worker/CMakeLists.txt when the worker is built with its CUDA code
+// (the default; a CUDA libtorch). With RESPAWN_CUDA=OFF none of the CUDA code below is compiled.
 #if RESPAWN_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
@@ -21,7 +23,26 @@
 #include "respawn/proc_stats.hpp"
 #include "torch_types.hpp"
 
+// c10::AcceleratorError (a failed CUDA call, with its cudaError_t) came with libtorch 2.8.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 8)
+#define RESPAWN_HAS_ACCELERATOR_ERROR 1
+#else
+#define RESPAWN_HAS_ACCELERATOR_ERROR 0
+#endif
+
 namespace respawn::worker {
+
+#if RESPAWN_WITH_CUDA
+// The rules in error_classifier.cpp name these codes without including CUDA's headers.
+static_assert(cuda_code::memory_allocation == cudaErrorMemoryAllocation);
+static_assert(cuda_code::invalid_value == cudaErrorInvalidValue);
+static_assert(cuda_code::invalid_configuration == cudaErrorInvalidConfiguration);
+static_assert(cuda_code::launch_out_of_resources == cudaErrorLaunchOutOfResources);
+static_assert(cuda_code::illegal_address == cudaErrorIllegalAddress);
+static_assert(cuda_code::launch_failure == cudaErrorLaunchFailure);
+static_assert(cuda_code::device_assert == cudaErrorAssert);
+#endif
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -45,6 +66,10 @@ Result<T, WorkerError> guarded(Fn&& fn) {
     return classify_failure(ExceptionFamily::input, e.what());
   } catch (const c10::TypeError& e) {
     return classify_failure(ExceptionFamily::input, e.what());
+#if RESPAWN_HAS_ACCELERATOR_ERROR
+  } catch (const c10::AcceleratorError& e) {
+    return classify_failure(ExceptionFamily::torch_other, e.what(), e.get_error_code());
+#endif
   } catch (const c10::Error& e) {
     return classify_failure(ExceptionFamily::torch_other, e.what());
   } catch (const std::exception& e) {
@@ -110,10 +135,35 @@ std::optional<WorkerError> check_against_spec(const TensorMeta& in, const nlohma
   return std::nullopt;
 }
 
+// Why `--device auto` finds no GPU, for the log and the ready frame.
+std::string cuda_unavailable_reason() {
+#if RESPAWN_WITH_CUDA
+  int count = 0;
+  const cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess) {
+    (void)cudaGetLastError();
+    return std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(err) + " (" +
+           cudaGetErrorName(err) + ")";
+  }
+  if (count == 0) return "the CUDA runtime sees no device";
+  return "libtorch's CUDA support is not loaded (was libtorch_cuda linked? docs/gpu.md)";
+#else
+  return "this respawn-worker was built without CUDA (RESPAWN_CUDA=OFF; docs/gpu.md)";
+#endif
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 }  // namespace
 
 struct ModelRunner::Impl {
+  // The model: a TorchScript module, or an AOTInductor package (.pt2) when `aoti` is set.
   torch::jit::Module module;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> aoti;
+  std::string device_fallback;  // why `--device auto` runs on cpu; empty otherwise
   torch::Device device{torch::kCPU};
   nlohmann::json spec = nlohmann::json::object();
   nlohmann::json info;
@@ -248,6 +298,12 @@ struct ModelRunner::Impl {
 
   torch::IValue forward(std::vector<torch::IValue> inputs) {
     c10::InferenceMode guard;
+    if (aoti) {
+      std::vector<torch::Tensor> tensors;
+      tensors.reserve(inputs.size());
+      for (auto& v : inputs) tensors.push_back(std::move(v).toTensor());
+      return aoti->run(tensors);  // a list of tensors: output_tensors() reads it
+    }
     return module.forward(std::move(inputs));
   }
 
@@ -280,29 +336,77 @@ struct ModelRunner::Impl {
 
 namespace {
 
-torch::jit::Module load_module(const LoadOptions& options, torch::Device& device,
-                               torch::jit::ExtraFilesMap& extra) {
+std::string torch_message(const c10::Error& e) {
+  return classify_failure(ExceptionFamily::torch_other, e.what()).message;
+}
+
+// A TorchScript file onto cuda:0 (--device cuda, or auto with a GPU) or cpu. `auto` falls back
+// to cpu, saying why, when there is no GPU or the model cannot load onto it.
+void load_torchscript(const LoadOptions& options, ModelRunner::Impl& impl,
+                      torch::jit::ExtraFilesMap& extra) {
   const bool cuda = torch::cuda::is_available();
   if (options.device == "cuda" && !cuda) {
-    throw std::runtime_error(ModelRunner::built_with_cuda()
-                                 ? "--device cuda: no CUDA device"
-                                 : "--device cuda: no CUDA device (this respawn-worker was built "
-                                   "against a libtorch without CUDA; see docs/gpu.md)");
+    throw std::runtime_error("--device cuda: " + cuda_unavailable_reason());
   }
   if (options.device != "cpu" && cuda) {
     try {
-      device = torch::Device(torch::kCUDA, 0);
-      return torch::jit::load(options.model_path, device, extra);
+      impl.device = torch::Device(torch::kCUDA, 0);
+      impl.module = torch::jit::load(options.model_path, impl.device, extra);
+      return;
     } catch (const c10::Error& e) {
       if (options.device == "cuda") throw;
-      spdlog::warn("loading on cuda failed, falling back to cpu: {}",
-                   classify_failure(ExceptionFamily::torch_other, e.what()).message);
+      impl.device_fallback = "loading on cuda failed: " + torch_message(e);
     }
   } else if (options.device == "auto") {
-    spdlog::info("no CUDA device available; using cpu");
+    impl.device_fallback = cuda_unavailable_reason();
   }
-  device = torch::Device(torch::kCPU);
-  return torch::jit::load(options.model_path, device, extra);
+  if (!impl.device_fallback.empty()) {
+    spdlog::warn("--device auto: running on cpu: {}", impl.device_fallback);
+  }
+  impl.device = torch::Device(torch::kCPU);
+  impl.module = torch::jit::load(options.model_path, impl.device, extra);
+}
+
+// An AOTInductor package (torch._inductor.aoti_compile_and_package): its code was compiled for
+// one device, which decides where it runs. The spec travels in the package's metadata under
+// "respawn.json" (aot_inductor.metadata at compile time; scripts/make_models.py).
+void load_aoti_package(const LoadOptions& options, ModelRunner::Impl& impl, std::string& spec) {
+  using Loader = torch::inductor::AOTIModelPackageLoader;
+  std::unordered_map<std::string, std::string> metadata;
+  try {
+    metadata = Loader::load_metadata_from_package(options.model_path, "model");
+  } catch (const c10::Error& e) {
+    throw std::runtime_error(
+        "not an AOTInductor package (a .pt2 made by "
+        "torch._inductor.aoti_compile_and_package): " +
+        torch_message(e));
+  }
+  const auto compiled_for = metadata.count("AOTI_DEVICE_KEY") ? metadata["AOTI_DEVICE_KEY"] : "";
+  if (compiled_for == "cuda") {
+    if (options.device == "cpu") {
+      throw std::runtime_error(
+          "the package was compiled for cuda; it cannot run with --device cpu");
+    }
+    if (!torch::cuda::is_available()) {
+      throw std::runtime_error("the package was compiled for cuda, but there is no GPU: " +
+                               cuda_unavailable_reason());
+    }
+    impl.device = torch::Device(torch::kCUDA, 0);
+  } else if (compiled_for == "cpu") {
+    if (options.device == "cuda") {
+      throw std::runtime_error(
+          "the package was compiled for cpu; --device cuda needs one "
+          "compiled for cuda (docs/gpu.md)");
+    }
+    impl.device = torch::Device(torch::kCPU);
+  } else {
+    throw std::runtime_error("the package was compiled for '" + compiled_for +
+                             "'; respawn runs packages compiled for cpu or cuda");
+  }
+  impl.aoti =
+      std::make_unique<Loader>(options.model_path, "model", /*run_single_threaded=*/false,
+                               /*num_runners=*/1, impl.device.is_cuda() ? impl.device.index() : -1);
+  if (metadata.count("respawn.json")) spec = metadata["respawn.json"];
 }
 
 }  // namespace
@@ -311,27 +415,39 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
   const auto started = Clock::now();
   if (options.threads > 0) torch::set_num_threads(options.threads);
   auto impl = std::make_unique<Impl>();
-  torch::jit::ExtraFilesMap extra{{"respawn.json", ""}};
+  const bool package = ends_with(options.model_path, ".pt2");
+  std::string spec;
   try {
-    impl->module = load_module(options, impl->device, extra);
-    impl->module.eval();
+    if (package) {
+      load_aoti_package(options, *impl, spec);
+    } else {
+      torch::jit::ExtraFilesMap extra{{"respawn.json", ""}};
+      load_torchscript(options, *impl, extra);
+      impl->module.eval();
+      spec = extra["respawn.json"];
+    }
   } catch (const c10::Error& e) {
-    throw std::runtime_error("cannot load model " + options.model_path + ": " +
-                             classify_failure(ExceptionFamily::torch_other, e.what()).message);
+    throw std::runtime_error("cannot load model " + options.model_path + ": " + torch_message(e));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("cannot load model " + options.model_path + ": " + e.what());
   }
-  if (!extra["respawn.json"].empty()) {
-    impl->spec = nlohmann::json::parse(extra["respawn.json"], nullptr, false);
+  if (!spec.empty()) {
+    impl->spec = nlohmann::json::parse(spec, nullptr, false);
     if (!impl->spec.is_object()) throw std::runtime_error("respawn.json in the model is not JSON");
   }
   impl->task = options.task.empty() ? impl->spec.value("task", "tensor") : options.task;
   if (impl->task != "generate" && impl->task != "tensor") {
     throw std::runtime_error("unknown task '" + impl->task + "'");
   }
+  if (package && impl->task != "tensor") {
+    throw std::runtime_error("an AOTInductor package serves the tensor task only, not '" +
+                             impl->task + "'");
+  }
   impl->max_context = impl->spec.value("max_context", std::size_t{1024});
   impl->batchable = spec_has_batch_dim(impl->spec);
   const auto kv = impl->spec.value("kv_cache", nlohmann::json());
-  if (impl->task == "generate" && kv.is_object() && impl->module.find_method("prefill") &&
-      impl->module.find_method("step")) {
+  if (impl->task == "generate" && !impl->aoti && kv.is_object() &&
+      impl->module.find_method("prefill") && impl->module.find_method("step")) {
     impl->kv = true;
     impl->kv_layers = kv.value("layers", 0);
     impl->kv_heads = kv.value("heads", 0);
@@ -367,7 +483,15 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
           {"memory_bytes", runner->memory().used_bytes},
           {"memory", runner->memory_report()},
           {"cuda_build", built_with_cuda()},
-          {"torch_version", TORCH_VERSION}};
+          {"libtorch_version", TORCH_VERSION},
+          {"model_format", runner->impl_->aoti ? "aoti_package" : "torchscript"}};
+#if RESPAWN_WITH_CUDA
+  info["cuda_version"] =
+      std::to_string(CUDART_VERSION / 1000) + "." + std::to_string(CUDART_VERSION % 1000 / 10);
+#endif
+  if (!runner->impl_->device_fallback.empty()) {
+    info["device_fallback"] = runner->impl_->device_fallback;
+  }
   if (runner->impl_->task == "generate") info["max_context"] = runner->impl_->max_context;
   spdlog::info("memory after load and warm-up: {}", info["memory"].dump());
   return runner;
@@ -439,6 +563,27 @@ Result<std::vector<TensorOutputs>, WorkerError> ModelRunner::infer(
     }
     return out;
   });
+}
+
+WorkerError ModelRunner::launch_illegal_memory_access() {
+#if RESPAWN_WITH_CUDA
+  if (impl_->uses_cuda_allocator()) {
+    auto outcome = impl_->run_guarded<bool>([&]() -> Result<bool, WorkerError> {
+      // A tensor over device memory no allocation owns; fill_ launches a real kernel that
+      // writes there, and the fault surfaces at the next synchronizing call.
+      auto* nowhere = reinterpret_cast<void*>(std::uintptr_t{0x1000});
+      auto bogus = torch::from_blob(nowhere, {std::int64_t{1} << 20},
+                                    torch::dtype(torch::kFloat32).device(impl_->device));
+      bogus.fill_(1.0f);
+      c10::cuda::device_synchronize();
+      return true;
+    });
+    if (!outcome) return outcome.error();
+    return WorkerError{WorkerErrorKind::internal, "an illegal memory access went unnoticed", true};
+  }
+#endif
+  return bad_input("illegal_memory_access needs a worker running on cuda (this one runs on " +
+                   impl_->device.str() + ")");
 }
 
 WorkerError ModelRunner::allocate_too_much() {

@@ -1,8 +1,9 @@
 #pragma once
-// The worker's model: a TorchScript module loaded once onto cuda or cpu, warmed up, and run
-// per request under InferenceMode. The only place libtorch is touched (its headers stay in
-// model_runner.cpp). Every libtorch exception is caught here and classified into a
-// WorkerError. Not thread-safe: the worker runs one batch at a time on one thread.
+// The worker's model: a TorchScript module (.pt) or an AOTInductor package (.pt2) loaded once
+// onto cuda or cpu, warmed up, and run per request under InferenceMode. The only place libtorch is
+// touched (its headers stay in model_runner.cpp). Every libtorch exception is caught here and
+// classified into a WorkerError. Not thread-safe: the worker runs one batch at a time on one
+// thread.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -106,9 +107,13 @@ class ModelRunner {
   // Tries an allocation no device can satisfy and returns how that failure classifies (for
   // fault injection: a real allocator failure, not a simulated one).
   WorkerError allocate_too_much();
+  // cuda: launches a kernel that writes to an address no allocation owns and returns how the
+  // (sticky) failure classifies; cpu: bad_input. For fault injection.
+  WorkerError launch_illegal_memory_access();
+
+  struct Impl;
 
  private:
-  struct Impl;
   explicit ModelRunner(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

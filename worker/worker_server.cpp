@@ -481,6 +481,9 @@ bool WorkerServer::inject_fault(std::uint64_t id, const nlohmann::json& request)
       send_error(id, {WorkerErrorKind::cuda_error,
                       "injected: an illegal memory access was encountered", false});
       return true;
+    case Fault::Kind::illegal_memory_access:
+      send_error(id, runner_.launch_illegal_memory_access());
+      return true;
     case Fault::Kind::malformed:
       ipc::write_all(fd_, std::string(64, '\x5a'));
       return true;

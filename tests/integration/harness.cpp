@@ -26,11 +26,23 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+namespace {
+// A folder compiled in at build time, unless the environment names another (binaries built here
+// and run elsewhere, e.g. by scripts/gpu-check).
+std::string dir_from(const char* variable, const char* built_in) {
+  const char* dir = std::getenv(variable);
+  return dir && *dir ? dir : built_in;
+}
+}  // namespace
+
 std::string bin_path(const std::string& name) {
-  return std::string(RESPAWN_BIN_DIR) + "/" + name;
+  return dir_from("RESPAWN_TEST_BIN_DIR", RESPAWN_BIN_DIR) + "/" + name;
 }
 std::string model_path(const std::string& name) {
-  return std::string(RESPAWN_MODELS_DIR) + "/" + name;
+  return dir_from("RESPAWN_TEST_MODELS_DIR", RESPAWN_MODELS_DIR) + "/" + name;
+}
+std::string data_path(const std::string& name) {
+  return dir_from("RESPAWN_TEST_DATA_DIR", RESPAWN_TEST_DATA_DIR) + "/" + name;
 }
 
 std::string test_device() {

@@ -15,8 +15,11 @@
 
 namespace respawn::test {
 
+// Each folder can be moved with an environment variable (scripts/gpu-check runs binaries built
+// on another machine): $RESPAWN_TEST_BIN_DIR, $RESPAWN_TEST_MODELS_DIR, $RESPAWN_TEST_DATA_DIR.
 std::string bin_path(const std::string& name);    // in the build's bin/
 std::string model_path(const std::string& name);  // in the source tree's models/
+std::string data_path(const std::string& name);   // in the source tree's tests/data/
 // The --device every Server gets unless its args name one: $RESPAWN_TEST_DEVICE, or cpu.
 std::string test_device();
 // `serve` arguments that run the fake worker (no libtorch), plus `extra`.

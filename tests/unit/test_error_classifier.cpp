@@ -595,5 +595,60 @@ TEST(ErrorClassifier, ATorchScriptHeaderWithoutAnErrorLineKeepsTheHeader) {
   EXPECT_EQ(e.message, "The following operation failed in the TorchScript interpreter.");
 }
 
+// libtorch 2.8 on throws c10::AcceleratorError with the cudaError_t; the code decides, not the
+// text (which differs between CUDA versions and may be wrapped by TorchScript).
+TEST(ErrorClassifier, CudaErrorCodeDecidesWhateverTheText) {
+  // Sticky codes: the context is lost, whatever the message claims.
+  for (const int code :
+       {cuda_code::illegal_address, cuda_code::launch_failure, cuda_code::device_assert,
+        214 /* ECC uncorrectable */, 999 /* unknown */}) {
+    const WorkerError e = classify_failure(ExceptionFamily::torch_other,
+                                           "CUDA error: index out of range in self", code);
+    EXPECT_EQ(e.kind, WorkerErrorKind::cuda_error) << code;
+    EXPECT_FALSE(e.healthy) << code;
+    EXPECT_EQ(e.message, "CUDA error: index out of range in self") << code;
+  }
+  // cudaErrorMemoryAllocation is an out-of-memory even with text that would look sticky.
+  const WorkerError oom =
+      classify_failure(ExceptionFamily::torch_other, "CUDA error: unspecified launch failure",
+                       cuda_code::memory_allocation);
+  EXPECT_EQ(oom.kind, WorkerErrorKind::oom);
+  EXPECT_TRUE(oom.healthy);
+  // A launch refused before it ran leaves the context as it was.
+  for (const int code : {cuda_code::invalid_value, cuda_code::invalid_configuration,
+                         cuda_code::launch_out_of_resources}) {
+    const WorkerError e = classify_failure(
+        ExceptionFamily::torch_other, "CUDA error: an illegal memory access was encountered", code);
+    EXPECT_EQ(e.kind, WorkerErrorKind::internal) << code;
+    EXPECT_TRUE(e.healthy) << code;
+  }
+}
+
+TEST(ErrorClassifier, CudaErrorCodeOfATorchScriptFailureKeepsItsUsefulLine) {
+  const std::string msg =
+      "The following operation failed in the TorchScript interpreter.\n"
+      "Traceback of TorchScript (most recent call last):\n"
+      "  File \"code/__torch__.py\", line 8, in forward\n"
+      "    return torch.add(x, 1)\n"
+      "           ~~~~~~~~~ <--- HERE\n"
+      "RuntimeError: CUDA error: an illegal memory access was encountered\n";
+  const WorkerError e =
+      classify_failure(ExceptionFamily::torch_other, msg, cuda_code::illegal_address);
+  EXPECT_EQ(e.kind, WorkerErrorKind::cuda_error);
+  EXPECT_FALSE(e.healthy);
+  EXPECT_EQ(e.message, "CUDA error: an illegal memory access was encountered");
+}
+
+// Without a code (libtorch before 2.8, or a failure that carries none) the text rules apply.
+TEST(ErrorClassifier, WithoutACudaErrorCodeTheTextDecides) {
+  const WorkerError e =
+      classify_failure(ExceptionFamily::torch_other,
+                       "CUDA error: an illegal memory access was encountered", std::nullopt);
+  EXPECT_EQ(e.kind, WorkerErrorKind::cuda_error);
+  const WorkerError input =
+      classify_failure(ExceptionFamily::torch_other, "index out of range in self", std::nullopt);
+  EXPECT_EQ(input.kind, WorkerErrorKind::bad_input);
+}
+
 }  // namespace
 }  // namespace respawn::worker

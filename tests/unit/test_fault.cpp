@@ -32,6 +32,7 @@ TEST(Fault, PlainNames) {
       {"oom", K::oom},
       {"oom_fatal", K::oom_fatal},
       {"cuda_error", K::cuda_error},
+      {"illegal_memory_access", K::illegal_memory_access},
       {"malformed", K::malformed},
       {"fail_load", K::fail_load},
       {"crash_on_load", K::crash_on_load},
@@ -157,7 +158,8 @@ TEST(Fault, StartFaults) {
 }
 
 TEST(Fault, RequestFaultsAreNotStartFaults) {
-  for (K kind : {K::crash, K::hang, K::oom, K::oom_fatal, K::cuda_error, K::malformed, K::slow}) {
+  for (K kind : {K::crash, K::hang, K::oom, K::oom_fatal, K::cuda_error, K::illegal_memory_access,
+                 K::malformed, K::slow}) {
     EXPECT_FALSE(is_start_fault(Fault{kind, 0})) << static_cast<int>(kind);
   }
   EXPECT_FALSE(is_start_fault(Fault{K::slow, 1000}));
@@ -169,8 +171,8 @@ TEST(Fault, ParsedSpecsAgreeWithIsStartFault) {
     ASSERT_TRUE(fault.has_value()) << spec;
     EXPECT_TRUE(is_start_fault(*fault)) << spec;
   }
-  for (const char* spec :
-       {"crash", "hang", "oom", "oom_fatal", "cuda_error", "malformed", "slow:3"}) {
+  for (const char* spec : {"crash", "hang", "oom", "oom_fatal", "cuda_error",
+                           "illegal_memory_access", "malformed", "slow:3"}) {
     const auto fault = parse_fault(spec);
     ASSERT_TRUE(fault.has_value()) << spec;
     EXPECT_FALSE(is_start_fault(*fault)) << spec;
