@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """The demo model's own cost of one KV-cache decode step, in-process (no respawn), for a batch
 of 1 and of 8 sequences: the ceiling on what continuous batching can gain on this machine.
 
-  /usr/bin/python3 bench/decode_step.py [--threads N] [--steps N] [--position P]
+  scripts/python bench/decode_step.py [--threads N] [--steps N] [--position P]
 
 Prints one line per batch size: the median milliseconds of `step` over --steps calls.
 """

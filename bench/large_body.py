@@ -4,8 +4,8 @@ generate bodies (many small JSON values, the worst case for a parser and the hea
 another polls /v2/health/live every 10 ms. Prints the liveness latency during the bodies and
 the supervisor's peak and final RSS, for each build given, side by side in one run.
 
-  /usr/bin/python3 bench/large_body.py --bin new=build/bin --bin old=/tmp/old/bin
-  /usr/bin/python3 bench/large_body.py --mib 7 --bodies 5
+  scripts/python bench/large_body.py --bin new=build/bin --bin old=/tmp/old/bin
+  scripts/python bench/large_body.py --mib 7 --bodies 5
 
 Each server runs the fake worker (respawn-fake-worker next to respawn), so only the
 supervisor's own work is measured, and gets --max-body-bytes large enough for the body.

@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Recycle-policy benchmark: hang detection, planned-recycle gaps, restart-per-test overhead,
 lost requests under random worker kills.
 
-  /usr/bin/python3 bench/recycle.py [--bin build/bin/respawn] [--part all|hang|gap|overhead|lost]
+  scripts/python bench/recycle.py [--bin build/bin/respawn] [--part all|hang|gap|overhead|lost]
                                     [--requests 2000] [--hangs 5] [--seed 1] [--logs DIR]
 
 Each part starts its own `respawn serve --port 0` (bundled demo model) with the policy it

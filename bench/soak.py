@@ -1,9 +1,9 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Chaos soak under worker SIGKILL/SIGSTOP: fails on lost requests, fd growth or zombies.
 
 A bounded, loopback-only mixed load against a server it starts itself.
 
-  /usr/bin/python3 bench/soak.py [--requests 2000] [--concurrency 8] [--kill-every 2s|50r]
+  scripts/python bench/soak.py [--requests 2000] [--concurrency 8] [--kill-every 2s|50r]
                                  [--seed 1] [--binary-dir build/bin] [--ci] [--json [FILE]]
 
 It copies respawn, respawn-worker (and respawn-fake-worker, if there) from --binary-dir into

@@ -1,7 +1,7 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Walking-skeleton benchmark: cold start, worker spawn-to-ready, generate latency, RSS.
 
-  /usr/bin/python3 bench/startup_latency.py [--bin build/bin/respawn] [--requests 50]
+  scripts/python bench/startup_latency.py [--bin build/bin/respawn] [--requests 50]
                                             [--restarts 5] [--tokens 32]
 
 Starts `respawn serve --port 0` with the bundled demo model, then measures:

@@ -1,8 +1,8 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Throughput benchmark: req/s and latency under concurrency, batching on and off, the
 supervisor's own overhead, and the HTTP front end's capacity.
 
-  /usr/bin/python3 bench/throughput.py [--bin build/bin/respawn] [--duration 5]
+  scripts/python bench/throughput.py [--bin build/bin/respawn] [--duration 5]
                                        [--part all|generate|infer|overhead|frontend]
                                        [--concurrency 1,8,32] [--tokens 64] [--repeat 1]
                                        [--batch-size N] [--batch-delay-us N]
