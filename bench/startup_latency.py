@@ -2,7 +2,7 @@
 """Walking-skeleton benchmark: cold start, worker spawn-to-ready, generate latency, RSS.
 
   scripts/python bench/startup_latency.py [--bin build/bin/respawn] [--requests 50]
-                                            [--restarts 5] [--tokens 32]
+                                          [--restarts 5] [--tokens 32] [--serve-arg=ARG ...]
 
 Starts `respawn serve --port 0` with the bundled demo model, then measures:
   cold start      exec of the supervisor -> /v2/health/ready answers 200
@@ -67,10 +67,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=50)
     ap.add_argument("--restarts", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--serve-arg", action="append", default=[],
+                    help="one more argument for `respawn serve` (repeat), e.g. --serve-arg=--worker-threads=1")
     args = ap.parse_args()
 
     started = time.monotonic()
-    proc = subprocess.Popen([args.bin, "serve", "--port", "0"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([args.bin, "serve", "--port", "0", *args.serve_arg], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     try:
         line = proc.stdout.readline()

@@ -82,12 +82,14 @@ Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args,
   auto policy = resolve_policy(options.config_file, env, flags);
   if (!policy) return policy.error();
   options.policy = *policy;
+  if (env.count("OMP_WAIT_POLICY") == 0) options.omp_wait_policy = "PASSIVE";
   return options;
 }
 
 std::map<std::string, std::string> worker_environment(const ServeOptions& options) {
   std::map<std::string, std::string> env;
   if (!options.cuda_alloc_conf.empty()) env["PYTORCH_CUDA_ALLOC_CONF"] = options.cuda_alloc_conf;
+  if (!options.omp_wait_policy.empty()) env["OMP_WAIT_POLICY"] = options.omp_wait_policy;
   return env;
 }
 

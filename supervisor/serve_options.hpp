@@ -34,6 +34,11 @@ struct ServeOptions {
   // PYTORCH_CUDA_ALLOC_CONF for the workers (e.g. "expandable_segments:True"); empty = the
   // workers inherit the supervisor's own, if it has one.
   std::string cuda_alloc_conf;
+  // OMP_WAIT_POLICY for the workers: "PASSIVE" unless the environment already names one (then
+  // empty, and the inherited value stands). libtorch's OpenMP threads otherwise spin between
+  // parallel regions, and on a machine with other busy processes a spinning thread waits for a
+  // descheduled one: decode steps of a few ms took up to 90 ms (docs/performance.md).
+  std::string omp_wait_policy;
   Policy policy;      // resolved: flag > env > file > default
   bool help = false;  // --help was given: print the usage and exit 0
 };
@@ -44,7 +49,8 @@ Result<ServeOptions> parse_serve_options(const std::vector<std::string>& args,
                                          const std::map<std::string, std::string>& env = {});
 
 // Variables a worker gets on top of (or instead of) the supervisor's environment, which it
-// otherwise inherits: PYTORCH_CUDA_ALLOC_CONF when --cuda-alloc-conf is set.
+// otherwise inherits: PYTORCH_CUDA_ALLOC_CONF when --cuda-alloc-conf is set, OMP_WAIT_POLICY
+// when the supervisor's environment has none.
 std::map<std::string, std::string> worker_environment(const ServeOptions& options);
 
 // Fills model, model_name and worker_bin from the directory that holds the respawn binary.

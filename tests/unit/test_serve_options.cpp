@@ -169,8 +169,9 @@ TEST(ServeOptions, CudaAllocConfGoesIntoTheWorkersEnvironment) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->cuda_alloc_conf, "expandable_segments:True");
   const auto env = worker_environment(*r);
-  ASSERT_EQ(env.size(), 1u);
+  ASSERT_EQ(env.size(), 2u);
   EXPECT_EQ(env.at("PYTORCH_CUDA_ALLOC_CONF"), "expandable_segments:True");
+  EXPECT_EQ(env.at("OMP_WAIT_POLICY"), "PASSIVE");
   // Several settings in one value, as PyTorch takes them; commas are not list separators here.
   auto several = parse_serve_options(
       {"--cuda-alloc-conf=expandable_segments:True,garbage_collection_threshold:0.6"});
@@ -185,8 +186,19 @@ TEST(ServeOptions, NoCudaAllocConfLeavesTheInheritedOneAlone) {
   auto r = parse_serve_options({}, {{"PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"}});
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->cuda_alloc_conf, "");
-  EXPECT_TRUE(worker_environment(*r).empty());
+  EXPECT_EQ(worker_environment(*r).count("PYTORCH_CUDA_ALLOC_CONF"), 0u);
   expect_rejected({"--cuda-alloc-conf"});  // missing its value
+}
+
+// libtorch's OpenMP threads wait passively unless the operator chose otherwise.
+TEST(ServeOptions, WorkersWaitPassivelyUnlessTheEnvironmentSaysOtherwise) {
+  auto r = parse_serve_options({}, {});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(worker_environment(*r),
+            (std::map<std::string, std::string>{{"OMP_WAIT_POLICY", "PASSIVE"}}));
+  auto inherited = parse_serve_options({}, {{"OMP_WAIT_POLICY", "ACTIVE"}});
+  ASSERT_TRUE(inherited.ok()) << inherited.error().message;
+  EXPECT_TRUE(worker_environment(*inherited).empty());
 }
 
 TEST(ServeOptions, HelpListsTheFlags) {
