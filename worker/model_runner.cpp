@@ -570,10 +570,13 @@ WorkerError ModelRunner::launch_illegal_memory_access() {
   if (impl_->uses_cuda_allocator()) {
     auto outcome = impl_->run_guarded<bool>([&]() -> Result<bool, WorkerError> {
       // A tensor over device memory no allocation owns; fill_ launches a real kernel that
-      // writes there, and the fault surfaces at the next synchronizing call.
+      // writes there, and the fault surfaces at the next synchronizing call. The device is
+      // given as the target, or from_blob would ask CUDA where the pointer lives and refuse it.
       auto* nowhere = reinterpret_cast<void*>(std::uintptr_t{0x1000});
-      auto bogus = torch::from_blob(nowhere, {std::int64_t{1} << 20},
-                                    torch::dtype(torch::kFloat32).device(impl_->device));
+      auto bogus = at::for_blob(nowhere, {std::int64_t{1} << 20})
+                       .options(torch::dtype(torch::kFloat32).device(impl_->device))
+                       .target_device(impl_->device)
+                       .make_tensor();
       bogus.fill_(1.0f);
       c10::cuda::device_synchronize();
       return true;
