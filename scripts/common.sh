@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/build, scripts/serve, scripts/test and scripts/python: install what is
 # missing, then build. Sourced, not run. Honours RESPAWN_BUILD_DIR (default: build), RESPAWN_JOBS
 # (default: 2), RESPAWN_CACHE (default: ~/.cache/respawn, where the torch venv lives) and, when a
@@ -13,6 +14,9 @@ RESPAWN_JOBS="${RESPAWN_JOBS:-2}"
 # checkout, keyed by the version, so every clone on the machine reuses it (docs/gpu.md).
 RESPAWN_TORCH_VERSION=2.11.0
 RESPAWN_CACHE="${RESPAWN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/respawn}"
+# $RESPAWN_VENV names a venv of your own instead: used as it is (it must hold this torch), never
+# installed into or removed.
+RESPAWN_OWN_VENV="${RESPAWN_VENV:+1}"
 RESPAWN_VENV="${RESPAWN_VENV:-$RESPAWN_CACHE/torch-$RESPAWN_TORCH_VERSION}"
 RESPAWN_PYTHON="$RESPAWN_VENV/bin/python"
 
@@ -42,6 +46,12 @@ respawn_install_deps() {
 respawn_install_torch() {
   local stamp="$RESPAWN_VENV/.respawn-torch-$RESPAWN_TORCH_VERSION"
   [ -f "$stamp" ] && [ -x "$RESPAWN_PYTHON" ] && return 0
+  if [ -n "$RESPAWN_OWN_VENV" ]; then
+    "$RESPAWN_PYTHON" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != sys.argv[1])' \
+      "$RESPAWN_TORCH_VERSION" && return 0
+    echo "respawn: RESPAWN_VENV=$RESPAWN_VENV has no torch==$RESPAWN_TORCH_VERSION" >&2
+    return 1
+  fi
   mkdir -p "$RESPAWN_CACHE"
   (
     flock 9
