@@ -51,7 +51,9 @@ class ModelRunner {
   // What the ready frame reports: task, device, inputs/outputs, load time, memory:
   // "memory_bytes" (the base the supervisor's memory budget starts from: on cuda the allocated
   // bytes after load and warm-up, on cpu the RSS), "memory" (memory_report() after warm-up),
-  // "rss_bytes" and "cuda_build" (built_with_cuda()).
+  // "rss_bytes", "cuda_build" (built_with_cuda()), "cuda_version" (a CUDA build),
+  // "libtorch_version", "model_format" (torchscript | aoti_package) and, when --device auto fell
+  // back to cpu, "device_fallback" (why).
   const nlohmann::json& info() const;
   const std::string& task() const;
   std::size_t max_context() const;
