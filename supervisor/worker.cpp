@@ -34,24 +34,41 @@ std::string describe_status(int status) {
 // the error_code in its io_context overload). The socket's child end becomes fd 3 (dup2 also
 // clears close-on-exec) and every other descriptor above it is closed in the child, so no
 // client socket or listener leaks into the worker.
+// The child gets its environment as posix_spawn's envp: the supervisor's own stays untouched.
 Result<pid_t> spawn_process(const std::string& exe, const std::vector<std::string>& args,
-                            int child_fd) {
+                            int child_fd, const std::map<std::string, std::string>& env) {
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(exe.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  auto entries = child_environment(environ, env);
+  std::vector<char*> envp;
+  for (auto& e : entries) envp.push_back(e.data());
+  envp.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, child_fd, kChildFd);
   posix_spawn_file_actions_addclosefrom_np(&actions, kChildFd + 1);
   pid_t pid = 0;
-  const int rc = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) return make_error(ErrorKind::internal, std::strerror(rc));
   return pid;
 }
 
 }  // namespace
+
+std::vector<std::string> child_environment(char* const* base,
+                                           const std::map<std::string, std::string>& overrides) {
+  std::vector<std::string> out;
+  for (; base && *base; ++base) {
+    const std::string_view entry(*base);
+    const auto name = entry.substr(0, entry.find('='));
+    if (overrides.count(std::string(name)) == 0) out.emplace_back(entry);
+  }
+  for (const auto& [name, value] : overrides) out.push_back(name + "=" + value);
+  return out;
+}
 
 std::string_view to_string(WorkerState state) {
   switch (state) {
@@ -87,7 +104,8 @@ Worker::~Worker() {
 }
 
 Result<pid_t> Worker::spawn(const std::string& exe, const std::vector<std::string>& args,
-                            std::chrono::milliseconds load_timeout) {
+                            std::chrono::milliseconds load_timeout,
+                            const std::map<std::string, std::string>& env) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     return make_error(ErrorKind::internal, std::string("socketpair: ") + std::strerror(errno));
@@ -97,7 +115,7 @@ Result<pid_t> Worker::spawn(const std::string& exe, const std::vector<std::strin
     ::close(fds[1]);
     fds[1] = moved;
   }
-  auto pid = spawn_process(exe, args, fds[1]);
+  auto pid = spawn_process(exe, args, fds[1], env);
   ::close(fds[1]);
   if (!pid) {
     ::close(fds[0]);

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +31,11 @@ namespace respawn {
 enum class WorkerState { spawning, ready, busy, draining, exited };
 std::string_view to_string(WorkerState state);
 
+// A child's environment: every "NAME=value" of `base` (a null-terminated array, as `environ`)
+// whose NAME is not in `overrides`, then the overrides. Pure; thread-safe.
+std::vector<std::string> child_environment(char* const* base,
+                                           const std::map<std::string, std::string>& overrides);
+
 class Worker : public std::enable_shared_from_this<Worker> {
  public:
   using Clock = std::chrono::steady_clock;
@@ -44,9 +50,11 @@ class Worker : public std::enable_shared_from_this<Worker> {
   Worker(boost::asio::io_context& io, Events events);
   ~Worker();
 
-  // Starts the process; on success the load timeout runs until the ready frame.
+  // Starts the process with the supervisor's environment plus `env` (which wins over a variable
+  // of the same name); on success the load timeout runs until the ready frame.
   Result<pid_t> spawn(const std::string& exe, const std::vector<std::string>& args,
-                      std::chrono::milliseconds load_timeout);
+                      std::chrono::milliseconds load_timeout,
+                      const std::map<std::string, std::string>& env = {});
   // Sends the job as request `request_id`; the hang timer runs while any request is in flight,
   // restarted by every frame the worker sends.
   void send(const Job& job, std::uint64_t request_id, std::chrono::milliseconds hang_timeout);

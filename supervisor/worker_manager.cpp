@@ -111,15 +111,9 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
   if (options_.enable_fault_injection) args.push_back("--enable-fault-injection");
   if (!start_fault_.empty()) args.insert(args.end(), {"--fault", start_fault_});
-  // Worker environment (issue 5, --cuda-alloc-conf): the worker inherits the supervisor's
-  // environ through posix_spawn, so the overrides are set in the supervisor's own environment,
-  // which is safe: the supervisor is single-threaded and never links libtorch.
-  for (const auto& [name, value] : worker_environment(options_)) {
-    ::setenv(name.c_str(), value.c_str(), 1);
-  }
-  // End of the worker environment.
   auto worker = std::make_shared<Worker>(io_, std::move(events));
-  auto pid = worker->spawn(options_.worker_bin, args, milliseconds(policy_.load_timeout_ms));
+  auto pid = worker->spawn(options_.worker_bin, args, milliseconds(policy_.load_timeout_ms),
+                           worker_environment(options_));
   if (!pid) {
     spdlog::error("cannot start worker {}: {}", options_.worker_bin, pid.error().message);
     return nullptr;

@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <thread>
 
 #include "harness.hpp"
@@ -150,6 +153,28 @@ TEST(FakeWorker, RequestsWaitInTheQueueWhileTheWorkerLoads) {
   const auto res = server.post("/v2/models/demo/generate", prompt("early"));
   EXPECT_EQ(res.status, 200) << res.body;
   EXPECT_EQ(res.json()["text_output"], "early");
+}
+
+// The worker's environment: the supervisor's, plus --cuda-alloc-conf and the default OpenMP wait
+// policy, handed to posix_spawn (the worker's /proc environ is what it was started with).
+TEST(FakeWorker, TheWorkerGetsTheSupervisorsEnvironmentPlusItsOverrides) {
+  Server server(fake_args({"--cuda-alloc-conf", "expandable_segments:True"}),
+                {{"RESPAWN_TEST_MARKER", "kept"}});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  std::ifstream in("/proc/" + std::to_string(server.worker_pid()) + "/environ");
+  const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::string> env;
+  for (std::size_t at = 0; at < raw.size();) {
+    const auto end = raw.find('\0', at);
+    env.push_back(raw.substr(at, end - at));
+    at = end == std::string::npos ? raw.size() : end + 1;
+  }
+  const auto has = [&](const std::string& entry) {
+    return std::find(env.begin(), env.end(), entry) != env.end();
+  };
+  EXPECT_TRUE(has("PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True")) << raw;
+  EXPECT_TRUE(has("OMP_WAIT_POLICY=PASSIVE")) << raw;
+  EXPECT_TRUE(has("RESPAWN_TEST_MARKER=kept")) << raw;
 }
 
 }  // namespace
