@@ -25,6 +25,18 @@ constexpr TypeInfo kTypes[] = {
     {DataType::FP32, "FP32", 4},   {DataType::FP64, "FP64", 8},
 };
 
+// kTypes is indexed by the enum's value and covers every DataType, in kAllDataTypes' order.
+constexpr bool table_matches_enum() {
+  if (std::size(kTypes) != kAllDataTypes.size()) return false;
+  for (std::size_t i = 0; i < kAllDataTypes.size(); ++i) {
+    if (kTypes[i].type != kAllDataTypes[i] || static_cast<std::size_t>(kTypes[i].type) != i) {
+      return false;
+    }
+  }
+  return true;
+}
+static_assert(table_matches_enum(), "kTypes must list every DataType in enum order");
+
 const TypeInfo& info(DataType type) {
   return kTypes[static_cast<int>(type)];
 }

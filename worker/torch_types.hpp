@@ -34,9 +34,9 @@ inline torch::ScalarType to_scalar_type(DataType type) {
   return torch::kFloat32;
 }
 
+// to_scalar_type's switch has no default: -Wswitch names a DataType it misses.
 inline std::optional<DataType> from_scalar_type(torch::ScalarType type) {
-  for (auto t : {DataType::BOOL, DataType::UINT8, DataType::INT8, DataType::INT16, DataType::INT32,
-                 DataType::INT64, DataType::FP32, DataType::FP64}) {
+  for (auto t : kAllDataTypes) {
     if (to_scalar_type(t) == type) return t;
   }
   return std::nullopt;

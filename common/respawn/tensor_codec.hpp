@@ -5,6 +5,7 @@
 //
 // IPC layout: a JSON list of {name, datatype, shape, offset, nbytes} plus one binary blob in
 // which each tensor starts at a 64-byte aligned offset, in row-major order.
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -19,6 +20,11 @@
 namespace respawn {
 
 enum class DataType { BOOL, UINT8, INT8, INT16, INT32, INT64, FP32, FP64 };
+// Every DataType, in enum order: the one list that the codec's table (tensor_codec.cpp) and the
+// worker's libtorch mapping (worker/torch_types.hpp) are checked against.
+inline constexpr std::array<DataType, 8> kAllDataTypes = {
+    DataType::BOOL,  DataType::UINT8, DataType::INT8, DataType::INT16,
+    DataType::INT32, DataType::INT64, DataType::FP32, DataType::FP64};
 
 std::optional<DataType> parse_datatype(std::string_view name);
 std::string_view to_string(DataType type);

@@ -487,5 +487,16 @@ TEST(TensorCodec, UnsignedValuesBuiltInCodeAreAccepted) {
   EXPECT_EQ(values_at<std::uint8_t>(blob, r->at(0)), (std::vector<std::uint8_t>{1, 2}));
 }
 
+TEST(TensorCodec, EveryDataTypeHasANameThatParsesBackAndASize) {
+  std::size_t index = 0;
+  for (const auto type : kAllDataTypes) {
+    EXPECT_EQ(static_cast<std::size_t>(type), index++);
+    const auto name = to_string(type);
+    EXPECT_FALSE(name.empty());
+    EXPECT_EQ(parse_datatype(name), type) << name;
+    EXPECT_GE(element_size(type), 1u) << name;
+  }
+}
+
 }  // namespace
 }  // namespace respawn
