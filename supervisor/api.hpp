@@ -24,6 +24,7 @@ class Api {
  public:
   Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options);
   ~Api();
+  // Its callbacks capture `this`: never copied or moved (which the deleted copy also forbids).
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;
 

@@ -20,6 +20,9 @@ bool is_loopback_peer(const boost::asio::ip::address& address);
 
 class HttpSession : public std::enable_shared_from_this<HttpSession> {
  public:
+  // Its callbacks capture `this`: never copied or moved (which the deleted copy also forbids).
+  HttpSession(const HttpSession&) = delete;
+  HttpSession& operator=(const HttpSession&) = delete;
   HttpSession(boost::asio::ip::tcp::socket socket, Api& api, const ServeOptions& options);
   void run();
 
@@ -66,6 +69,9 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
 
 class HttpServer : public std::enable_shared_from_this<HttpServer> {
  public:
+  // Its callbacks capture `this`: never copied or moved (which the deleted copy also forbids).
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
   HttpServer(boost::asio::io_context& io, Api& api, const ServeOptions& options);
   // Binds and starts accepting; returns the bound endpoint (the real port when port is 0).
   Result<boost::asio::ip::tcp::endpoint> listen();

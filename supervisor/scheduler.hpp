@@ -22,6 +22,9 @@ namespace respawn {
 
 class Scheduler {
  public:
+  // Its callbacks capture `this`: never copied or moved (which the deleted copy also forbids).
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
   Scheduler(boost::asio::io_context& io, std::size_t max_queue,
             std::shared_ptr<WorkerManager> manager, Metrics& metrics);
 

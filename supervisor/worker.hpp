@@ -38,6 +38,9 @@ std::vector<std::string> child_environment(char* const* base,
 
 class Worker : public std::enable_shared_from_this<Worker> {
  public:
+  // Its callbacks capture `this`: never copied or moved (which the deleted copy also forbids).
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
   using Clock = std::chrono::steady_clock;
   struct Events {
     std::function<void(Worker&)> ready;

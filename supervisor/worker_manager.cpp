@@ -1,6 +1,7 @@
 #include "worker_manager.hpp"
 
 #include <unistd.h>
+#include <cassert>
 
 #include <spdlog/spdlog.h>
 #include <algorithm>
@@ -207,6 +208,7 @@ std::optional<Error> WorkerManager::refusal() const {
 }
 
 void WorkerManager::run(Job job) {
+  assert(can_run(job) && "WorkerManager::run without can_run");
   const std::uint64_t id = next_request_id_++;
   current_->send(job, id, milliseconds(policy_.hang_timeout_ms));
   inflight_.emplace(id, InFlight{std::move(job), Clock::now()});

@@ -37,6 +37,9 @@ namespace respawn {
 
 class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
  public:
+  // Its callbacks capture `this`: never copied or moved (which the deleted copy also forbids).
+  WorkerManager(const WorkerManager&) = delete;
+  WorkerManager& operator=(const WorkerManager&) = delete;
   struct Hooks {
     std::function<void()> idle;                     // the worker can take the next job
     std::function<void(Job)> requeue_front;         // replay this job before any other
