@@ -27,7 +27,8 @@ enum class MessageType : std::uint16_t {
   token = 4,       // worker -> supervisor: a chunk of generated text (streaming, liveness)
   result = 5,      // worker -> supervisor: the answer to request_id
   error = 6,       // worker -> supervisor: request_id failed; JSON {kind, message, healthy}
-  heartbeat = 7,   // worker -> supervisor: alive, with memory stats
+  heartbeat = 7,   // worker -> supervisor: alive (reserved: no worker sends it yet; while busy
+                   // the supervisor treats it like a token and restarts the hang timer)
   cancel = 8,      // supervisor -> worker: stop request_id
   shutdown = 9,    // supervisor -> worker: finish and exit
   configure = 10,  // supervisor -> worker: batching and memory settings (JSON), at any time
