@@ -59,71 +59,67 @@ std::vector<std::string> fake_args(std::vector<std::string> extra) {
 
 namespace {
 
-void set_timeouts(tcp::socket& socket, int seconds) {
-  timeval tv{seconds, 0};
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-}
-
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
-}  // namespace
-
-HttpResult http_request(int port, const std::string& method, const std::string& target,
-                        const std::string& body,
-                        const std::map<std::string, std::string>& headers) {
+// Connects to 127.0.0.1:port, lets `write` send the request, and reads one response, all within
+// `timeout`: Beast's stream timer closes the socket when it passes, which ends a read that the
+// server never answers (SO_RCVTIMEO does not bound Asio's reads). Status 0 when no complete
+// response came.
+template <typename Write>
+HttpResult exchange(int port, std::chrono::milliseconds timeout, Write write) {
   HttpResult result;
-  try {
-    asio::io_context io;
-    tcp::socket socket(io);
-    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    set_timeouts(socket, 60);
-    http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-    req.set(http::field::host, "127.0.0.1");
-    req.set(http::field::connection, "close");
-    if (!body.empty() || (method != "GET" && method != "HEAD")) {
-      req.set(http::field::content_type, "application/json");  // admin writes require it
-    }
-    for (const auto& [name, value] : headers) req.set(name, value);
-    req.body() = body;
-    req.prepare_payload();
-    http::write(socket, req);
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(256u << 20);
-    http::read(socket, buffer, parser);
+  asio::io_context io;
+  beast::tcp_stream stream(io);
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(256u << 20);
+  stream.expires_after(timeout);
+  const auto on_read = [&](beast::error_code ec, std::size_t) {
+    if (ec) return;
     const auto& res = parser.get();
     result.status = res.result_int();
     result.body = res.body();
     for (const auto& field : res) {
       result.headers[lower(std::string(field.name_string()))] = std::string(field.value());
     }
-  } catch (const std::exception&) {
-    result.status = 0;
-  }
+  };
+  const auto on_written = [&](beast::error_code ec, std::size_t) {
+    if (!ec) http::async_read(stream, buffer, parser, on_read);
+  };
+  stream.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
+                       [&](beast::error_code ec) {
+                         if (!ec) write(stream, on_written);
+                       });
+  io.run();
   return result;
 }
 
-HttpResult raw_request(int port, const std::string& bytes) {
-  HttpResult result;
-  try {
-    asio::io_context io;
-    tcp::socket socket(io);
-    socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    set_timeouts(socket, 10);
-    asio::write(socket, asio::buffer(bytes));
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    http::read(socket, buffer, parser);
-    result.status = parser.get().result_int();
-    result.body = parser.get().body();
-  } catch (const std::exception&) {
-    result.status = 0;
+}  // namespace
+
+HttpResult http_request(int port, const std::string& method, const std::string& target,
+                        const std::string& body, const std::map<std::string, std::string>& headers,
+                        std::chrono::milliseconds timeout) {
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::connection, "close");
+  if (!body.empty() || (method != "GET" && method != "HEAD")) {
+    req.set(http::field::content_type, "application/json");  // admin writes require it
   }
-  return result;
+  for (const auto& [name, value] : headers) req.set(name, value);
+  req.body() = body;
+  req.prepare_payload();
+  return exchange(port, timeout, [&](beast::tcp_stream& stream, auto done) {
+    http::async_write(stream, req, done);
+  });
+}
+
+HttpResult raw_request(int port, const std::string& bytes) {
+  return exchange(port, std::chrono::seconds(10), [&](beast::tcp_stream& stream, auto done) {
+    asio::async_write(stream, asio::buffer(bytes), done);
+  });
 }
 
 bool process_gone(pid_t pid) {

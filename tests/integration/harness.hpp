@@ -32,10 +32,13 @@ struct HttpResult {
   nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
 };
 
+// One request on its own connection; status 0 when no complete response came within `timeout`
+// (connect, send and read together).
 HttpResult http_request(int port, const std::string& method, const std::string& target,
                         const std::string& body = "",
-                        const std::map<std::string, std::string>& headers = {});
-// Sends raw bytes and reads until the server closes (or 10 s pass); parses the status line.
+                        const std::map<std::string, std::string>& headers = {},
+                        std::chrono::milliseconds timeout = std::chrono::seconds(60));
+// Sends raw bytes and reads one response (10 s at most); status 0 when none came.
 HttpResult raw_request(int port, const std::string& bytes);
 
 // True once pid no longer runs (gone, or a zombie nobody reaped yet).

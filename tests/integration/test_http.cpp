@@ -25,6 +25,21 @@ tcp::socket connect(asio::io_context& io, int port) {
   return socket;
 }
 
+// The tests' own client: a server that accepts and never answers must not stall a test until
+// ctest's limit. The kernel completes the handshake on a listening socket nobody accepts from,
+// so the request is sent and the read waits for an answer that never comes.
+TEST(Harness, HttpRequestGivesUpAtItsDeadlineWhenTheServerNeverAnswers) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor silent(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const int port = silent.local_endpoint().port();
+  const auto started = std::chrono::steady_clock::now();
+  const auto res =
+      http_request(port, "GET", "/v2/health/live", "", {}, std::chrono::milliseconds(300));
+  EXPECT_EQ(res.status, 0);
+  // Generous: without the deadline the call never returns at all.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+}
+
 TEST(Http, KeepAliveServesSeveralRequestsOnOneConnection) {
   Server server(fake_args());
   ASSERT_TRUE(server.wait_ready()) << server.log();

@@ -70,7 +70,9 @@ TEST(OpenAi, StreamedChatEndsWithDoneAndTheDeltasCarryTheText) {
   for (std::size_t i = 0; i + 3 < data.size(); ++i) {
     const auto chunk = json::parse(data[i]);
     EXPECT_EQ(chunk["object"], "chat.completion.chunk");
-    if (i == 0) EXPECT_EQ(chunk["choices"][0]["delta"]["role"], "assistant");
+    if (i == 0) {
+      EXPECT_EQ(chunk["choices"][0]["delta"]["role"], "assistant");
+    }
     text += chunk["choices"][0]["delta"].value("content", "");
   }
   EXPECT_EQ(text, "user: Hi\nassistant:");

@@ -89,8 +89,9 @@ TEST(Recycle, RestartPerTestServesEveryRequestWithAFreshWorker) {
   EXPECT_EQ(pids.size(), 4u);
   EXPECT_GE(recycles(server, "max_requests"), 3);
   for (pid_t pid : pids) {
-    if (pid != server.worker_pid())
+    if (pid != server.worker_pid()) {
       EXPECT_TRUE(wait_until([&] { return process_gone(pid); }, seconds(5)));
+    }
   }
 }
 
