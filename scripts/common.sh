@@ -40,6 +40,12 @@ respawn_install_deps() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
 }
 
+# Whether $RESPAWN_PYTHON imports torch $RESPAWN_TORCH_VERSION.
+respawn_venv_has_torch() {
+  "$RESPAWN_PYTHON" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != sys.argv[1])' \
+    "$RESPAWN_TORCH_VERSION"
+}
+
 # respawn_install_torch: makes $RESPAWN_VENV hold torch==$RESPAWN_TORCH_VERSION from PyPI, once
 # per machine. A venv is complete only once its stamp is written, so an interrupted install is
 # redone; a lock keeps two scripts from installing at the same time.
@@ -47,8 +53,7 @@ respawn_install_torch() {
   local stamp="$RESPAWN_VENV/.respawn-torch-$RESPAWN_TORCH_VERSION"
   [ -f "$stamp" ] && [ -x "$RESPAWN_PYTHON" ] && return 0
   if [ -n "$RESPAWN_OWN_VENV" ]; then
-    "$RESPAWN_PYTHON" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != sys.argv[1])' \
-      "$RESPAWN_TORCH_VERSION" && return 0
+    respawn_venv_has_torch && return 0
     echo "respawn: RESPAWN_VENV=$RESPAWN_VENV has no torch==$RESPAWN_TORCH_VERSION" >&2
     return 1
   fi
@@ -60,8 +65,7 @@ respawn_install_torch() {
     rm -rf "$RESPAWN_VENV"
     python3 -m venv "$RESPAWN_VENV" >&2
     "$RESPAWN_PYTHON" -m pip install --quiet --no-input "torch==$RESPAWN_TORCH_VERSION" >&2
-    "$RESPAWN_PYTHON" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != sys.argv[1])' \
-      "$RESPAWN_TORCH_VERSION"
+    respawn_venv_has_torch
     touch "$stamp"
   ) 9>"$RESPAWN_CACHE/torch-$RESPAWN_TORCH_VERSION.lock"
 }

@@ -346,8 +346,7 @@ HttpResponse Api::model_metadata() const {
   const auto& info = scheduler_.manager().model_info();
   json body = {{"name", options_.model_name},
                {"versions", {kModelVersion}},
-               {"platform", info.is_object() && json_get<std::string>(info, "model_format", "") ==
-                                                    "aoti_package"
+               {"platform", json_get<std::string>(info, "model_format", "") == "aoti_package"
                                 ? "pytorch_aotinductor"
                                 : "pytorch_torchscript"},
                {"inputs", json::array()},

@@ -70,18 +70,21 @@ TEST(Models, AotInductorPackageBatchesAndValidatesLikeTorchScript) {
         {"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {rows, 4}}, {"data", data}}}}}
         .dump();
   };
-  std::vector<std::future<HttpResult>> answers;
-  for (int rows = 1; rows <= 6; ++rows) {
-    answers.push_back(std::async(std::launch::async, [&, rows] {
-      return http_request(server.port(), "POST", "/v2/models/classifier/infer", body(rows));
-    }));
-  }
+  // Up to three rounds: on a busy machine one round's requests may all arrive apart.
   int batched = 0;
-  for (int rows = 1; rows <= 6; ++rows) {
-    const auto res = answers[static_cast<std::size_t>(rows - 1)].get();
-    ASSERT_EQ(res.status, 200) << res.body;
-    EXPECT_EQ(res.json()["outputs"][0]["shape"], json({rows, 3}));
-    if (std::stoi(res.headers.at("x-respawn-batch-size")) > 1) ++batched;
+  for (int attempt = 0; attempt < 3 && batched == 0; ++attempt) {
+    std::vector<std::future<HttpResult>> answers;
+    for (int rows = 1; rows <= 6; ++rows) {
+      answers.push_back(std::async(std::launch::async, [&, rows] {
+        return http_request(server.port(), "POST", "/v2/models/classifier/infer", body(rows));
+      }));
+    }
+    for (int rows = 1; rows <= 6; ++rows) {
+      const auto res = answers[static_cast<std::size_t>(rows - 1)].get();
+      ASSERT_EQ(res.status, 200) << res.body;
+      EXPECT_EQ(res.json()["outputs"][0]["shape"], json({rows, 3}));
+      if (std::stoi(res.headers.at("x-respawn-batch-size")) > 1) ++batched;
+    }
   }
   EXPECT_GT(batched, 0) << "no request shared a forward";
 
