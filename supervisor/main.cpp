@@ -13,13 +13,13 @@
 #include <functional>
 #include <iostream>
 
-#include "api.hpp"
-#include "http_server.hpp"
+#include "http/api.hpp"
+#include "http/http_server.hpp"
+#include "lifecycle/worker_manager.hpp"
 #include "respawn/logging.hpp"
-#include "scheduler.hpp"
+#include "scheduling/scheduler.hpp"
 #include "serve_options.hpp"
-#include "smoke_runner.hpp"
-#include "worker_manager.hpp"
+#include "smoke/smoke_runner.hpp"
 
 namespace {
 

@@ -40,7 +40,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // The worker's side: the IPC form, {"prompt": ..., params...}.
   if (auto r = generate_request_from_json(body)) check_round_trip(*r, {});
 
-  // The supervisor's side (supervisor/api.cpp generate_parameters).
+  // The supervisor's side (supervisor/http/api.cpp generate_parameters).
   if (!body.is_object()) return 0;
   json params = json::object();
   for (const auto& [key, value] : body.items()) {

@@ -18,13 +18,13 @@
 #include <string_view>
 #include <thread>
 
-#include "api.hpp"
 #include "fuzz_check.hpp"
+#include "http/api.hpp"
+#include "lifecycle/worker_manager.hpp"
 #include "metrics.hpp"
 #include "respawn/json_util.hpp"
-#include "scheduler.hpp"
+#include "scheduling/scheduler.hpp"
 #include "serve_options.hpp"
-#include "worker_manager.hpp"
 
 using namespace respawn;
 using nlohmann::json;
@@ -42,7 +42,7 @@ enum Flags : std::uint8_t {
   kSmallBodyLimit = 16,  // --max-body-bytes 64, to reach the parser's body limit
 };
 
-constexpr std::size_t kHeaderLimit = 16 * 1024;  // as supervisor/http_server.cpp
+constexpr std::size_t kHeaderLimit = 16 * 1024;  // as supervisor/http/http_server.cpp
 constexpr int kMaxRequests = 8;                  // pipelined requests per input
 
 // What the handler did with one request.

@@ -1,4 +1,4 @@
-// Fuzzes the OpenAI request parser (supervisor/openai.cpp) with a JSON body, as a completion
+// Fuzzes the OpenAI request parser (supervisor/http/openai.cpp) with a JSON body, as a completion
 // and as a chat request. Whatever it accepts must reach the worker intact: the generate
 // parameters must survive the IPC round trip (the worker re-validates them with the same
 // limits), and the answer shapes built from them must serialize.
@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
-#include "openai.hpp"
+#include "http/openai.hpp"
 #include "respawn/json_util.hpp"
 
 using namespace respawn;

@@ -1,10 +1,10 @@
-// Tests for run_guarded (supervisor/api.hpp): the last resort that keeps an exception in a
+// Tests for run_guarded (supervisor/http/api.hpp): the last resort that keeps an exception in a
 // handler from escaping to the I/O loop, where it would drop the connection unanswered.
 #include <gtest/gtest.h>
 
 #include <stdexcept>
 
-#include "api.hpp"
+#include "http/api.hpp"
 
 namespace respawn {
 namespace {

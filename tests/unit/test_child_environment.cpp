@@ -1,12 +1,12 @@
-// Tests for the worker's environment (supervisor/worker.hpp child_environment): what posix_spawn
-// hands the worker, built without touching the supervisor's own environment.
+// Tests for the worker's environment (supervisor/lifecycle/worker.hpp child_environment): what
+// posix_spawn hands the worker, built without touching the supervisor's own environment.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <string>
 #include <vector>
 
-#include "worker.hpp"
+#include "lifecycle/worker.hpp"
 
 namespace respawn {
 namespace {

@@ -1,5 +1,5 @@
-// Tests for the crash-loop circuit breaker (supervisor/circuit_breaker.hpp).
-#include "circuit_breaker.hpp"
+// Tests for the crash-loop circuit breaker (supervisor/lifecycle/circuit_breaker.hpp).
+#include "lifecycle/circuit_breaker.hpp"
 
 #include <chrono>
 

@@ -1,5 +1,5 @@
-// Tests for the bounded job FIFO (supervisor/job_queue.hpp).
-#include "job_queue.hpp"
+// Tests for the bounded job FIFO (supervisor/scheduling/job_queue.hpp).
+#include "scheduling/job_queue.hpp"
 
 #include <string>
 #include <vector>

@@ -1,6 +1,6 @@
-// Tests for memory-aware admission (supervisor/memory_budget.hpp): the linear model
+// Tests for memory-aware admission (supervisor/lifecycle/memory_budget.hpp): the linear model
 // peak = base + cost x weight, how cost is learned, and what is admitted or refused.
-#include "memory_budget.hpp"
+#include "lifecycle/memory_budget.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,5 +1,6 @@
-// Tests for Quarantine (supervisor/quarantine.hpp): identity, expiry, bounds, listing, clearing.
-#include "quarantine.hpp"
+// Tests for Quarantine (supervisor/lifecycle/quarantine.hpp): identity, expiry, bounds, listing,
+// clearing.
+#include "lifecycle/quarantine.hpp"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
-// Tests for the recycle policy's pure decisions (supervisor/recycle_rules.hpp).
-#include "recycle_rules.hpp"
+// Tests for the recycle policy's pure decisions (supervisor/lifecycle/recycle_rules.hpp).
+#include "lifecycle/recycle_rules.hpp"
 
 #include <cstdint>
 #include <limits>

@@ -1,5 +1,5 @@
-// Tests for HTTP routing (supervisor/router.hpp).
-#include "router.hpp"
+// Tests for HTTP routing (supervisor/http/router.hpp).
+#include "http/router.hpp"
 
 #include <iterator>
 #include <set>

@@ -1,6 +1,6 @@
-// Tests for the Scheduler (supervisor/scheduler.hpp) with a WorkerManager that is never started:
-// what happens to queued jobs without a worker.
-#include "scheduler.hpp"
+// Tests for the Scheduler (supervisor/scheduling/scheduler.hpp) with a WorkerManager that is never
+// started: what happens to queued jobs without a worker.
+#include "scheduling/scheduler.hpp"
 
 #include <gtest/gtest.h>
 

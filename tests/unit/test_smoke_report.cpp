@@ -1,6 +1,6 @@
 // Tests for the smoke runner's pure parts: suite parsing, checks, reports
-// (supervisor/smoke_report.hpp) and the command line (supervisor/smoke_runner.hpp).
-#include "smoke_report.hpp"
+// (supervisor/smoke/smoke_report.hpp) and the command line (supervisor/smoke/smoke_runner.hpp).
+#include "smoke/smoke_report.hpp"
 
 #include <algorithm>
 #include <filesystem>
@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "smoke_runner.hpp"
+#include "smoke/smoke_runner.hpp"
 
 namespace respawn {
 namespace {

@@ -7,11 +7,11 @@
 // metrics and options must outlive it.
 #include <boost/asio/thread_pool.hpp>
 
-#include "http_types.hpp"
+#include "http/http_types.hpp"
+#include "http/router.hpp"
 #include "metrics.hpp"
 #include "respawn/generate_request.hpp"
-#include "router.hpp"
-#include "scheduler.hpp"
+#include "scheduling/scheduler.hpp"
 #include "serve_options.hpp"
 
 namespace respawn {

@@ -1,11 +1,11 @@
 // The admin half of the Api (see api.hpp): who may call the admin routes, and the routes
 // themselves (worker status, live policy, recycle, fault injection, quarantine).
-#include "api.hpp"
+#include "http/api.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/beast/core/string.hpp>
 
-#include "http_server.hpp"
+#include "http/http_server.hpp"
 
 #include "respawn/json_util.hpp"
 

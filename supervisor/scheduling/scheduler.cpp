@@ -1,4 +1,4 @@
-#include "scheduler.hpp"
+#include "scheduling/scheduler.hpp"
 
 #include <boost/asio/post.hpp>
 

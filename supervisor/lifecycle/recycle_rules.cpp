@@ -1,4 +1,4 @@
-#include "recycle_rules.hpp"
+#include "lifecycle/recycle_rules.hpp"
 
 namespace respawn {
 

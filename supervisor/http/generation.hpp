@@ -9,8 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "http_types.hpp"
-#include "job.hpp"
+#include "http/http_types.hpp"
+#include "lifecycle/job.hpp"
 
 namespace respawn {
 

@@ -1,4 +1,4 @@
-#include "circuit_breaker.hpp"
+#include "lifecycle/circuit_breaker.hpp"
 
 namespace respawn {
 

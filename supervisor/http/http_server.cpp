@@ -1,4 +1,4 @@
-#include "http_server.hpp"
+#include "http/http_server.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/dispatch.hpp>

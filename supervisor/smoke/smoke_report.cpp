@@ -1,4 +1,4 @@
-#include "smoke_report.hpp"
+#include "smoke/smoke_report.hpp"
 
 #include <algorithm>
 #include <cmath>

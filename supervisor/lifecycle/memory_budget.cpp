@@ -1,4 +1,4 @@
-#include "memory_budget.hpp"
+#include "lifecycle/memory_budget.hpp"
 
 #include <algorithm>
 #include <cmath>

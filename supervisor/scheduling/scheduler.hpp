@@ -14,9 +14,9 @@
 #include <memory>
 #include <optional>
 
-#include "job_queue.hpp"
+#include "lifecycle/worker_manager.hpp"
 #include "metrics.hpp"
-#include "worker_manager.hpp"
+#include "scheduling/job_queue.hpp"
 
 namespace respawn {
 

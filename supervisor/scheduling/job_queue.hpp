@@ -8,7 +8,7 @@
 #include <deque>
 #include <optional>
 
-#include "job.hpp"
+#include "lifecycle/job.hpp"
 
 namespace respawn {
 

@@ -23,15 +23,15 @@
 
 #include <nlohmann/json.hpp>
 
-#include "circuit_breaker.hpp"
-#include "job.hpp"
-#include "memory_budget.hpp"
+#include "lifecycle/circuit_breaker.hpp"
+#include "lifecycle/job.hpp"
+#include "lifecycle/memory_budget.hpp"
+#include "lifecycle/quarantine.hpp"
+#include "lifecycle/recycle_rules.hpp"
+#include "lifecycle/worker.hpp"
 #include "metrics.hpp"
-#include "quarantine.hpp"
-#include "recycle_rules.hpp"
 #include "respawn/policy.hpp"
 #include "serve_options.hpp"
-#include "worker.hpp"
 
 namespace respawn {
 

@@ -23,8 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include "ipc_channel.hpp"
-#include "job.hpp"
+#include "lifecycle/ipc_channel.hpp"
+#include "lifecycle/job.hpp"
 
 namespace respawn {
 

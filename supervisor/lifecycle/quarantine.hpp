@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "job.hpp"
+#include "lifecycle/job.hpp"
 
 namespace respawn {
 

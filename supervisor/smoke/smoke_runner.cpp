@@ -1,4 +1,4 @@
-#include "smoke_runner.hpp"
+#include "smoke/smoke_runner.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -21,7 +21,7 @@
 #include <optional>
 #include <thread>
 
-#include "smoke_report.hpp"
+#include "smoke/smoke_report.hpp"
 
 namespace respawn {
 namespace {

@@ -1,4 +1,4 @@
-#include "ipc_channel.hpp"
+#include "lifecycle/ipc_channel.hpp"
 
 #include <boost/asio/write.hpp>
 

@@ -1,4 +1,4 @@
-#include "generation.hpp"
+#include "http/generation.hpp"
 
 #include "respawn/json_util.hpp"
 

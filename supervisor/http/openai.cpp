@@ -1,4 +1,4 @@
-#include "openai.hpp"
+#include "http/openai.hpp"
 
 #include "respawn/json_util.hpp"
 

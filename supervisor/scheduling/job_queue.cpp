@@ -1,4 +1,4 @@
-#include "job_queue.hpp"
+#include "scheduling/job_queue.hpp"
 
 #include <algorithm>
 

@@ -1,12 +1,12 @@
-#include "api.hpp"
+#include "http/api.hpp"
 
 #include <malloc.h>
 
 #include <boost/asio/post.hpp>
 #include <chrono>
 
-#include "generation.hpp"
-#include "openai.hpp"
+#include "http/generation.hpp"
+#include "http/openai.hpp"
 #include "respawn/generate_request.hpp"
 #include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"

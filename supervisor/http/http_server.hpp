@@ -11,7 +11,7 @@
 #include <memory>
 #include <optional>
 
-#include "api.hpp"
+#include "http/api.hpp"
 
 namespace respawn {
 

@@ -1,4 +1,4 @@
-#include "worker_manager.hpp"
+#include "lifecycle/worker_manager.hpp"
 
 #include <unistd.h>
 #include <cassert>

@@ -1,4 +1,4 @@
-#include "quarantine.hpp"
+#include "lifecycle/quarantine.hpp"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "worker.hpp"
+#include "lifecycle/worker.hpp"
 
 #include <fcntl.h>
 #include <spawn.h>

@@ -1,4 +1,4 @@
-#include "http_types.hpp"
+#include "http/http_types.hpp"
 
 #include <algorithm>
 
