@@ -1,5 +1,7 @@
 #include "metrics.hpp"
 
+#include "lifecycle/recycle_reason.hpp"
+
 #include <charconv>
 
 namespace respawn {
@@ -106,9 +108,7 @@ std::string Metrics::render() const {
   scalar(out, "respawn_ready", "gauge", "1 when a worker is ready to serve.", ready_ ? 1 : 0);
   scalar(out, "respawn_worker_starts_total", "counter", "Worker processes spawned.",
          worker_starts_);
-  header(out, "respawn_worker_recycles_total", "counter",
-         "Workers replaced, by reason (planned: max_requests, max_age, memory, operator; "
-         "unplanned: crash, hang, timeout, oom, cuda_error, protocol, load_failure).");
+  header(out, "respawn_worker_recycles_total", "counter", recycle_reasons_help().c_str());
   for (const auto& [reason, n] : recycles_) {
     sample(out, "respawn_worker_recycles_total", "reason=\"" + reason + "\"", n);
   }

@@ -336,8 +336,9 @@ HttpResponse Api::ready_response(bool model_route) const {
   if (model_route) body["name"] = options_.model_name;
   if (!scheduler_.accepting()) body["state"] = "shutting_down";
   if (!ready && scheduler_.accepting()) {
-    body["state"] = scheduler_.manager().status()["breaker"]["state"] == "open" ? "breaker_open"
-                                                                                : "worker_starting";
+    body["state"] = scheduler_.manager().breaker_state() == CircuitBreaker::State::open
+                        ? "breaker_open"
+                        : "worker_starting";
   }
   return json_response(ready ? http::status::ok : http::status::service_unavailable, body);
 }
@@ -360,9 +361,9 @@ HttpResponse Api::model_metadata() const {
 }
 
 HttpResponse Api::metrics() {
-  const auto status = scheduler_.manager().status();
-  metrics_.set_worker_rss(json_get<std::uint64_t>(status, "rss_bytes", 0));
-  metrics_.set_worker_gpu(json_get<std::uint64_t>(status, "gpu_memory_bytes", 0));
+  const auto memory = scheduler_.manager().current_memory();
+  metrics_.set_worker_rss(memory.rss_bytes);
+  metrics_.set_worker_gpu(memory.gpu_bytes);
   scheduler_.manager().quarantine_size();  // expired entries leave the gauge too
   HttpResponse res{http::status::ok, 11};
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

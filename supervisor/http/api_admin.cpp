@@ -151,7 +151,7 @@ void Api::handle_admin(const Route& route, const HttpRequest& request, const jso
       return respond(json_response(http::status::ok, to_json(manager.policy())));
     case RouteId::admin_recycle: {
       const bool now = query_flag(request.target(), "now");
-      const auto pid = json_get<std::int64_t>(manager.status(), "pid", 0);
+      const pid_t pid = manager.current_pid();
       if (pid == 0) {
         return respond(
             error_response(make_error(ErrorKind::unavailable, "no worker is running to recycle")));

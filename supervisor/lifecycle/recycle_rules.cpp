@@ -2,13 +2,15 @@
 
 namespace respawn {
 
-std::optional<std::string_view> planned_recycle_reason(const Policy& p, const WorkerUsage& u) {
+std::optional<RecycleReason> planned_recycle_reason(const Policy& p, const WorkerUsage& u) {
   constexpr std::uint64_t kMiB = 1024 * 1024;
-  if (u.request_limit > 0 && u.served >= u.request_limit) return "max_requests";
-  if (p.max_worker_rss_mb > 0 && u.rss_bytes > p.max_worker_rss_mb * kMiB) return "memory";
-  if (p.max_gpu_memory_mb > 0 && u.gpu_bytes > p.max_gpu_memory_mb * kMiB) return "memory";
+  if (u.request_limit > 0 && u.served >= u.request_limit) return RecycleReason::max_requests;
+  if (p.max_worker_rss_mb > 0 && u.rss_bytes > p.max_worker_rss_mb * kMiB)
+    return RecycleReason::memory;
+  if (p.max_gpu_memory_mb > 0 && u.gpu_bytes > p.max_gpu_memory_mb * kMiB)
+    return RecycleReason::memory;
   if (p.max_worker_age_s > 0 && u.age_s >= static_cast<double>(p.max_worker_age_s)) {
-    return "max_age";
+    return RecycleReason::max_age;
   }
   return std::nullopt;
 }
@@ -23,11 +25,6 @@ FailedJobAction failed_job_action(const Policy& p, unsigned failures, unsigned r
   if (evidence && failures >= p.poison_threshold) return FailedJobAction::quarantine;
   if (replays < p.replay_limit) return FailedJobAction::replay;
   return FailedJobAction::fail;
-}
-
-bool counts_for_breaker(std::string_view reason) {
-  return reason == "crash" || reason == "hang" || reason == "oom" || reason == "cuda_error" ||
-         reason == "protocol" || reason == "load_failure";
 }
 
 }  // namespace respawn

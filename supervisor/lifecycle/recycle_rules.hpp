@@ -4,9 +4,8 @@
 // that was in flight when its worker failed. Thread-safe.
 #include <cstdint>
 #include <optional>
-#include <string>
-#include <string_view>
 
+#include "lifecycle/recycle_reason.hpp"
 #include "respawn/policy.hpp"
 
 namespace respawn {
@@ -20,8 +19,8 @@ struct WorkerUsage {
 };
 
 // The planned-recycle reason for a worker that just finished a request or sits idle:
-// "max_requests", "memory", "max_age", or nothing.
-std::optional<std::string_view> planned_recycle_reason(const Policy& policy, const WorkerUsage& u);
+// max_requests, memory, max_age, or nothing.
+std::optional<RecycleReason> planned_recycle_reason(const Policy& policy, const WorkerUsage& u);
 
 // max_requests plus a jitter drawn from 0..max_requests_jitter, or 0 when max_requests is 0.
 std::uint64_t draw_request_limit(const Policy& policy, std::uint64_t random);
@@ -33,9 +32,5 @@ enum class FailedJobAction { replay, quarantine, fail };
 // and the worker died of it), else replay while replays < replay_limit, else fail.
 FailedJobAction failed_job_action(const Policy& policy, unsigned failures, unsigned replays,
                                   bool evidence);
-
-// Unplanned failures that count towards the crash-loop breaker (not timeouts, not operator
-// recycles, not planned ones).
-bool counts_for_breaker(std::string_view reason);
 
 }  // namespace respawn

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "lifecycle/worker_process.hpp"
 #include "respawn/json_util.hpp"
 #include "respawn/worker_error.hpp"
 
@@ -33,17 +34,22 @@ std::uint64_t memory_after_load(const nlohmann::json& ready) {
                                  json_get<std::uint64_t>(ready, "rss_bytes", 0));
 }
 
-std::string unhealthy_reason(WorkerErrorKind kind) {
-  if (kind == WorkerErrorKind::oom) return "oom";
-  if (kind == WorkerErrorKind::cuda_error) return "cuda_error";
-  return "crash";
+RecycleReason unhealthy_reason(WorkerErrorKind kind) {
+  if (kind == WorkerErrorKind::oom) return RecycleReason::oom;
+  if (kind == WorkerErrorKind::cuda_error) return RecycleReason::cuda_error;
+  return RecycleReason::crash;
 }
 
 }  // namespace
 
 WorkerManager::WorkerManager(asio::io_context& io, const ServeOptions& options, Policy policy,
-                             Metrics& metrics)
-    : io_(io), options_(options), metrics_(metrics), start_timer_(io), housekeeping_timer_(io) {
+                             Metrics& metrics, WorkerFactory factory)
+    : io_(io),
+      options_(options),
+      metrics_(metrics),
+      factory_(factory ? std::move(factory) : worker_process_factory(io)),
+      start_timer_(io),
+      housekeeping_timer_(io) {
   set_policy(policy);
 }
 
@@ -112,13 +118,10 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
   if (options_.enable_fault_injection) args.push_back("--enable-fault-injection");
   if (!start_fault_.empty()) args.insert(args.end(), {"--fault", start_fault_});
-  auto worker = std::make_shared<Worker>(io_, std::move(events));
-  auto pid = worker->spawn(options_.worker_bin, args, milliseconds(policy_.load_timeout_ms),
-                           worker_environment(options_));
-  if (!pid) {
-    spdlog::error("cannot start worker {}: {}", options_.worker_bin, pid.error().message);
-    return nullptr;
-  }
+  auto worker = factory_({options_.worker_bin, std::move(args),
+                          milliseconds(policy_.load_timeout_ms), worker_environment(options_)},
+                         std::move(events));
+  if (!worker) return nullptr;
   ++starts_;
   metrics_.on_worker_start();
   worker->request_limit = draw_request_limit(policy_, rng_());
@@ -129,7 +132,7 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
 void WorkerManager::start_current() {
   if (stopping_ || current_) return;
   current_ = spawn_worker();
-  if (!current_) on_current_failed("load_failure", false);
+  if (!current_) on_current_failed(RecycleReason::load_failure, false);
 }
 
 void WorkerManager::schedule_start() {
@@ -180,10 +183,16 @@ std::uint64_t WorkerManager::inflight_weight() const {
   return total;
 }
 
-std::optional<Error> WorkerManager::never_fits(const Job& job) const {
-  auto why = budget_.never_fits(job.weight);
-  if (!why) return std::nullopt;
-  return make_error(ErrorKind::too_large, *why);
+Result<WorkerManager::Admit> WorkerManager::admission(const Job& job) {
+  if (auto refused = refusal()) return *refused;
+  if (auto why = budget_.never_fits(job.weight)) return make_error(ErrorKind::too_large, *why);
+  if (quarantine_.refuses(job, Clock::now())) {
+    metrics_.on_quarantine_refusal();
+    return make_error(ErrorKind::worker_failed,
+                      "an identical request is quarantined as poison (it brought workers down "
+                      "by itself; GET /admin/quarantine lists it); it is not sent again");
+  }
+  return can_run(job) ? Admit::now : Admit::later;
 }
 
 std::map<std::uint64_t, WorkerManager::InFlight>::iterator WorkerManager::find_job(
@@ -281,12 +290,14 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
       // The worker says it is poisoned (a sticky CUDA error): replace it, and give the
       // request, which may only be a victim, a fresh worker. Only a request that ran alone can
       // be blamed.
-      const std::string reason = unhealthy_reason(error.kind);
+      const RecycleReason reason = unhealthy_reason(error.kind);
       current_->kill(reason);  // first: from here on it takes no work
       if (answered) return;
       ++job.failures;
       std::optional<std::string> evidence;
-      if (inflight_.empty()) evidence = "the worker reported itself broken (" + reason + ")";
+      if (inflight_.empty()) {
+        evidence = "the worker reported itself broken (" + std::string(to_string(reason)) + ")";
+      }
       return handle_failed_job(std::move(job), reason, to_client_error(error), evidence);
     }
     if (answered) return check_worker(true);
@@ -325,21 +336,20 @@ void WorkerManager::check_worker(bool after_request) {
   if (!pending_recycle_) {
     auto u = usage(*current_, after_request);
     u.served += inflight_.size();  // the ones in flight will count once answered
-    if (auto planned = planned_recycle_reason(policy_, u)) pending_recycle_ = std::string(*planned);
+    pending_recycle_ = planned_recycle_reason(policy_, u);
   }
   if (pending_recycle_) {
     if (!inflight_.empty()) return;  // retired once those are answered
-    const std::string reason = *std::exchange(pending_recycle_, std::nullopt);
-    return retire_current(reason);
+    return retire_current(*std::exchange(pending_recycle_, std::nullopt));
   }
   if (hooks_.idle) hooks_.idle();
 }
 
-void WorkerManager::retire_current(std::string_view reason) {
+void WorkerManager::retire_current(RecycleReason reason) {
   count_recycle(reason);
   auto old = std::move(current_);
   current_.reset();
-  old->drain(std::string(reason), milliseconds(policy_.drain_timeout_ms));
+  old->drain(reason, milliseconds(policy_.drain_timeout_ms));
   retiring_.push_back(std::move(old));
   // With a spare it takes over now; without, the replacement starts once the old worker has
   // exited and freed its (GPU) memory, in on_exited.
@@ -349,7 +359,7 @@ void WorkerManager::retire_current(std::string_view reason) {
 
 void WorkerManager::on_exited(Worker& worker) {
   const auto keep = worker.shared_from_this();
-  const std::string reason = worker.exit_reason();
+  const RecycleReason reason = worker.exit_reason();
   if (&worker == spare_.get()) {
     spare_.reset();
     if (!stopping_) count_recycle(reason);
@@ -373,27 +383,28 @@ void WorkerManager::on_exited(Worker& worker) {
     Job job = std::move(it->second.job);
     if (stopping_) {
       job.done(make_error(ErrorKind::unavailable, "the server is shutting down"));
-    } else if (reason == "operator" || reason == "timeout") {
+    } else if (!charges_requests_in_flight(reason)) {
       // Not their fault: an operator's recycle, or another request's deadline (that one was
       // answered 504 already).
       if (hooks_.requeue_front) hooks_.requeue_front(std::move(job));
     } else {
       ++job.failures;
-      handle_failed_job(std::move(job), reason,
-                        make_error(ErrorKind::worker_failed,
-                                   "the worker died while serving this request (" + reason + ")"),
-                        evidence);
+      handle_failed_job(
+          std::move(job), reason,
+          make_error(ErrorKind::worker_failed, "the worker died while serving this request (" +
+                                                   std::string(to_string(reason)) + ")"),
+          evidence);
     }
   }
   if (stopping_) return finish_stop_if_done();
-  if (reason == "operator") {
+  if (reason == RecycleReason::by_operator) {
     if (spare_) return promote_spare();
     return start_current();
   }
   on_current_failed(reason, worker.reached_ready());
 }
 
-void WorkerManager::on_current_failed(const std::string& reason, bool reached_ready) {
+void WorkerManager::on_current_failed(RecycleReason reason, bool reached_ready) {
   count_recycle(reason);
   if (!reached_ready) ++failed_starts_;  // backoff grows only while workers fail to start
   if (counts_for_breaker(reason) && breaker_.on_failure(Clock::now())) {
@@ -406,8 +417,7 @@ void WorkerManager::on_current_failed(const std::string& reason, bool reached_re
   schedule_start();
 }
 
-void WorkerManager::handle_failed_job(Job job, const std::string& reason,
-                                      const Error& if_not_replayed,
+void WorkerManager::handle_failed_job(Job job, RecycleReason reason, const Error& if_not_replayed,
                                       const std::optional<std::string>& evidence) {
   // Text already sent to a streaming client cannot be taken back: no replay for it.
   Policy limits = policy_;
@@ -420,29 +430,23 @@ void WorkerManager::handle_failed_job(Job job, const std::string& reason,
       spdlog::error(
           "request {} quarantined: present at {} worker failures; the last one ran it "
           "alone and {} ({})",
-          job.id, job.failures, *evidence, reason);
+          job.id, job.failures, *evidence, to_string(reason));
       return job.done(make_error(
           ErrorKind::worker_failed,
           "request quarantined as poison: it was present at " + std::to_string(job.failures) +
               " worker failures, and the last worker, running it alone, " + *evidence + " (" +
-              reason + "); identical requests are refused for " +
+              std::string(to_string(reason)) + "); identical requests are refused for " +
               std::to_string(policy_.quarantine_ttl_s) + " s"));
     case FailedJobAction::replay:
       ++job.replays;
       metrics_.on_replayed();
-      spdlog::warn("replaying request {} on a fresh worker (after {})", job.id, reason);
+      spdlog::warn("replaying request {} on a fresh worker (after {})", job.id, to_string(reason));
       if (hooks_.requeue_front) return hooks_.requeue_front(std::move(job));
       break;
     case FailedJobAction::fail:
       break;
   }
   job.done(if_not_replayed);
-}
-
-bool WorkerManager::quarantined(const Job& job) {
-  if (!quarantine_.refuses(job, Clock::now())) return false;
-  metrics_.on_quarantine_refusal();
-  return true;
 }
 
 nlohmann::json WorkerManager::quarantine_list() {
@@ -476,7 +480,7 @@ bool WorkerManager::expire(std::uint64_t job_id, const Error& error, bool kill_w
   if (kill_worker) {
     inflight_.erase(it);
     metrics_.set_inflight(inflight_.size());
-    if (current_) current_->kill("timeout");
+    if (current_) current_->kill(RecycleReason::timeout);
     return false;
   }
   if (current_) current_->cancel(it->first);
@@ -486,18 +490,18 @@ bool WorkerManager::expire(std::uint64_t job_id, const Error& error, bool kill_w
 void WorkerManager::recycle(bool now) {
   if (!current_) return;
   if (now || current_->state() == WorkerState::spawning) {
-    count_recycle("operator");
-    return current_->kill("operator");
+    count_recycle(RecycleReason::by_operator);
+    return current_->kill(RecycleReason::by_operator);
   }
-  pending_recycle_ = "operator";
+  pending_recycle_ = RecycleReason::by_operator;
   maybe_prestart_spare();
   check_worker();
 }
 
-void WorkerManager::count_recycle(std::string_view reason) {
-  last_recycle_reason_ = std::string(reason);
-  metrics_.on_recycle(last_recycle_reason_);
-  spdlog::info("worker recycle: {}", reason);
+void WorkerManager::count_recycle(RecycleReason reason) {
+  last_recycle_reason_ = reason;
+  metrics_.on_recycle(std::string(to_string(reason)));
+  spdlog::info("worker recycle: {}", to_string(reason));
 }
 
 void WorkerManager::stop(std::function<void()> done) {
@@ -508,9 +512,9 @@ void WorkerManager::stop(std::function<void()> done) {
   for (auto* w : {&current_, &spare_}) {
     if (!*w) continue;
     if ((*w)->state() == WorkerState::busy) {
-      (*w)->kill("shutdown");
+      (*w)->kill(RecycleReason::shutdown);
     } else {
-      (*w)->drain("shutdown", milliseconds(2000));
+      (*w)->drain(RecycleReason::shutdown, milliseconds(2000));
     }
   }
   finish_stop_if_done();
@@ -521,16 +525,24 @@ void WorkerManager::finish_stop_if_done() {
   std::exchange(on_stopped_, nullptr)();
 }
 
+CircuitBreaker::State WorkerManager::breaker_state() const {
+  return breaker_.state(Clock::now());
+}
+
+WorkerManager::Memory WorkerManager::current_memory() const {
+  if (!current_) return {};
+  return {current_->rss_bytes(), current_->gpu_bytes()};
+}
+
 nlohmann::json WorkerManager::status() const {
   nlohmann::json j =
       current_ ? current_->status() : nlohmann::json{{"pid", 0}, {"state", "starting"}};
   j["workers_started"] = starts_;
-  j["last_recycle_reason"] = last_recycle_reason_;
+  j["last_recycle_reason"] = last_recycle_reason_ ? to_string(*last_recycle_reason_) : "";
   j["spare"] = spare_ ? spare_->status() : nlohmann::json(nullptr);
   j["retiring"] = nlohmann::json::array();
   for (const auto& w : retiring_) j["retiring"].push_back(w->status());
-  const auto now = Clock::now();
-  j["breaker"] = {{"state", to_string(breaker_.state(now))}};
+  j["breaker"] = {{"state", to_string(breaker_state())}};
   if (auto r = refusal()) j["breaker"]["retry_after_s"] = r->retry_after_s;
   j["requests_in_flight"] = inflight_.size();
   j["memory_budget"] = budget_.status();

@@ -9,6 +9,8 @@
 // restarts with exponential backoff; opens the crash-loop
 // breaker; and, with prestart_spare, keeps a hot spare worker loaded to take over at once.
 // Holds the live Policy (PATCH /admin/policy changes it here).
+// Workers come from a WorkerFactory (worker.hpp): real processes in the server, in-process
+// stand-ins in the unit tests.
 // Must be owned by a shared_ptr; lives on the I/O thread (not thread-safe). The io_context,
 // options and Metrics must outlive it.
 #include <boost/asio/io_context.hpp>
@@ -27,6 +29,7 @@
 #include "lifecycle/job.hpp"
 #include "lifecycle/memory_budget.hpp"
 #include "lifecycle/quarantine.hpp"
+#include "lifecycle/recycle_reason.hpp"
 #include "lifecycle/recycle_rules.hpp"
 #include "lifecycle/worker.hpp"
 #include "metrics.hpp"
@@ -46,22 +49,27 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
     std::function<void(const Error&)> fail_queued;  // the breaker opened: fail fast
   };
 
+  // Without a factory, workers are processes (worker_process_factory).
   WorkerManager(boost::asio::io_context& io, const ServeOptions& options, Policy policy,
-                Metrics& metrics);
+                Metrics& metrics, WorkerFactory factory = {});
 
   void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
   void start();
   // Stops every worker (the job in flight gets 503) and calls `done` once all are reaped.
   void stop(std::function<void()> done);
 
+  // What becomes of a new request: refused with the reason (the breaker is open: 503 with
+  // Retry-After; it can never fit the memory budget, even alone: 413; an identical request is
+  // quarantined: counted, 502), else it may run now (can_run) or must wait for room.
+  enum class Admit { now, later };
+  Result<Admit> admission(const Job& job);
   // Whether `job` may go to the worker now: a ready worker with no recycle due, room under
   // max_batch_size and the memory budget, and no replay in flight (replays run alone).
   bool can_run(const Job& job) const;
   bool ready() const;  // a worker that has passed warm-up serves (readiness)
   bool busy() const { return !inflight_.empty(); }
+  std::size_t in_flight() const { return inflight_.size(); }
   void run(Job job);  // only when can_run(job)
-  // Why a request can never fit the memory budget, even alone (then it gets 413).
-  std::optional<Error> never_fits(const Job& job) const;
   // The job with this id passed a deadline. If it is in flight (and not answered yet), it is
   // answered `error`. The client's own deadline (kill_worker false) asks the worker to stop it,
   // as a disconnect does, and keeps its slot until the worker answers; the server's
@@ -70,10 +78,6 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   bool expire(std::uint64_t job_id, const Error& error, bool kill_worker);
   // The client of a job in flight left: ask the worker to stop it. Returns whether it was.
   bool cancel(std::uint64_t job_id);
-  // Non-empty while the breaker is open: why new requests are refused, with Retry-After.
-  std::optional<Error> refusal() const;
-  // Whether an identical request is quarantined (it would crash workers again); counted.
-  bool quarantined(const Job& job);
   nlohmann::json quarantine_list();  // the entries, for GET /admin/quarantine
   // Removes one entry (by id) or all (empty id); returns how many went.
   std::size_t clear_quarantine(const std::string& id);
@@ -86,6 +90,20 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void set_start_fault(std::string spec) { start_fault_ = std::move(spec); }
   const std::string& start_fault() const { return start_fault_; }
 
+  CircuitBreaker::State breaker_state() const;
+  // The current worker's pid, 0 while none is running.
+  pid_t current_pid() const { return current_ ? current_->pid() : 0; }
+  // The current worker's memory: resident (one /proc read) and, on cuda, the GPU memory it last
+  // reported; zeros while none is running.
+  struct Memory {
+    std::uint64_t rss_bytes = 0;
+    std::uint64_t gpu_bytes = 0;
+  };
+  Memory current_memory() const;
+  std::uint64_t workers_started() const { return starts_; }
+  std::optional<RecycleReason> last_recycle_reason() const { return last_recycle_reason_; }
+  // For /admin/workers: the current worker, the spare and the retiring ones (each reads /proc),
+  // the breaker, the memory budget.
   nlohmann::json status() const;
   const nlohmann::json& model_info() const { return model_info_; }  // the last ready frame
 
@@ -96,7 +114,9 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void schedule_start();
   void maybe_prestart_spare();
   void promote_spare();
-  void retire_current(std::string_view reason);
+  void retire_current(RecycleReason reason);
+  // Non-empty while the breaker is open: why new requests are refused, with Retry-After.
+  std::optional<Error> refusal() const;
   // After an answer or at an idle moment: notes a planned recycle that became due (the worker
   // then gets no new job) and retires the worker once nothing is in flight; else tells the
   // scheduler there is room. Memory limits apply only right after a request (as the policy
@@ -116,12 +136,12 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void on_answer(Worker& worker, ipc::Frame frame);
   void on_text(Worker& worker, std::uint64_t request_id, std::string_view text);
   void on_exited(Worker& worker);
-  void on_current_failed(const std::string& reason, bool reached_ready);
+  void on_current_failed(RecycleReason reason, bool reached_ready);
   // `evidence`: why this failure was the job's own doing (it ran alone and the worker died of
   // it); only then may it be quarantined.
-  void handle_failed_job(Job job, const std::string& reason, const Error& if_not_replayed,
+  void handle_failed_job(Job job, RecycleReason reason, const Error& if_not_replayed,
                          const std::optional<std::string>& evidence);
-  void count_recycle(std::string_view reason);
+  void count_recycle(RecycleReason reason);
   WorkerUsage usage(const Worker& worker, bool with_memory) const;
   void finish_stop_if_done();
 
@@ -129,6 +149,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   const ServeOptions& options_;
   Policy policy_;
   Metrics& metrics_;
+  WorkerFactory factory_;
   Hooks hooks_;
   CircuitBreaker breaker_;
   boost::asio::steady_timer start_timer_;
@@ -141,8 +162,8 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   MemoryBudget budget_;
   bool cuda_ = false;  // the workers run on a GPU: results carry gpu_memory_bytes
   nlohmann::json model_info_;
-  std::string last_recycle_reason_;
-  std::optional<std::string> pending_recycle_;  // due (operator or planned): no new jobs
+  std::optional<RecycleReason> last_recycle_reason_;
+  std::optional<RecycleReason> pending_recycle_;  // due (operator or planned): no new jobs
   std::string start_fault_;
   std::uint64_t starts_ = 0;
   unsigned failed_starts_ = 0;  // consecutive workers that exited before ready

@@ -15,13 +15,8 @@ Scheduler::Scheduler(boost::asio::io_context& io, std::size_t max_queue,
 
 Result<std::uint64_t> Scheduler::submit(Job job) {
   if (closed_) return make_error(ErrorKind::unavailable, "the server is shutting down");
-  if (auto refused = manager_->refusal()) return *refused;
-  if (auto too_big = manager_->never_fits(job)) return *too_big;
-  if (manager_->quarantined(job)) {
-    return make_error(ErrorKind::worker_failed,
-                      "an identical request is quarantined as poison (it brought workers down "
-                      "by itself; GET /admin/quarantine lists it); it is not sent again");
-  }
+  const auto admit = manager_->admission(job);
+  if (!admit) return admit.error();
   const std::uint64_t id = next_id_++;
   job.id = id;
   job.enqueued = std::chrono::steady_clock::now();
@@ -37,7 +32,7 @@ Result<std::uint64_t> Scheduler::submit(Job job) {
   } else if (server.count() > 0) {
     arm_deadline(id, server, Deadline::server);
   }
-  if (queue_.empty() && manager_->can_run(job)) {
+  if (queue_.empty() && *admit == WorkerManager::Admit::now) {
     metrics_.on_queue_wait(0);
     manager_->run(std::move(job));
     return id;

@@ -1,7 +1,8 @@
 #pragma once
-// Admits requests into the bounded queue and feeds them to the worker as it has room (see
-// WorkerManager::can_run), highest priority first, in arrival order within a priority, with
-// replays first. Refuses at once a request the memory budget can never fit (413). Enforces each
+// Admits requests into the bounded queue (WorkerManager::admission) and feeds them to the
+// worker as it has room (WorkerManager::can_run), highest priority first, in arrival order
+// within a priority, with replays first. Refuses at once a request the memory budget can never
+// fit (413) or that is quarantined. Enforces each
 // request's deadline (request_timeout_ms, queue included): a queued request past it is answered
 // 504; one in flight is handed to the WorkerManager, which kills the worker. While no worker is
 // ready, requests wait (a restart loses none of them); while the crash-loop breaker is open they

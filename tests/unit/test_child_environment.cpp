@@ -1,12 +1,12 @@
-// Tests for the worker's environment (supervisor/lifecycle/worker.hpp child_environment): what
-// posix_spawn hands the worker, built without touching the supervisor's own environment.
+// Tests for the worker's environment (supervisor/lifecycle/worker_process.hpp child_environment):
+// what posix_spawn hands the worker, built without touching the supervisor's own environment.
 #include <gtest/gtest.h>
 
 #include <map>
 #include <string>
 #include <vector>
 
-#include "lifecycle/worker.hpp"
+#include "lifecycle/worker_process.hpp"
 
 namespace respawn {
 namespace {

@@ -16,7 +16,7 @@ constexpr std::uint64_t kMax = std::numeric_limits<std::uint64_t>::max();
 
 std::string reason_of(const Policy& policy, const WorkerUsage& u) {
   const auto reason = planned_recycle_reason(policy, u);
-  return reason ? std::string(*reason) : std::string("<none>");
+  return reason ? std::string(to_string(*reason)) : std::string("<none>");
 }
 
 // --- planned_recycle_reason ---
@@ -370,14 +370,17 @@ TEST(RecycleRules, ReplayLimitZeroFailsAtOnce) {
 
 TEST(RecycleRules, UnplannedFailuresCountForTheBreaker) {
   for (const char* reason : {"crash", "hang", "oom", "cuda_error", "protocol", "load_failure"}) {
-    EXPECT_TRUE(counts_for_breaker(reason)) << reason;
+    const auto parsed = recycle_reason_from_string(reason);
+    ASSERT_TRUE(parsed) << reason;
+    EXPECT_TRUE(counts_for_breaker(*parsed)) << reason;
   }
 }
 
 TEST(RecycleRules, OtherReasonsDoNotCountForTheBreaker) {
   for (const char* reason : {"timeout", "operator", "max_requests", "shutdown", "memory", "max_age",
                              "", "CRASH", "crash ", " crash", "crash\n", "load", "cuda"}) {
-    EXPECT_FALSE(counts_for_breaker(reason)) << "'" << reason << "'";
+    const auto parsed = recycle_reason_from_string(reason);
+    EXPECT_FALSE(parsed && counts_for_breaker(*parsed)) << "'" << reason << "'";
   }
 }
 
