@@ -1,18 +1,9 @@
 #include "smoke/smoke_runner.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#include <algorithm>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <cerrno>
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -21,16 +12,13 @@
 #include <optional>
 #include <thread>
 
+#include "client/server_process.hpp"
 #include "smoke/smoke_report.hpp"
 
 namespace respawn {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace fs = std::filesystem;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
@@ -41,195 +29,28 @@ constexpr auto kStopLimit = std::chrono::seconds(15);
 constexpr auto kPollInterval = milliseconds(100);
 constexpr auto kProbeTimeout = milliseconds(5000);  // one health/admin request
 
-struct Reply {
-  int status = 0;  // 0: no response; `error` says why
-  std::string body;
-  long worker_pid = 0;
-  double latency_ms = 0;
-  std::string error;
-};
-
-// Runs one async operation on `io` to completion. The client is async underneath only because
-// a deadline on a blocking Asio read cannot work: Asio turns SO_RCVTIMEO's EAGAIN into an
-// unbounded poll. beast::tcp_stream's expiry bounds the whole exchange instead.
-template <typename Start>
-beast::error_code run_op(asio::io_context& io, Start start) {
-  beast::error_code result;
-  start([&result](beast::error_code ec, const auto&) { result = ec; });
-  io.restart();
-  io.run();
-  return result;
+// One request on a fresh connection (`Connection: close`); never throws for network trouble:
+// status 0 and `error` say why no response came.
+client::Reply http_call(const SmokeEndpoint& ep, const std::string& method,
+                        const std::string& target, const std::string& body, milliseconds timeout,
+                        const std::string& bearer = {}) {
+  client::Request request;
+  request.method = method;
+  request.target = target;
+  request.body = body;
+  request.bearer_token = bearer;
+  request.headers = {{"User-Agent", "respawn-smoke"}};
+  return client::http_request(ep, request, timeout);
 }
 
-std::string describe(const char* step, beast::error_code ec, milliseconds timeout) {
-  if (ec == beast::error::timeout)
-    return "timed out after " + std::to_string(timeout.count()) + " ms";
-  return std::string(step) + ": " + ec.message();
-}
-
-http::request<http::string_body> make_request(const SmokeEndpoint& ep, const std::string& method,
-                                              const std::string& target, const std::string& body,
-                                              const std::string& bearer) {
-  http::request<http::string_body> req;
-  req.method_string(method);
-  req.target(target);
-  req.version(11);
-  req.set(http::field::host, ep.host_header());
-  req.set(http::field::user_agent, "respawn-smoke");
-  req.set(http::field::connection, "close");
-  if (!bearer.empty()) req.set(http::field::authorization, "Bearer " + bearer);
-  if (!body.empty() || (method != "GET" && method != "HEAD")) {
-    req.set(http::field::content_type, "application/json");  // admin writes require it
-  }
-  req.body() = body;
-  req.prepare_payload();
-  return req;
-}
-
-long header_pid(const http::response<http::string_body>& res) {
-  const auto it = res.find("X-Respawn-Worker-Pid");
-  if (it == res.end()) return 0;
-  return std::strtol(std::string(it->value()).c_str(), nullptr, 10);
-}
-
-// One request on a fresh connection; never throws for network trouble.
-Reply http_call(const SmokeEndpoint& ep, const std::string& method, const std::string& target,
-                const std::string& body, milliseconds timeout, const std::string& bearer = {}) {
-  Reply reply;
-  const auto start = Clock::now();
-  asio::io_context io;
-  beast::error_code ec;
-  const auto endpoints = tcp::resolver(io).resolve(ep.host, ep.port, ec);
-  if (ec) {
-    reply.error = "resolve " + ep.host + ": " + ec.message();
-    return reply;
-  }
-  beast::tcp_stream stream(io);
-  stream.expires_after(timeout);
-  auto req = make_request(ep, method, target, body, bearer);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(std::uint64_t{256} << 20);
-  if ((ec = run_op(io, [&](auto h) { stream.async_connect(endpoints, h); }))) {
-    reply.error = describe("connect", ec, timeout);
-  } else if ((ec = run_op(io, [&](auto h) { http::async_write(stream, req, h); }))) {
-    reply.error = describe("write", ec, timeout);
-  } else if ((ec = run_op(io, [&](auto h) { http::async_read(stream, buffer, parser, h); }))) {
-    reply.error = describe("read", ec, timeout);
-  } else {
-    reply.status = static_cast<int>(parser.get().result_int());
-    reply.body = std::move(parser.get().body());
-    reply.worker_pid = header_pid(parser.get());
-  }
-  reply.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  return reply;
+// X-Respawn-Worker-Pid, or 0 when the supervisor answered by itself.
+long worker_pid(const client::Reply& reply) {
+  return std::strtol(reply.header("x-respawn-worker-pid").c_str(), nullptr, 10);
 }
 
 std::string admin_token() {
   const char* token = std::getenv("RESPAWN_ADMIN_TOKEN");
   return token ? token : "";
-}
-
-// The server `respawn smoke` starts for itself. The destructor stops and reaps it, so no way
-// out of run_smoke leaves a server (and its worker, which dies with it) behind.
-class ChildServer {
- public:
-  ChildServer() = default;
-  ChildServer(const ChildServer&) = delete;
-  ChildServer& operator=(const ChildServer&) = delete;
-  ~ChildServer() { stop(); }
-
-  Result<SmokeEndpoint> start(std::vector<std::string> argv, const fs::path& log_path);
-  bool exited();
-  // SIGTERM, then SIGKILL after kStopLimit; always waits for the exit.
-  void stop();
-
- private:
-  Result<SmokeEndpoint> read_listening_line();
-
-  pid_t pid_ = -1;
-  int stdout_fd_ = -1;
-};
-
-Result<SmokeEndpoint> ChildServer::start(std::vector<std::string> argv, const fs::path& log_path) {
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) return make_error(ErrorKind::internal, "pipe failed");
-  const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log < 0) {
-    ::close(out[0]);
-    ::close(out[1]);
-    return make_error(ErrorKind::internal, "cannot write " + log_path.string());
-  }
-  std::vector<char*> args;  // built before fork: the child only calls async-signal-safe code
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::dup2(log, STDERR_FILENO);
-    // If `respawn smoke` is killed, its server must not stay behind holding the GPU (and if
-    // that happened before prctl, there is nobody to serve).
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (::getppid() != parent) ::_exit(1);
-    ::execv(args[0], args.data());
-    const char message[] = "respawn smoke: cannot execute the server binary\n";
-    [[maybe_unused]] const auto ignored = ::write(STDERR_FILENO, message, sizeof message - 1);
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  ::close(log);
-  stdout_fd_ = out[0];
-  if (pid_ < 0) return make_error(ErrorKind::internal, "fork failed");
-  return read_listening_line();
-}
-
-Result<SmokeEndpoint> ChildServer::read_listening_line() {
-  const std::string prefix = "listening on ";
-  std::string seen;
-  bool closed = false;  // the server exited (or closed stdout) without listening
-  const auto deadline = Clock::now() + kListenLimit;
-  while (!closed && seen.find('\n') == std::string::npos && Clock::now() < deadline) {
-    pollfd p{stdout_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;
-    char buf[256];
-    const ssize_t n = ::read(stdout_fd_, buf, sizeof buf);
-    closed = n <= 0;
-    if (!closed) seen.append(buf, static_cast<std::size_t>(n));
-  }
-  const auto line = seen.substr(0, seen.find('\n'));
-  if (line.rfind(prefix, 0) == 0) {
-    if (auto ep = parse_smoke_url(line.substr(prefix.size()))) return ep;
-  }
-  std::string why = closed ? "the server exited before listening"
-                           : "the server did not say 'listening on http://HOST:PORT' within 30 s";
-  if (!line.empty()) why += " (it printed '" + line + "')";
-  return make_error(ErrorKind::unavailable, why);
-}
-
-bool ChildServer::exited() {
-  if (pid_ <= 0) return true;
-  int status = 0;
-  if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
-  pid_ = -1;
-  return true;
-}
-
-void ChildServer::stop() {
-  if (pid_ > 0) {
-    ::kill(pid_, SIGTERM);
-    const auto deadline = Clock::now() + kStopLimit;
-    while (!exited() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(20));
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-      pid_ = -1;
-    }
-  }
-  if (stdout_fd_ >= 0) ::close(stdout_fd_);
-  stdout_fd_ = -1;
 }
 
 // Polls `condition` every kPollInterval until it holds or `limit` passes.
@@ -243,7 +64,7 @@ bool poll_until(Condition condition, Clock::duration limit) {
   }
 }
 
-Result<bool> wait_server_ready(ChildServer& server, const SmokeEndpoint& ep,
+Result<bool> wait_server_ready(client::ServerProcess& server, const SmokeEndpoint& ep,
                                const std::string& log) {
   bool gone = false;
   const bool ready = poll_until(
@@ -310,7 +131,7 @@ std::optional<std::string> prepare_test(const SmokeOptions& o, const SmokeEndpoi
 
 SmokeOutcome run_case(const SmokeCase& test, const SmokeEndpoint& ep, milliseconds timeout) {
   const auto reply = http_call(ep, test.method, test.path, test.body, timeout);
-  SmokeOutcome outcome{test.name, reply.status, reply.latency_ms, reply.worker_pid, {}};
+  SmokeOutcome outcome{test.name, reply.status, reply.latency_ms, worker_pid(reply), {}};
   outcome.failures = check_response(test, reply.status, reply.body, reply.latency_ms, reply.error);
   return outcome;
 }
@@ -361,10 +182,17 @@ std::vector<std::string> serve_argv(const SmokeOptions& o, const std::string& se
   return argv;
 }
 
+// Starts our own server; whatever happens, `server` reaps it (its destructor at the latest).
 Result<SmokeEndpoint> start_server(const SmokeOptions& o, const std::string& self_exe,
-                                   ChildServer& server) {
+                                   client::ServerProcess& server) {
   const auto log = (fs::path(o.report_dir) / "server.log").string();
-  auto ep = server.start(serve_argv(o, self_exe), log);
+  client::ServerProcessOptions process;
+  process.argv = serve_argv(o, self_exe);
+  process.stderr_path = log;
+  // If `respawn smoke` is killed, its server must not stay behind holding the GPU.
+  process.die_with_parent = true;
+  process.listen_timeout = kListenLimit;
+  auto ep = server.start(process);
   if (!ep) return make_error(ep.error().kind, ep.error().message + " (see " + log + ")");
   auto ready = wait_server_ready(server, *ep, log);
   if (!ready) return ready.error();
@@ -387,42 +215,10 @@ int fail(const std::string& message) {
 
 }  // namespace
 
-std::string SmokeEndpoint::host_header() const {
-  const bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + port;
-}
-
 Result<SmokeEndpoint> parse_smoke_url(const std::string& url) {
-  const std::string scheme = "http://";
-  auto bad = [&] {
-    return make_error(ErrorKind::bad_input,
-                      "--url must look like http://HOST:PORT, not '" + url + "'");
-  };
-  if (url.rfind(scheme, 0) != 0) return bad();
-  std::string rest = url.substr(scheme.size());
-  if (!rest.empty() && rest.back() == '/') rest.pop_back();
-  SmokeEndpoint ep;
-  std::size_t port_at = std::string::npos;
-  if (!rest.empty() && rest[0] == '[') {
-    const auto close = rest.find(']');
-    if (close == std::string::npos) return bad();
-    ep.host = rest.substr(1, close - 1);
-    if (close + 1 < rest.size()) {
-      if (rest[close + 1] != ':') return bad();
-      port_at = close + 2;
-    }
-  } else {
-    const auto colon = rest.find(':');
-    ep.host = rest.substr(0, colon);
-    if (colon != std::string::npos) port_at = colon + 1;
-  }
-  ep.port = port_at == std::string::npos ? "80" : rest.substr(port_at);
-  const bool digits = !ep.port.empty() && ep.port.size() <= 5 &&
-                      ep.port.find_first_not_of("0123456789") == std::string::npos;
-  if (ep.host.empty() || !digits || std::stoi(ep.port) == 0 || std::stoi(ep.port) > 65535 ||
-      ep.host.find_first_of("/?#@ ") != std::string::npos)
-    return bad();
-  return ep;
+  if (auto ep = client::parse_http_url(url)) return *ep;
+  return make_error(ErrorKind::bad_input,
+                    "--url must look like http://HOST:PORT, not '" + url + "'");
 }
 
 Result<SmokeOptions> parse_smoke_options(const std::vector<std::string>& args) {
@@ -472,12 +268,13 @@ int run_smoke(const std::vector<std::string>& args, const std::string& self_exe)
   fs::create_directories(options->report_dir, ec);
   if (ec) return fail("cannot create " + options->report_dir + ": " + ec.message());
 
-  ChildServer server;  // declared before any return that may follow its start
+  client::ServerProcess server;  // declared before any return that may follow its start
   auto ep = options->url.empty() ? start_server(*options, self_exe, server)
                                  : parse_smoke_url(options->url);
   if (!ep) return fail(ep.error().message);
   const auto run = run_suite(*options, *tests, *ep);
-  server.stop();  // before the reports, so server.log is complete when CI collects it
+  // SIGTERM, SIGKILL after 15 s; before the reports, so server.log is complete for CI.
+  server.stop(SIGTERM, kStopLimit);
   if (auto written = write_reports(run, options->report_dir); !written) {
     return fail(written.error().message);
   }

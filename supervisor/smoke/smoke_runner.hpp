@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "client/http_client.hpp"
 #include "respawn/result.hpp"
 
 namespace respawn {
@@ -20,15 +21,11 @@ struct SmokeOptions {
   std::vector<std::string> serve_args;  // after `--`, for the server it starts
 };
 
-// Where a server listens, from "http://HOST:PORT[/]" (HOST may be a bracketed IPv6 address;
-// PORT defaults to 80). Plain http only.
-struct SmokeEndpoint {
-  std::string host;  // without brackets, for the resolver
-  std::string port;
-  std::string host_header() const;  // HOST:PORT as the Host header and URLs spell it
-  std::string url() const { return "http://" + host_header(); }
-};
+// Where a server listens (host without brackets, port, host_header(), url()).
+using SmokeEndpoint = client::Endpoint;
 
+// From "http://HOST:PORT[/]" (HOST may be a bracketed IPv6 address; PORT defaults to 80).
+// Plain http only; the error is bad_input with a message for --url.
 Result<SmokeEndpoint> parse_smoke_url(const std::string& url);
 
 // Parses what follows `smoke`. Errors are bad_input with a message for stderr.

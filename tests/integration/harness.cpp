@@ -1,17 +1,9 @@
 #include "harness.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -19,12 +11,9 @@
 #include <stdexcept>
 #include <thread>
 
-namespace respawn::test {
+#include "client/http_client.hpp"
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
+namespace respawn::test {
 
 namespace {
 // A folder compiled in at build time, unless the environment names another (binaries built here
@@ -59,41 +48,16 @@ std::vector<std::string> fake_args(std::vector<std::string> extra) {
 
 namespace {
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
+client::Endpoint loopback(int port) {
+  return {"127.0.0.1", std::to_string(port)};
 }
 
-// Connects to 127.0.0.1:port, lets `write` send the request, and reads one response, all within
-// `timeout`: Beast's stream timer closes the socket when it passes, which ends a read that the
-// server never answers (SO_RCVTIMEO does not bound Asio's reads). Status 0 when no complete
-// response came.
-template <typename Write>
-HttpResult exchange(int port, std::chrono::milliseconds timeout, Write write) {
+HttpResult to_result(client::Reply reply) {
   HttpResult result;
-  asio::io_context io;
-  beast::tcp_stream stream(io);
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(256u << 20);
-  stream.expires_after(timeout);
-  const auto on_read = [&](beast::error_code ec, std::size_t) {
-    if (ec) return;
-    const auto& res = parser.get();
-    result.status = res.result_int();
-    result.body = res.body();
-    for (const auto& field : res) {
-      result.headers[lower(std::string(field.name_string()))] = std::string(field.value());
-    }
-  };
-  const auto on_written = [&](beast::error_code ec, std::size_t) {
-    if (!ec) http::async_read(stream, buffer, parser, on_read);
-  };
-  stream.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                       [&](beast::error_code ec) {
-                         if (!ec) write(stream, on_written);
-                       });
-  io.run();
+  result.status = reply.status;
+  result.body = std::move(reply.body);
+  result.headers = std::move(reply.headers);
+  result.error = std::move(reply.error);
   return result;
 }
 
@@ -102,24 +66,16 @@ HttpResult exchange(int port, std::chrono::milliseconds timeout, Write write) {
 HttpResult http_request(int port, const std::string& method, const std::string& target,
                         const std::string& body, const std::map<std::string, std::string>& headers,
                         std::chrono::milliseconds timeout) {
-  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-  req.set(http::field::host, "127.0.0.1");
-  req.set(http::field::connection, "close");
-  if (!body.empty() || (method != "GET" && method != "HEAD")) {
-    req.set(http::field::content_type, "application/json");  // admin writes require it
-  }
-  for (const auto& [name, value] : headers) req.set(name, value);
-  req.body() = body;
-  req.prepare_payload();
-  return exchange(port, timeout, [&](beast::tcp_stream& stream, auto done) {
-    http::async_write(stream, req, done);
-  });
+  client::Request request;
+  request.method = method;
+  request.target = target;
+  request.body = body;
+  request.headers = headers;
+  return to_result(client::http_request(loopback(port), request, timeout));
 }
 
 HttpResult raw_request(int port, const std::string& bytes) {
-  return exchange(port, std::chrono::seconds(10), [&](beast::tcp_stream& stream, auto done) {
-    asio::async_write(stream, asio::buffer(bytes), done);
-  });
+  return to_result(client::send_raw(loopback(port), bytes, std::chrono::seconds(10)));
 }
 
 bool process_gone(pid_t pid) {
@@ -158,51 +114,29 @@ Server::Server(const std::vector<std::string>& args,
   std::random_device rd;
   dir_ = std::filesystem::temp_directory_path() / ("respawn-test-" + std::to_string(rd()));
   std::filesystem::create_directories(dir_);
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-  const std::string exe = bin_path("respawn");
-  const std::string err_path = (dir_ / "stderr.log").string();
-  std::vector<std::string> argv_s = {exe, "serve", "--port", "0"};
+  client::ServerProcessOptions options;
+  options.argv = {bin_path("respawn"), "serve", "--port", "0"};
   // RESPAWN_TEST_DEVICE=cuda runs the suite's real workers on the GPU (docs/gpu.md).
   if (std::find(args.begin(), args.end(), "--device") == args.end()) {
-    argv_s.insert(argv_s.end(), {"--device", test_device()});
+    options.argv.insert(options.argv.end(), {"--device", test_device()});
   }
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    const int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(err, STDERR_FILENO);
-    if (::chdir(dir_.c_str()) != 0) ::_exit(126);
-    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(exe.c_str(), argv.data());
-    ::_exit(127);
+  options.argv.insert(options.argv.end(), args.begin(), args.end());
+  options.env = env;
+  options.stderr_path = (dir_ / "stderr.log").string();
+  options.working_dir = dir_.string();
+  const auto endpoint = process_.start(options);  // on failure, already killed and reaped
+  if (!endpoint) {
+    const std::string message =
+        "server did not start: " + endpoint.error().message + "\nstderr: " + log();
+    std::error_code ignored;
+    std::filesystem::remove_all(dir_, ignored);
+    throw std::runtime_error(message);
   }
-  ::close(out[1]);
-  std::string seen;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (seen.find('\n') == std::string::npos && std::chrono::steady_clock::now() < deadline) {
-    pollfd p{out[0], POLLIN, 0};
-    if (::poll(&p, 1, 200) <= 0) continue;
-    char buf[256];
-    const ssize_t n = ::read(out[0], buf, sizeof buf);
-    if (n <= 0) break;
-    seen.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(out[0]);
-  const auto colon = seen.rfind(':');
-  if (seen.rfind("listening on http://", 0) != 0 || colon == std::string::npos) {
-    stop(SIGKILL);
-    throw std::runtime_error("server did not start; stdout: " + seen + "\nstderr: " + log());
-  }
-  port_ = std::stoi(seen.substr(colon + 1));
+  port_ = std::stoi(endpoint->port);
 }
 
 Server::~Server() {
-  const pid_t worker = exited_ ? 0 : worker_pid();
+  const pid_t worker = process_.exited() ? 0 : worker_pid();
   stop(SIGTERM);
   // The worker dies with the supervisor; make sure of it so no test leaves one behind.
   if (worker > 0 && !wait_until([&] { return process_gone(worker); }, std::chrono::seconds(5))) {
@@ -213,21 +147,7 @@ Server::~Server() {
 }
 
 int Server::stop(int sig, std::chrono::milliseconds timeout) {
-  if (exited_ || pid_ <= 0) return -1;
-  ::kill(pid_, sig);
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      exited_ = true;
-      return status;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ::kill(pid_, SIGKILL);
-  ::waitpid(pid_, &status, 0);
-  exited_ = true;
-  return -1;
+  return process_.stop(sig, timeout);
 }
 
 bool Server::wait_ready(std::chrono::milliseconds timeout) const {

@@ -1,7 +1,9 @@
 #pragma once
 // Helpers for integration tests: start the real `respawn` binary on port 0 in a per-test temp
-// dir, talk HTTP to it, and always reap what was started. Used from the test thread (and from
-// std::async for concurrent requests: http_request is thread-safe, Server is not).
+// dir, talk HTTP to it, and always reap what was started. The process and the HTTP client are
+// respawn_client's (supervisor/client/), which `respawn smoke` uses too. Used from the test
+// thread (and from std::async for concurrent requests: http_request is thread-safe, Server is
+// not).
 #include <sys/types.h>
 
 #include <chrono>
@@ -12,6 +14,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "client/server_process.hpp"
 
 namespace respawn::test {
 
@@ -29,6 +33,7 @@ struct HttpResult {
   int status = 0;  // 0: no response (connection failed or closed)
   std::string body;
   std::map<std::string, std::string> headers;  // lower-case names
+  std::string error;                           // with status 0: why ("connect: ...", ...)
   nlohmann::json json() const { return nlohmann::json::parse(body, nullptr, false); }
 };
 
@@ -57,7 +62,7 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   int port() const { return port_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return process_.pid(); }
   HttpResult get(const std::string& target) const { return http_request(port_, "GET", target); }
   HttpResult post(const std::string& target, const std::string& body,
                   const std::map<std::string, std::string>& headers = {}) const {
@@ -67,15 +72,15 @@ class Server {
   nlohmann::json workers() const;  // GET /admin/workers
   pid_t worker_pid() const;
   double metric(const std::string& series) const;
-  // Sends sig and waits for the exit; returns the raw wait status, or -1 on timeout.
+  // Sends sig (0: none) and waits for the exit; returns the raw wait status, or -1 on timeout
+  // (then SIGKILLed) or when it was already stopped. Always reaps.
   int stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(15));
   std::string log() const;  // the server's (and its workers') stderr so far
 
  private:
   std::filesystem::path dir_;
-  pid_t pid_ = -1;
+  client::ServerProcess process_;
   int port_ = 0;
-  bool exited_ = false;
 };
 
 }  // namespace respawn::test
