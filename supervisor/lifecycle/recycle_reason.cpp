@@ -2,34 +2,50 @@
 
 namespace respawn {
 
-std::string_view to_string(RecycleReason reason) {
+namespace {
+
+struct Traits {
+  std::string_view name;
+  bool planned;  // retired on purpose while healthy
+  bool breaker;  // counts towards the crash-loop breaker
+  bool charges;  // the requests in flight witnessed a failure
+};
+
+// The one switch: -Wswitch names the reason a new enumerator leaves undecided.
+constexpr Traits traits(RecycleReason reason) {
   switch (reason) {
     case RecycleReason::max_requests:
-      return "max_requests";
+      return {"max_requests", true, false, true};
     case RecycleReason::memory:
-      return "memory";
+      return {"memory", true, false, true};
     case RecycleReason::max_age:
-      return "max_age";
+      return {"max_age", true, false, true};
     case RecycleReason::by_operator:
-      return "operator";
+      return {"operator", true, false, false};
     case RecycleReason::shutdown:
-      return "shutdown";
+      return {"shutdown", true, false, true};
     case RecycleReason::crash:
-      return "crash";
+      return {"crash", false, true, true};
     case RecycleReason::hang:
-      return "hang";
+      return {"hang", false, true, true};
     case RecycleReason::oom:
-      return "oom";
+      return {"oom", false, true, true};
     case RecycleReason::cuda_error:
-      return "cuda_error";
+      return {"cuda_error", false, true, true};
     case RecycleReason::protocol:
-      return "protocol";
+      return {"protocol", false, true, true};
     case RecycleReason::load_failure:
-      return "load_failure";
+      return {"load_failure", false, true, true};
     case RecycleReason::timeout:
-      return "timeout";
+      return {"timeout", false, false, false};
   }
-  return "unknown";
+  return {"unknown", false, false, true};
+}
+
+}  // namespace
+
+std::string_view to_string(RecycleReason reason) {
+  return traits(reason).name;
 }
 
 std::optional<RecycleReason> recycle_reason_from_string(std::string_view name) {
@@ -40,63 +56,13 @@ std::optional<RecycleReason> recycle_reason_from_string(std::string_view name) {
 }
 
 bool is_planned(RecycleReason reason) {
-  switch (reason) {
-    case RecycleReason::max_requests:
-    case RecycleReason::memory:
-    case RecycleReason::max_age:
-    case RecycleReason::by_operator:
-    case RecycleReason::shutdown:
-      return true;
-    case RecycleReason::crash:
-    case RecycleReason::hang:
-    case RecycleReason::oom:
-    case RecycleReason::cuda_error:
-    case RecycleReason::protocol:
-    case RecycleReason::load_failure:
-    case RecycleReason::timeout:
-      return false;
-  }
-  return false;
+  return traits(reason).planned;
 }
-
 bool counts_for_breaker(RecycleReason reason) {
-  switch (reason) {
-    case RecycleReason::crash:
-    case RecycleReason::hang:
-    case RecycleReason::oom:
-    case RecycleReason::cuda_error:
-    case RecycleReason::protocol:
-    case RecycleReason::load_failure:
-      return true;
-    case RecycleReason::max_requests:
-    case RecycleReason::memory:
-    case RecycleReason::max_age:
-    case RecycleReason::by_operator:
-    case RecycleReason::shutdown:
-    case RecycleReason::timeout:
-      return false;
-  }
-  return false;
+  return traits(reason).breaker;
 }
-
 bool charges_requests_in_flight(RecycleReason reason) {
-  switch (reason) {
-    case RecycleReason::by_operator:
-    case RecycleReason::timeout:
-      return false;
-    case RecycleReason::max_requests:
-    case RecycleReason::memory:
-    case RecycleReason::max_age:
-    case RecycleReason::shutdown:
-    case RecycleReason::crash:
-    case RecycleReason::hang:
-    case RecycleReason::oom:
-    case RecycleReason::cuda_error:
-    case RecycleReason::protocol:
-    case RecycleReason::load_failure:
-      return true;
-  }
-  return true;
+  return traits(reason).charges;
 }
 
 std::string recycle_reasons_help() {

@@ -132,31 +132,42 @@ std::string snippet(const std::string& body) {
   return sanitize_utf8(body.substr(0, kMax)) + "...";
 }
 
-std::string markdown_cell(const std::string& text) {
+// `text` with each character replaced by what `replace` gives for it: a string, "" to drop
+// it, or nullptr to keep it.
+template <typename Replace>
+std::string escape_each(std::string_view text, Replace replace) {
   std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '|':
-        out += "\\|";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '\n':
-      case '\r':
-        out += ' ';  // a newline would end the table row
-        break;
-      default:
-        out += c;
+  for (const char c : text) {
+    const char* replacement = replace(c);
+    if (replacement) {
+      out += replacement;
+    } else {
+      out += c;
     }
   }
   return out;
+}
+
+// The characters both Markdown (HTML) and XML write as entities.
+const char* markup_entity(char c) {
+  switch (c) {
+    case '&':
+      return "&amp;";
+    case '<':
+      return "&lt;";
+    case '>':
+      return "&gt;";
+    default:
+      return nullptr;
+  }
+}
+
+std::string markdown_cell(const std::string& text) {
+  return escape_each(text, [](char c) -> const char* {
+    if (c == '|') return "\\|";
+    if (c == '\n' || c == '\r') return " ";  // a newline would end the table row
+    return markup_entity(c);
+  });
 }
 
 std::string joined(const std::vector<std::string>& parts, const std::string& sep) {
@@ -295,39 +306,24 @@ std::string report_markdown(const SmokeRun& run) {
 }
 
 std::string xml_escape(std::string_view text) {
-  std::string out;
-  for (const char c : sanitize_utf8(text)) {
+  return escape_each(sanitize_utf8(text), [](char c) -> const char* {
     switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
       case '"':
-        out += "&quot;";
-        break;
+        return "&quot;";
       case '\'':
-        out += "&apos;";
-        break;
+        return "&apos;";
       // Character references keep newlines and tabs intact inside attribute values too.
       case '\n':
-        out += "&#10;";
-        break;
+        return "&#10;";
       case '\r':
-        out += "&#13;";
-        break;
+        return "&#13;";
       case '\t':
-        out += "&#9;";
-        break;
+        return "&#9;";
       default:
-        if (static_cast<unsigned char>(c) >= 0x20) out += c;  // other controls are not XML
+        if (static_cast<unsigned char>(c) < 0x20) return "";  // other controls are not XML
+        return markup_entity(c);
     }
-  }
-  return out;
+  });
 }
 
 std::string junit_xml(const SmokeRun& run) {

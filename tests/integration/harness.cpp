@@ -109,11 +109,24 @@ double metric_value(const std::string& text, const std::string& series) {
   return -1;
 }
 
+TempDir::TempDir(const std::string& prefix) {
+  std::random_device rd;
+  path_ = std::filesystem::temp_directory_path() / (prefix + std::to_string(rd()));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
 Server::Server(const std::vector<std::string>& args,
                const std::map<std::string, std::string>& env) {
-  std::random_device rd;
-  dir_ = std::filesystem::temp_directory_path() / ("respawn-test-" + std::to_string(rd()));
-  std::filesystem::create_directories(dir_);
   client::ServerProcessOptions options;
   options.argv = {bin_path("respawn"), "serve", "--port", "0"};
   // RESPAWN_TEST_DEVICE=cuda runs the suite's real workers on the GPU (docs/gpu.md).
@@ -122,15 +135,12 @@ Server::Server(const std::vector<std::string>& args,
   }
   options.argv.insert(options.argv.end(), args.begin(), args.end());
   options.env = env;
-  options.stderr_path = (dir_ / "stderr.log").string();
-  options.working_dir = dir_.string();
+  options.stderr_path = (dir_.path() / "stderr.log").string();
+  options.working_dir = dir_.path().string();
   const auto endpoint = process_.start(options);  // on failure, already killed and reaped
   if (!endpoint) {
-    const std::string message =
-        "server did not start: " + endpoint.error().message + "\nstderr: " + log();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir_, ignored);
-    throw std::runtime_error(message);
+    throw std::runtime_error("server did not start: " + endpoint.error().message +
+                             "\nstderr: " + log());  // dir_ goes with the half-made Server
   }
   port_ = std::stoi(endpoint->port);
 }
@@ -142,8 +152,6 @@ Server::~Server() {
   if (worker > 0 && !wait_until([&] { return process_gone(worker); }, std::chrono::seconds(5))) {
     ::kill(worker, SIGKILL);
   }
-  std::error_code ignored;
-  std::filesystem::remove_all(dir_, ignored);
 }
 
 int Server::stop(int sig, std::chrono::milliseconds timeout) {
@@ -168,8 +176,7 @@ double Server::metric(const std::string& series) const {
 }
 
 std::string Server::log() const {
-  std::ifstream in(dir_ / "stderr.log");
-  return std::string((std::istreambuf_iterator<char>(in)), {});
+  return read_file(dir_.path() / "stderr.log");
 }
 
 }  // namespace respawn::test

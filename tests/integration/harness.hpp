@@ -46,6 +46,22 @@ HttpResult http_request(int port, const std::string& method, const std::string& 
 // Sends raw bytes and reads one response (10 s at most); status 0 when none came.
 HttpResult raw_request(int port, const std::string& bytes);
 
+// A fresh directory under the system's temp dir ("<prefix><random>"), removed with all in it
+// when this goes.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix);
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+// A whole file's bytes; empty when it cannot be read.
+std::string read_file(const std::filesystem::path& path);
+
 // True once pid no longer runs (gone, or a zombie nobody reaped yet).
 bool process_gone(pid_t pid);
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
@@ -78,7 +94,7 @@ class Server {
   std::string log() const;  // the server's (and its workers') stderr so far
 
  private:
-  std::filesystem::path dir_;
+  TempDir dir_{"respawn-test-"};
   client::ServerProcess process_;
   int port_ = 0;
 };

@@ -222,23 +222,9 @@ bool reaped(pid_t pid) {
   return ::waitpid(pid, nullptr, WNOHANG) == -1 && errno == ECHILD;
 }
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
 // A per-test directory for the children's stderr and working directory.
 class ServerProcessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("respawn-client-test-" + std::to_string(rd()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
   client::ServerProcessOptions sh(const std::string& script) const {
     client::ServerProcessOptions options;
     options.argv = {"/bin/sh", "-c", script};
@@ -246,7 +232,8 @@ class ServerProcessTest : public ::testing::Test {
     options.listen_timeout = seconds(10);
     return options;
   }
-  fs::path dir_;
+  TempDir tmp_{"respawn-client-test-"};
+  const fs::path dir_ = tmp_.path();
 };
 
 const std::string kListens = "echo 'listening on http://127.0.0.1:4321'; ";

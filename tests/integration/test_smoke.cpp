@@ -27,24 +27,9 @@ struct SmokeResult {
   std::string err;
 };
 
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), {});
-}
-
 // A per-test directory, removed afterwards (with whatever the run left in it).
 class SmokeTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("respawn-smoke-test-" + std::to_string(rd()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir_, ignored);
-  }
-
   fs::path write_suite(const std::vector<json>& lines) const {
     const auto path = dir_ / "suite.jsonl";
     std::ofstream out(path);
@@ -69,7 +54,8 @@ class SmokeTest : public ::testing::Test {
     return run_smoke(suite, args);
   }
 
-  fs::path dir_;
+  TempDir tmp_{"respawn-smoke-test-"};
+  const fs::path dir_ = tmp_.path();
 };
 
 SmokeResult SmokeTest::run_smoke(const fs::path& suite, const std::vector<std::string>& args,

@@ -5,15 +5,18 @@
 // after it was reaped) when the test says so. ScriptedWorkers is the factory that keeps every
 // worker it made, in order. Single-threaded, like the manager.
 #include <algorithm>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "lifecycle/worker.hpp"
+#include "respawn/policy.hpp"
 #include "respawn/worker_error.hpp"
 
 namespace respawn::test {
@@ -148,5 +151,13 @@ struct ScriptedWorkers {
     return *made.back();
   }
 };
+
+// A default Policy with some numeric knobs changed: policy_with({{&Policy::max_requests, 2}}).
+inline Policy policy_with(
+    std::initializer_list<std::pair<std::uint64_t Policy::*, std::uint64_t>> knobs) {
+  Policy policy;
+  for (const auto& [knob, value] : knobs) policy.*knob = value;
+  return policy;
+}
 
 }  // namespace respawn::test

@@ -115,9 +115,7 @@ TEST(Scheduler, AJobRunsAtOnceWhenTheWorkerHasRoom) {
 }
 
 TEST(Scheduler, QueuedJobsGoHighestPriorityFirstThenInArrivalOrder) {
-  Policy policy;
-  policy.max_batch_size = 1;
-  Fed f(policy);
+  Fed f(test::policy_with({{&Policy::max_batch_size, 1}}));
   ASSERT_TRUE(f.submit("first").ok());
   ASSERT_TRUE(f.submit("low", 0).ok());
   ASSERT_TRUE(f.submit("hi1", 5).ok());
@@ -129,9 +127,7 @@ TEST(Scheduler, QueuedJobsGoHighestPriorityFirstThenInArrivalOrder) {
 }
 
 TEST(Scheduler, AFullQueueRefusesWith503AndKeepsWhatItHas) {
-  Policy policy;
-  policy.max_batch_size = 1;
-  Fed f(policy, 2);
+  Fed f(test::policy_with({{&Policy::max_batch_size, 1}}), 2);
   ASSERT_TRUE(f.submit("run").ok());
   ASSERT_TRUE(f.submit("q1").ok());
   ASSERT_TRUE(f.submit("q2").ok());
@@ -144,9 +140,7 @@ TEST(Scheduler, AFullQueueRefusesWith503AndKeepsWhatItHas) {
 }
 
 TEST(Scheduler, AQueuedJobPastItsDeadlineGets504AndNeverRuns) {
-  Policy policy;
-  policy.max_batch_size = 1;
-  Fed f(policy);
+  Fed f(test::policy_with({{&Policy::max_batch_size, 1}}));
   ASSERT_TRUE(f.submit("run").ok());
   ASSERT_TRUE(f.submit("late", 0, milliseconds(20)).ok());
   f.io.run_for(milliseconds(100));
@@ -160,9 +154,7 @@ TEST(Scheduler, AQueuedJobPastItsDeadlineGets504AndNeverRuns) {
 }
 
 TEST(Scheduler, TheServersDeadlineOnARunningJobReplacesTheWorker) {
-  Policy policy;
-  policy.request_timeout_ms = 20;
-  Fed f(policy);
+  Fed f(test::policy_with({{&Policy::request_timeout_ms, 20}}));
   ASSERT_TRUE(f.submit("stuck").ok());
   f.io.run_for(milliseconds(100));
   ASSERT_EQ(f.outcomes.count("stuck"), 1u);
@@ -172,9 +164,7 @@ TEST(Scheduler, TheServersDeadlineOnARunningJobReplacesTheWorker) {
 }
 
 TEST(Scheduler, CancelDropsAQueuedJobAndStopsARunningOne) {
-  Policy policy;
-  policy.max_batch_size = 1;
-  Fed f(policy);
+  Fed f(test::policy_with({{&Policy::max_batch_size, 1}}));
   const auto running = f.submit("run");
   const auto queued = f.submit("queued");
   ASSERT_TRUE(running.ok() && queued.ok());
@@ -188,9 +178,7 @@ TEST(Scheduler, CancelDropsAQueuedJobAndStopsARunningOne) {
 }
 
 TEST(Scheduler, AReplayRunsBeforeTheJobsThatWaitedAndAlone) {
-  Policy policy;
-  policy.max_batch_size = 1;
-  Fed f(policy);
+  Fed f(test::policy_with({{&Policy::max_batch_size, 1}}));
   ASSERT_TRUE(f.submit("victim").ok());
   ASSERT_TRUE(f.submit("waiting").ok());
   f.worker().reap(RecycleReason::crash);
@@ -205,9 +193,7 @@ TEST(Scheduler, AReplayRunsBeforeTheJobsThatWaitedAndAlone) {
 }
 
 TEST(Scheduler, ADrainWaitsForTheJobsInFlightAndQueued) {
-  Policy policy;
-  policy.max_batch_size = 1;
-  Fed f(policy);
+  Fed f(test::policy_with({{&Policy::max_batch_size, 1}}));
   ASSERT_TRUE(f.submit("a").ok());
   ASSERT_TRUE(f.submit("b").ok());
   int drained = 0;

@@ -80,6 +80,22 @@ struct Fixture {
     manager->run(std::move(j));
     return current().last_sent();
   }
+  // Runs a fresh job: its job id (as the scheduler knows it) and the IPC request id it went as.
+  struct Sent {
+    std::uint64_t job_id;
+    std::uint64_t request_id;
+  };
+  Sent run_tracked(Record& record) {
+    Job j = job(record);
+    const auto job_id = j.id;
+    return {job_id, run(std::move(j))};
+  }
+  // A ready worker that ran one job and answered it with `error`.
+  ScriptedWorker& answered_with(Record& record, const WorkerError& error) {
+    auto& worker = start_ready();
+    worker.answer_error(run(job(record)), error);
+    return worker;
+  }
   ScriptedWorker& current() {
     for (auto& w : workers.made) {
       if (w->pid() == manager->current_pid()) return *w;
@@ -94,9 +110,7 @@ bool has_line(const std::string& text, const std::string& line) {
 }
 
 TEST(WorkerManager, StartsOneWorkerWithTheLaunchTheOptionsAndPolicyDescribe) {
-  Policy policy;
-  policy.load_timeout_ms = 4321;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::load_timeout_ms, 4321}}));
   f.manager->start();
   ASSERT_EQ(f.workers.made.size(), 1u);
   const auto& launch = f.workers.last().launch;
@@ -106,7 +120,8 @@ TEST(WorkerManager, StartsOneWorkerWithTheLaunchTheOptionsAndPolicyDescribe) {
   ASSERT_NE(model, launch.args.end());
   EXPECT_EQ(*std::next(model), "/models/m.pt");
   ASSERT_FALSE(f.workers.last().configured.empty());
-  EXPECT_EQ(f.workers.last().configured.front()["max_batch_size"], policy.max_batch_size);
+  EXPECT_EQ(f.workers.last().configured.front()["max_batch_size"],
+            f.manager->policy().max_batch_size);
   EXPECT_EQ(f.manager->workers_started(), 1u);
 }
 
@@ -146,9 +161,7 @@ TEST(WorkerManager, TheAnswerGoesToItsJobAndTheWorkerTakesTheNext) {
 }
 
 TEST(WorkerManager, UpToMaxBatchSizeJobsAreInFlightAtOnce) {
-  Policy policy;
-  policy.max_batch_size = 2;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::max_batch_size, 2}}));
   auto& w = f.start_ready();
   Record a, b, c;
   const auto first = f.run(f.job(a));
@@ -160,9 +173,7 @@ TEST(WorkerManager, UpToMaxBatchSizeJobsAreInFlightAtOnce) {
 }
 
 TEST(WorkerManager, MaxRequestsRetiresTheWorkerAfterItsLastAnswerAndStartsTheNextOnceItExited) {
-  Policy policy;
-  policy.max_requests = 2;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::max_requests, 2}}));
   auto& w = f.start_ready();
   Record a, b, c;
   const auto first = f.run(f.job(a));
@@ -223,9 +234,7 @@ TEST(WorkerManager, AReplayRunsAloneOnTheFreshWorker) {
 }
 
 TEST(WorkerManager, ARequestPastTheReplayLimitFailsWithTheReason) {
-  Policy policy;
-  policy.replay_limit = 0;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::replay_limit, 0}}));
   auto& w = f.start_ready();
   Record a;
   f.run(f.job(a));
@@ -237,9 +246,7 @@ TEST(WorkerManager, ARequestPastTheReplayLimitFailsWithTheReason) {
 }
 
 TEST(WorkerManager, ARequestThatCrashesWorkersAloneIsQuarantinedAndItsTwinRefused) {
-  Policy policy;
-  policy.poison_threshold = 1;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::poison_threshold, 1}}));
   auto& w = f.start_ready();
   Record a, twin, other;
   f.run(f.job(a, R"({"prompt":"poison"})"));
@@ -261,9 +268,7 @@ TEST(WorkerManager, ARequestThatCrashesWorkersAloneIsQuarantinedAndItsTwinRefuse
 }
 
 TEST(WorkerManager, ACrashWithoutEvidenceIsNoGroundForQuarantine) {
-  Policy policy;
-  policy.poison_threshold = 1;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::poison_threshold, 1}}));
   auto& w = f.start_ready();
   Record a;
   f.run(f.job(a));
@@ -308,9 +313,7 @@ TEST(WorkerManager, TheServersDeadlineKillsTheWorkerAndPutsTheOthersBackUncharge
   Fixture f;
   auto& w = f.start_ready();
   Record late, other;
-  Job late_job = f.job(late);
-  const auto late_id = late_job.id;
-  f.run(std::move(late_job));
+  const auto late_id = f.run_tracked(late).job_id;
   f.run(f.job(other));
   EXPECT_FALSE(
       f.manager->expire(late_id, make_error(ErrorKind::timeout, "request_timeout_ms"), true));
@@ -329,9 +332,7 @@ TEST(WorkerManager, AClientsDeadlineStopsItsRequestButNotTheWorker) {
   Fixture f;
   auto& w = f.start_ready();
   Record r;
-  Job j = f.job(r);
-  const auto job_id = j.id;
-  const auto sent_as = f.run(std::move(j));
+  const auto [job_id, sent_as] = f.run_tracked(r);
   EXPECT_TRUE(f.manager->expire(job_id, make_error(ErrorKind::timeout, "its deadline"), false));
   EXPECT_EQ(r.done_calls, 1);
   EXPECT_EQ(w.cancelled, std::vector<std::uint64_t>{sent_as});
@@ -346,9 +347,7 @@ TEST(WorkerManager, CancelAsksTheWorkerToStopOnlyAJobInFlight) {
   Fixture f;
   auto& w = f.start_ready();
   Record r;
-  Job j = f.job(r);
-  const auto job_id = j.id;
-  const auto sent_as = f.run(std::move(j));
+  const auto [job_id, sent_as] = f.run_tracked(r);
   EXPECT_FALSE(f.manager->cancel(job_id + 100));
   EXPECT_TRUE(f.manager->cancel(job_id));
   EXPECT_EQ(w.cancelled, std::vector<std::uint64_t>{sent_as});
@@ -356,10 +355,8 @@ TEST(WorkerManager, CancelAsksTheWorkerToStopOnlyAJobInFlight) {
 
 TEST(WorkerManager, AHealthyErrorAnswersTheJobAndKeepsTheWorker) {
   Fixture f;
-  auto& w = f.start_ready();
   Record r;
-  const auto id = f.run(f.job(r));
-  w.answer_error(id, {WorkerErrorKind::bad_input, "wrong shape", true});
+  auto& w = f.answered_with(r, {WorkerErrorKind::bad_input, "wrong shape", true});
   ASSERT_EQ(r.done_calls, 1);
   EXPECT_EQ(r.kind(), ErrorKind::bad_input);
   EXPECT_FALSE(w.killed);
@@ -368,10 +365,8 @@ TEST(WorkerManager, AHealthyErrorAnswersTheJobAndKeepsTheWorker) {
 
 TEST(WorkerManager, AnUnhealthyCudaErrorReplacesTheWorkerAndReplaysTheRequest) {
   Fixture f;
-  auto& w = f.start_ready();
   Record r;
-  const auto id = f.run(f.job(r));
-  w.answer_error(id, {WorkerErrorKind::cuda_error, "an illegal memory access", false});
+  auto& w = f.answered_with(r, {WorkerErrorKind::cuda_error, "an illegal memory access", false});
   ASSERT_TRUE(w.killed);
   EXPECT_EQ(*w.killed, RecycleReason::cuda_error);
   EXPECT_EQ(r.done_calls, 0);
@@ -396,11 +391,9 @@ TEST(WorkerManager, StreamedTextReachesTheClientAndAStreamedRequestIsNotReplayed
 }
 
 TEST(WorkerManager, WorkersThatNeverBecomeReadyOpenTheBreakerWhichFailsTheQueue) {
-  Policy policy;
-  policy.crash_loop_failures = 2;
-  policy.restart_backoff_ms = 1;
-  policy.restart_backoff_max_ms = 1;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::crash_loop_failures, 2},
+                               {&Policy::restart_backoff_ms, 1},
+                               {&Policy::restart_backoff_max_ms, 1}}));
   f.manager->start();
   f.workers.last().reap(RecycleReason::crash);  // before ready: a load failure
   EXPECT_EQ(f.manager->last_recycle_reason(), RecycleReason::load_failure);
@@ -422,10 +415,8 @@ TEST(WorkerManager, WorkersThatNeverBecomeReadyOpenTheBreakerWhichFailsTheQueue)
 }
 
 TEST(WorkerManager, AWorkerThatCannotBeStartedCountsAsALoadFailureAndIsRetried) {
-  Policy policy;
-  policy.restart_backoff_ms = 1;
-  policy.restart_backoff_max_ms = 1;
-  Fixture f(policy);
+  Fixture f(
+      test::policy_with({{&Policy::restart_backoff_ms, 1}, {&Policy::restart_backoff_max_ms, 1}}));
   f.workers.fail = true;
   f.manager->start();
   EXPECT_EQ(f.workers.failed_starts, 1);
@@ -458,9 +449,7 @@ TEST(WorkerManager, TheHotSpareTakesOverAtAPlannedRecycle) {
 }
 
 TEST(WorkerManager, AMemoryLimitRecyclesRightAfterARequestOnly) {
-  Policy policy;
-  policy.max_worker_rss_mb = 100;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::max_worker_rss_mb, 100}}));
   auto& w = f.start_ready();
   w.rss = 300 * kMiB;
   f.io.run_for(milliseconds(1100));  // housekeeping: idle workers are not judged by memory
@@ -473,9 +462,7 @@ TEST(WorkerManager, AMemoryLimitRecyclesRightAfterARequestOnly) {
 }
 
 TEST(WorkerManager, TheMemoryBudgetRefusesARequestThatCanNeverFit) {
-  Policy policy;
-  policy.max_worker_rss_mb = 100;
-  Fixture f(policy);
+  Fixture f(test::policy_with({{&Policy::max_worker_rss_mb, 100}}));
   auto& w = f.start_ready({{"device", "cpu"}, {"task", "tensor"}, {"rss_bytes", 10 * kMiB}});
   w.rss = 10 * kMiB;
   EXPECT_EQ(f.manager->current_memory().rss_bytes, 10 * kMiB);
