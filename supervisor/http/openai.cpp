@@ -63,10 +63,14 @@ Result<std::string> chat_prompt(const json& messages) {
 }
 
 Result<Request> parse_request(Kind kind, const json& body, const std::string& model) {
-  if (body.contains("model") && json_get<std::string>(body, "model", "") != model) {
-    return make_error(ErrorKind::not_found,
-                      "The model '" + json_get<std::string>(body, "model", "") +
-                          "' does not exist; this server serves '" + model + "'");
+  const auto& asked = json_field(body, "model");  // null: as absent, like every other field
+  if (!asked.is_null()) {
+    if (!asked.is_string()) return bad("model", "must be a string");
+    if (asked.get_ref<const std::string&>() != model) {
+      return make_error(ErrorKind::not_found, "The model '" + asked.get<std::string>() +
+                                                  "' does not exist; this server serves '" + model +
+                                                  "'");
+    }
   }
   if (!json_field(body, "n").is_null() && json_get<std::int64_t>(body, "n", 0) != 1) {
     return bad("n", "must be 1");  // an integer: 1.9 is not 1
@@ -79,8 +83,16 @@ Result<Request> parse_request(Kind kind, const json& body, const std::string& mo
   for (const char* key : {"temperature", "top_p", "seed", "stop", "max_tokens"}) {
     if (body.contains(key) && !body[key].is_null()) params[key] = body[key];
   }
-  if (kind == Kind::chat && json_field(body, "max_completion_tokens").is_number()) {
-    params["max_tokens"] = body["max_completion_tokens"];
+  if (const auto& most = json_field(body, "max_completion_tokens");
+      kind == Kind::chat && !most.is_null()) {
+    // Checked here so that a refusal names the field the client sent.
+    const std::int64_t limit = GenerateLimits{}.max_tokens;
+    if (!most.is_number_integer() || most.get<std::int64_t>() < 1 ||
+        most.get<std::int64_t>() > limit) {
+      return bad("max_completion_tokens",
+                 "must be an integer between 1 and " + std::to_string(limit));
+    }
+    params["max_tokens"] = most;
   }
   auto parsed = parse_generate_request(std::move(*prompt), params);
   if (!parsed) return parsed.error();
