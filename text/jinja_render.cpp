@@ -654,6 +654,12 @@ class Renderer {
     if (op == "~") return Value::string(a.str() + b.str());
     if (a.is_undefined()) undefined_error(a);
     if (b.is_undefined()) undefined_error(b);
+    int64_t r = 0;
+    auto checked = [](bool overflow, int64_t value) {
+      // Python's integers have no bound; a result beyond 64 bits is not silently wrapped.
+      if (overflow) unsupported_at_render("an integer result beyond 64 bits");
+      return Value::integer(value);
+    };
     auto type_error = [&]() -> Value {
       fail("unsupported operand type(s) for " + op + ": '" + a.type_name() + "' and '" +
            b.type_name() + "'");
@@ -662,7 +668,10 @@ class Renderer {
       if (a.is_number() && b.is_number()) {
         if (a.type == Value::Type::floating || b.type == Value::Type::floating)
           return Value::floating(a.as_double() + b.as_double());
-        return Value::integer(a.as_int() + b.as_int());
+        {
+          bool overflow = __builtin_add_overflow(a.as_int(), b.as_int(), &r);
+          return checked(overflow, r);
+        }
       }
       if (a.is_string() && b.is_string()) return Value::string(a.s + b.s);
       if (a.is_string() || b.is_string()) {
@@ -680,12 +689,20 @@ class Renderer {
       if (a.is_number() && b.is_number()) {
         if (a.type == Value::Type::floating || b.type == Value::Type::floating)
           return Value::floating(a.as_double() * b.as_double());
-        return Value::integer(a.as_int() * b.as_int());
+        {
+          bool overflow = __builtin_mul_overflow(a.as_int(), b.as_int(), &r);
+          return checked(overflow, r);
+        }
       }
       const Value* seq = a.is_int() ? &b : &a;
       const Value* count = a.is_int() ? &a : &b;
       if (!count->is_int()) return type_error();
       int64_t n = std::max<int64_t>(0, count->as_int());
+      std::size_t unit = seq->is_string() ? seq->s.size()
+                         : seq->is_list() ? seq->list->items.size()
+                                          : 0;
+      if (unit && static_cast<uint64_t>(n) > (std::size_t{1} << 28) / unit)
+        fail("the result of * is too large");
       if (seq->is_string()) {
         std::string out;
         for (int64_t k = 0; k < n; ++k) out += seq->s;
@@ -705,7 +722,10 @@ class Renderer {
     bool floats = a.type == Value::Type::floating || b.type == Value::Type::floating;
     if (op == "-") {
       if (floats) return Value::floating(a.as_double() - b.as_double());
-      return Value::integer(a.as_int() - b.as_int());
+      {
+        bool overflow = __builtin_sub_overflow(a.as_int(), b.as_int(), &r);
+        return checked(overflow, r);
+      }
     }
     if (op == "/") {
       if (b.as_double() == 0) fail("division by zero");
@@ -732,8 +752,9 @@ class Renderer {
     }
     if (op == "**") {
       if (!floats && b.as_int() >= 0) {
-        int64_t r = 1;
-        for (int64_t k = 0; k < b.as_int(); ++k) r *= a.as_int();
+        r = 1;
+        for (int64_t k = 0; k < b.as_int(); ++k)
+          if (__builtin_mul_overflow(r, a.as_int(), &r)) return checked(true, 0);
         return Value::integer(r);
       }
       return Value::floating(std::pow(a.as_double(), b.as_double()));

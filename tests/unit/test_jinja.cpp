@@ -498,6 +498,8 @@ TEST(JinjaErrors, UnsupportedConstructsSeenOnlyAtRenderTimeAreNamedThen) {
       {"{{ 'x'.zfill(3) }}", "string method 'zfill'"},
       {"{{ cycler(1, 2) }}", "cycler()"},
       {"{{ [1] | map('center') | list }}", "map with the filter 'center'"},
+      {"{{ 2 ** 64 }}", "beyond 64 bits"},
+      {"{{ 9223372036854775807 + 1 }}", "beyond 64 bits"},
   };
   for (const auto& c : cases) {
     TemplateError e = error_of(c.source, R"({"d": {"a": 1}})");
