@@ -178,6 +178,51 @@ LLAMA_TOOL_RESULT_STRING = [
 ]
 
 
+TYPED_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "plan_trip",
+        "description": "Plan a trip.  ",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "cities": {"type": "array", "items": {"type": "string"}, "description": "Stops"},
+                "budget": {"type": "number", "description": " In euros "},
+                "nights": {"type": "integer"},
+                "flexible": {"type": "boolean", "description": "Dates may move"},
+                "prefs": {"type": "object", "additionalProperties": {"type": "string"},
+                          "description": "Free-form preferences"},
+                "when": {"type": ["string", "integer"], "description": "A date or a day"},
+                "extra": {"description": "Anything"},
+            },
+            "required": ["cities"],
+        },
+        "return": {"type": "object", "description": "The itinerary."},
+    },
+}
+UNION_NULL_TOOL = {
+    "type": "function",
+    "function": {"name": "f", "description": "d", "parameters": {
+        "type": "object", "properties": {"x": {"type": ["string", "null"]}}}},
+}
+QWEN3_THINKING = [
+    {"role": "system", "content": "Think first."},
+    {"role": "user", "content": "What is 17 * 3?"},
+    {"role": "assistant", "content": "<think>\n17 * 3 = 51\n</think>\n\n51"},
+    {"role": "user", "content": "And 17 * 4?"},
+    {"role": "assistant", "content": "68", "reasoning_content": "17 * 4 = 68"},
+]
+QWEN3_MULTI_STEP = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": "<think>\nI should call the tool.\n</think>\n\n",
+     "tool_calls": [{"type": "function", "function": {
+         "name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+    {"role": "tool", "content": "18"},
+    {"role": "user", "content": "<tool_response>\nlate result\n</tool_response>"},
+    {"role": "assistant", "content": "<think>\nNow answer.\n</think>\n\nIt is 18 degrees."},
+]
+
+
 def case(name, messages, agp, tools=None, extra=None):
     inputs = {"messages": messages, "add_generation_prompt": agp}
     if tools is not None:
@@ -216,6 +261,35 @@ TEMPLATES = {
             case("tool_call_and_result", TOOL_CONVERSATION, True, tools=[WEATHER_TOOL]),
             case("parallel_calls_and_results", QWEN_PARALLEL_CALLS, False, tools=[WEATHER_TOOL]),
             case("tool_messages_without_tools", QWEN_PARALLEL_CALLS, True),
+        ],
+    },
+    "qwen3.jinja": {
+        "tokens": ("", "<|im_end|>"),
+        "cases": COMMON + [
+            case("tools_listed", MULTI_TURN, True, tools=[WEATHER_TOOL, SEARCH_TOOL]),
+            case("tool_call_and_result", TOOL_CONVERSATION, True, tools=[WEATHER_TOOL]),
+            case("parallel_calls_and_results", QWEN_PARALLEL_CALLS, True, tools=[WEATHER_TOOL]),
+            case("thinking_in_content_and_reasoning_content", QWEN3_THINKING, False),
+            case("multi_step_tool_with_string_arguments", QWEN3_MULTI_STEP, True,
+                 tools=[WEATHER_TOOL]),
+            case("enable_thinking_false", MULTI_TURN, True, extra={"enable_thinking": False}),
+            case("enable_thinking_true", MULTI_TURN, True, extra={"enable_thinking": True}),
+        ],
+    },
+    "hermes3-tool-use.jinja": {
+        "tokens": ("<|begin_of_text|>", "<|im_end|>"),
+        "cases": [
+            case("typed_tool_schema_through_the_macro", MULTI_TURN, True,
+                 tools=[TYPED_TOOL, WEATHER_TOOL, SEARCH_TOOL]),
+            case("tool_call_and_result", TOOL_CONVERSATION, True, tools=[WEATHER_TOOL]),
+            case("parallel_calls_and_results", QWEN_PARALLEL_CALLS, False,
+                 tools=[WEATHER_TOOL, TYPED_TOOL]),
+            case("non_ascii", NON_ASCII, True, tools=[SEARCH_TOOL]),
+            case("long_conversation", LONG, True, tools=[SEARCH_TOOL]),
+            case("without_tools_none_is_not_iterable", HELLO, True),
+            # json_to_python_type recurses on the characters of "null" until Python's stack
+            # runs out: an error, not a crash, in respawn too.
+            case("union_with_null_recurses_without_end", HELLO, True, tools=[UNION_NULL_TOOL]),
         ],
     },
     "llama3.1.jinja": {
@@ -293,7 +367,7 @@ def main():
             entry = {"template": template, "name": name, "inputs": inputs}
             try:
                 entry["output"] = render(source, inputs)
-            except jinja2.exceptions.TemplateError as e:
+            except (jinja2.exceptions.TemplateError, TypeError, RecursionError) as e:
                 entry["error"] = str(e)
                 entry["error_type"] = type(e).__name__
             out["cases"].append(entry)

@@ -499,6 +499,7 @@ class Parser {
   }
 
   NodePtr parse_statement(const std::string& tag, int line) {
+    NestingGuard guard(nesting_, line);
     auto node = std::make_unique<Node>();
     node->line = line;
     if (tag == "if") {
@@ -707,7 +708,21 @@ class Parser {
     return with_condexpr ? parse_condexpr() : parse_or();
   }
 
+  // Nesting beyond this is refused rather than risking the stack (no real template is close).
+  static constexpr int kMaxNesting = 200;
+  struct NestingGuard {
+    int& depth;
+    NestingGuard(int& d, int line) : depth(++d) {
+      if (depth > kMaxNesting) {
+        --depth;
+        syntax_error("the template nests too deeply", line);
+      }
+    }
+    ~NestingGuard() { --depth; }
+  };
+
   ExprPtr parse_condexpr() {
+    NestingGuard guard(nesting_, line());
     ExprPtr expr1 = parse_or();
     while (is_name("if")) {
       int l = line();
@@ -752,6 +767,7 @@ class Parser {
   }
 
   ExprPtr parse_not() {
+    NestingGuard guard(nesting_, line());
     if (is_name("not")) {
       auto e = make(Expr::Kind::not_, line());
       ++tok_;
@@ -843,6 +859,7 @@ class Parser {
   }
 
   ExprPtr parse_unary(bool with_filter) {
+    NestingGuard guard(nesting_, line());
     ExprPtr node;
     if (is_op("-") || is_op("+")) {
       auto e = make(cur().text == "-" ? Expr::Kind::neg : Expr::Kind::pos, line());
@@ -1134,6 +1151,7 @@ class Parser {
   const Segment* cur_seg_ = nullptr;
   std::size_t tok_ = 0;
   int loop_depth_ = 0;
+  int nesting_ = 0;
 };
 
 }  // namespace

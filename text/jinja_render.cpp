@@ -499,6 +499,13 @@ class Renderer {
     const Node* macro = &node;
     std::weak_ptr<Scope> weak = def_scope;  // the macro lives in that scope: no cycle
     return Value::function(node.text, [this, macro, weak](auto& a, auto& kw) {
+      // Python's stack has a bound (RecursionError); so has this one, instead of a crash.
+      if (call_depth_ >= kMaxCallDepth) fail("maximum recursion depth exceeded");
+      struct DepthGuard {
+        int& depth;
+        explicit DepthGuard(int& d) : depth(++d) {}
+        ~DepthGuard() { --depth; }
+      } guard(call_depth_);
       ScopePtr parent = weak.lock();
       if (!parent) fail("macro '" + macro->text + "' called after its scope ended");
       auto scope = std::make_shared<Scope>();
@@ -1453,7 +1460,9 @@ class Renderer {
     unsupported_at_render("the '" + name + "' test");
   }
 
+  static constexpr int kMaxCallDepth = 200;
   const RenderOptions& options_;
+  int call_depth_ = 0;
 };
 
 }  // namespace

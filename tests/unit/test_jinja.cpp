@@ -556,6 +556,27 @@ TEST(JinjaErrors, RuntimeErrorsThatJinjaAlsoRaises) {
   }
 }
 
+TEST(JinjaErrors, EndlessMacroRecursionIsAnErrorNotACrash) {
+  TemplateError e = error_of("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+  EXPECT_EQ(e.kind, TemplateError::Kind::render);
+  EXPECT_NE(e.message.find("recursion"), std::string::npos) << e.message;
+  // and a bounded recursion works
+  EXPECT_EQ(render("{% macro f(n) %}{% if n > 0 %}{{ n }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+                   "{{ f(5) }}"),
+            "54321");
+}
+
+TEST(JinjaErrors, DeepNestingIsRefusedAtParseTime) {
+  std::string deep_parens = "{{ " + std::string(5000, '(') + "1" + std::string(5000, ')') + " }}";
+  EXPECT_EQ(error_of(deep_parens).kind, TemplateError::Kind::syntax);
+  std::string deep_ifs;
+  for (int i = 0; i < 5000; ++i) deep_ifs += "{% if true %}";
+  EXPECT_EQ(error_of(deep_ifs).kind, TemplateError::Kind::syntax);
+  std::string nots = "{{ ";
+  for (int i = 0; i < 51; ++i) nots += "not ";
+  EXPECT_EQ(render(nots + "1 }}"), "False");  // 51 levels are fine
+}
+
 TEST(JinjaErrors, ARenderErrorReportsTheLineOfItsStatement) {
   TemplateError e = error_of("line one\n{% if true %}\n  {{ x.y }}\n{% endif %}");
   EXPECT_EQ(e.kind, TemplateError::Kind::render);
