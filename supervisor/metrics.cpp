@@ -1,8 +1,8 @@
 #include "metrics.hpp"
 
-#include "lifecycle/recycle_reason.hpp"
-
 #include <charconv>
+
+#include "lifecycle/recycle_reason.hpp"
 
 namespace respawn {
 namespace {
@@ -10,6 +10,9 @@ namespace {
 const std::vector<double> kLatencyBounds = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                             0.25,   0.5,   1,      2.5,   5,    10,    30};
 const std::vector<double> kStartupBounds = {0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120};
+const std::vector<double> kBatchBounds = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+const std::vector<double> kPerTokenBounds = {0.001, 0.0025, 0.005, 0.01, 0.02, 0.05,
+                                             0.1,   0.25,   0.5,   1,    2.5};
 
 std::string number(double v) {
   char buf[32];
@@ -69,7 +72,10 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 Metrics::Metrics()
     : queue_seconds_(kLatencyBounds),
       inference_seconds_(kLatencyBounds),
-      time_to_ready_seconds_(kStartupBounds) {}
+      time_to_ready_seconds_(kStartupBounds),
+      batch_size_(kBatchBounds),
+      time_to_first_token_(kLatencyBounds),
+      time_per_output_token_(kPerTokenBounds) {}
 
 void Metrics::on_request(const std::string& route, int status, double seconds) {
   ++requests_[{route, status}];
@@ -102,6 +108,19 @@ std::string Metrics::render() const {
   queue_seconds_.render(out, "respawn_queue_wait_seconds", "");
   header(out, "respawn_inference_seconds", "histogram", "Time the worker took per request.");
   inference_seconds_.render(out, "respawn_inference_seconds", "");
+  header(out, "respawn_batch_size", "histogram",
+         "Requests in the worker's batch that answered each request.");
+  batch_size_.render(out, "respawn_batch_size", "");
+  header(out, "respawn_time_to_first_token_seconds", "histogram",
+         "Generations: time from a request's admission to its first token (queue included).");
+  time_to_first_token_.render(out, "respawn_time_to_first_token_seconds", "");
+  header(out, "respawn_time_per_output_token_seconds", "histogram",
+         "Generations: time per token after the first.");
+  time_per_output_token_.render(out, "respawn_time_per_output_token_seconds", "");
+  scalar(out, "respawn_prompt_tokens_total", "counter", "Generations: prompt tokens processed.",
+         static_cast<double>(prompt_tokens_));
+  scalar(out, "respawn_generation_tokens_total", "counter", "Generations: tokens generated.",
+         static_cast<double>(generation_tokens_));
   scalar(out, "respawn_queue_depth", "gauge", "Requests waiting for the worker.", queue_depth_);
   scalar(out, "respawn_requests_inflight", "gauge", "Requests the worker is running now.",
          inflight_);

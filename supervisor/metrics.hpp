@@ -42,6 +42,13 @@ class Metrics {
   void on_quarantine_refusal() { ++quarantine_refusals_; }
   void set_quarantine_entries(std::size_t n) { quarantine_entries_ = n; }
   void on_worker_ready(double seconds_since_spawn);
+  void on_batch(std::uint64_t size) { batch_size_.observe(static_cast<double>(size)); }
+  void on_tokens(std::uint64_t prompt, std::uint64_t generated) {
+    prompt_tokens_ += prompt;
+    generation_tokens_ += generated;
+  }
+  void on_first_token(double seconds) { time_to_first_token_.observe(seconds); }
+  void on_time_per_output_token(double seconds) { time_per_output_token_.observe(seconds); }
   void set_queue_depth(std::size_t n) { queue_depth_ = n; }
   void set_inflight(std::size_t n) { inflight_ = n; }
   void set_worker_rss(std::uint64_t bytes) { worker_rss_ = bytes; }
@@ -67,6 +74,11 @@ class Metrics {
   Histogram queue_seconds_;
   Histogram inference_seconds_;
   Histogram time_to_ready_seconds_;
+  Histogram batch_size_;
+  Histogram time_to_first_token_;
+  Histogram time_per_output_token_;
+  std::uint64_t prompt_tokens_ = 0;
+  std::uint64_t generation_tokens_ = 0;
   std::uint64_t worker_starts_ = 0;
   std::size_t queue_depth_ = 0;
   std::size_t inflight_ = 0;

@@ -1,7 +1,8 @@
 #pragma once
 // Why a worker was replaced: the one list of reasons, and every decision that depends on the
 // reason, made in one switch with no default (recycle_reason.cpp), so that -Wswitch names the
-// reason a new enumerator leaves undecided. to_string gives the name the metrics, logs and admin API show. Pure; thread-safe.
+// reason a new enumerator leaves undecided. to_string gives the name the metrics, logs and admin
+// API show. Pure; thread-safe.
 #include <array>
 #include <optional>
 #include <string>

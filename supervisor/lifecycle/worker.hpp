@@ -1,6 +1,6 @@
 #pragma once
 // A worker as the WorkerManager sees it: it is sent requests (several may be in flight; the
-// worker batches them), reports ready, answers, streamed text and its exit through Events, and
+// worker batches them), reports ready, answers, generated tokens and its exit through Events, and
 // can be drained or killed. WorkerProcess (worker_process.hpp) is the real one, a child process
 // over a socketpair; unit tests drive the manager with an in-process stand-in
 // (tests/unit/test_worker_manager.cpp). A WorkerFactory makes them, so the manager never names
@@ -37,8 +37,9 @@ class Worker : public std::enable_shared_from_this<Worker> {
   struct Events {
     std::function<void(Worker&)> ready;
     std::function<void(Worker&, ipc::Frame)> answer;  // result or error of a request in flight
-    // a streamed chunk of request `id`
-    std::function<void(Worker&, std::uint64_t id, std::string_view text)> text;
+    // request `id` produced a token, and the text that became final with it (often empty: a
+    // character split across tokens, or a stop string that may still match)
+    std::function<void(Worker&, std::uint64_t id, std::string_view text)> token;
     std::function<void(Worker&)> exited;  // reaped; exit_reason() says why
   };
 

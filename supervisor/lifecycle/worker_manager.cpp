@@ -104,8 +104,8 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   events.answer = [weak](Worker& w, ipc::Frame frame) {
     if (auto self = weak.lock()) self->on_answer(w, std::move(frame));
   };
-  events.text = [weak](Worker& w, std::uint64_t id, std::string_view text) {
-    if (auto self = weak.lock()) self->on_text(w, id, text);
+  events.token = [weak](Worker& w, std::uint64_t id, std::string_view text) {
+    if (auto self = weak.lock()) self->on_token(w, id, text);
   };
   events.exited = [weak](Worker& w) {
     if (auto self = weak.lock()) self->on_exited(w);
@@ -220,7 +220,7 @@ void WorkerManager::run(Job job) {
   assert(can_run(job) && "WorkerManager::run without can_run");
   const std::uint64_t id = next_request_id_++;
   current_->send(job, id, milliseconds(policy_.hang_timeout_ms));
-  inflight_.emplace(id, InFlight{std::move(job), Clock::now()});
+  inflight_.emplace(id, InFlight{std::move(job), Clock::now(), false, std::nullopt});
   metrics_.set_inflight(inflight_.size());
   maybe_prestart_spare();
 }
@@ -266,22 +266,39 @@ void WorkerManager::promote_spare() {
   maybe_prestart_spare();
 }
 
-void WorkerManager::on_text(Worker& worker, std::uint64_t request_id, std::string_view text) {
+void WorkerManager::on_token(Worker& worker, std::uint64_t request_id, std::string_view text) {
   const auto it = inflight_.find(request_id);
-  if (&worker != current_.get() || it == inflight_.end() || it->second.answered ||
-      !it->second.job.on_text) {
-    return;
+  if (&worker != current_.get() || it == inflight_.end()) return;
+  auto& flight = it->second;
+  if (!flight.first_token) flight.first_token = Clock::now();
+  if (flight.answered || text.empty() || !flight.job.on_text) return;
+  flight.job.streamed = true;
+  flight.job.on_text(text);
+}
+
+void WorkerManager::count_result(const InFlight& flight, const nlohmann::json& result) {
+  metrics_.on_batch(json_get<std::uint64_t>(result, "batch_size", 1));
+  if (flight.job.type != ipc::MessageType::generate) return;
+  const auto generated = json_get<std::uint64_t>(result, "completion_tokens", 0);
+  metrics_.on_tokens(json_get<std::uint64_t>(result, "prompt_tokens", 0), generated);
+  if (!flight.first_token) return;
+  // From arrival (the scheduler's admission), as the client waits, queue and replays included.
+  const auto arrived =
+      flight.job.enqueued == Clock::time_point{} ? flight.started : flight.job.enqueued;
+  metrics_.on_first_token(std::chrono::duration<double>(*flight.first_token - arrived).count());
+  if (generated > 1) {
+    metrics_.on_time_per_output_token(seconds_since(*flight.first_token) /
+                                      static_cast<double>(generated - 1));
   }
-  it->second.job.streamed = true;
-  it->second.job.on_text(text);
 }
 
 void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
   const auto it = inflight_.find(frame.request_id);
   if (&worker != current_.get() || it == inflight_.end()) return;
-  Job job = std::move(it->second.job);
-  const bool answered = it->second.answered;
-  metrics_.on_inference(seconds_since(it->second.started));
+  InFlight flight = std::move(it->second);
+  Job& job = flight.job;
+  const bool answered = flight.answered;
+  metrics_.on_inference(seconds_since(flight.started));
   inflight_.erase(it);
   metrics_.set_inflight(inflight_.size());
   if (frame.type == ipc::MessageType::error) {
@@ -303,13 +320,12 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
     if (answered) return check_worker(true);
     job.done(to_client_error(error));
   } else {
-    // The result is parsed again by its handler; only pay for a parse here for a GPU worker's
-    // memory, the memory budget's report, or a batch that ran out of memory (rare).
-    if (cuda_ || budget_.enabled() || frame.json.find("\"oom\"") != std::string::npos) {
-      const auto result = parse_json(frame.json);
-      worker.set_gpu_bytes(json_get<std::uint64_t>(result, "gpu_memory_bytes", 0));
-      learn_memory(result);
-    }
+    // The result's JSON is small (tensor data travels as the frame's binary part, a generation's
+    // text is at most max_tokens long); its handler parses it again.
+    const auto result = parse_json(frame.json);
+    worker.set_gpu_bytes(json_get<std::uint64_t>(result, "gpu_memory_bytes", 0));
+    learn_memory(result);
+    count_result(flight, result);
     if (!answered) job.done(std::move(frame));
   }
   check_worker(true);

@@ -129,12 +129,16 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
     Job job;
     std::chrono::steady_clock::time_point started;
     bool answered = false;  // its client deadline passed: the worker's answer goes nowhere
+    std::optional<std::chrono::steady_clock::time_point> first_token;  // generate only
   };
+  // The metrics of a request the worker answered with a result: its batch's size and, for a
+  // generation, its tokens, time to first token and time per output token.
+  void count_result(const InFlight& flight, const nlohmann::json& result);
   std::map<std::uint64_t, InFlight>::iterator find_job(std::uint64_t job_id);
   std::uint64_t inflight_weight() const;
   void on_ready(Worker& worker);
   void on_answer(Worker& worker, ipc::Frame frame);
-  void on_text(Worker& worker, std::uint64_t request_id, std::string_view text);
+  void on_token(Worker& worker, std::uint64_t request_id, std::string_view text);
   void on_exited(Worker& worker);
   void on_current_failed(RecycleReason reason, bool reached_ready);
   // `evidence`: why this failure was the job's own doing (it ran alone and the worker died of

@@ -216,9 +216,9 @@ void WorkerProcess::on_frame(ipc::Frame frame) {
       if (frame.type == ipc::MessageType::token && inflight_.count(frame.request_id) > 0) {
         const auto token = parse_json(frame.json);
         const auto& text = json_field(token, "text");
-        if (text.is_string() && !text.get_ref<const std::string&>().empty()) {
-          events_.text(*this, frame.request_id, text.get_ref<const std::string&>());
-        }
+        events_.token(*this, frame.request_id,
+                      text.is_string() ? std::string_view(text.get_ref<const std::string&>())
+                                       : std::string_view());
       }
       return;
     default:

@@ -63,6 +63,24 @@ TEST(Serve, GreedyGenerateIsDeterministicAndReadable) {
   EXPECT_EQ(first.json()["usage"]["prompt_tokens"], 14);
 }
 
+TEST(Serve, GenerationsFillTheTokenAndLatencyMetrics) {
+  Server server({"--model", model_path("demo.pt")});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const auto res =
+      server.post("/v2/models/demo/generate", generate_body("The supervisor", {{"max_tokens", 8}}));
+  ASSERT_EQ(res.status, 200) << res.body;
+  const auto streamed = server.post("/v2/models/demo/generate_stream",
+                                    generate_body("The supervisor", {{"max_tokens", 8}}));
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  EXPECT_EQ(server.metric("respawn_prompt_tokens_total"), 2 * 14);
+  EXPECT_EQ(server.metric("respawn_generation_tokens_total"), 2 * 8);
+  EXPECT_EQ(server.metric("respawn_time_to_first_token_seconds_count"), 2);
+  EXPECT_EQ(server.metric("respawn_time_per_output_token_seconds_count"), 2);
+  EXPECT_GT(server.metric("respawn_time_per_output_token_seconds_sum"), 0);
+  EXPECT_EQ(server.metric("respawn_batch_size_count"), 2);
+  EXPECT_EQ(server.metric(R"(respawn_batch_size_bucket{le="1"})"), 2) << "one at a time";
+}
+
 TEST(Serve, SeededSamplingRepeatsAndStopStringsEndTheText) {
   Server server({"--model", model_path("demo.pt")});
   ASSERT_TRUE(server.wait_ready()) << server.log();

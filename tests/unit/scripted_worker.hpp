@@ -42,7 +42,8 @@ class ScriptedWorker final : public Worker {
   void answer_error(std::uint64_t id, const WorkerError& error) {
     finish(id, {ipc::MessageType::error, id, to_json(error).dump(), {}});
   }
-  void stream(std::uint64_t id, std::string_view text) { events_.text(*this, id, text); }
+  // Request `id` produced a token with `text` (may be empty).
+  void stream(std::uint64_t id, std::string_view text) { events_.token(*this, id, text); }
   // The process is gone and reaped. `reason` is what it died of when nothing on the
   // supervisor's side ended it first (kill and drain reasons stick, as in the real one).
   void reap(RecycleReason reason = RecycleReason::crash,

@@ -523,5 +523,46 @@ TEST(WorkerManager, APolicyChangeReachesTheWorkersAndALowerLimitAppliesAtOnce) {
   EXPECT_EQ(*w.drained, RecycleReason::max_requests);
 }
 
+TEST(WorkerManager, AGenerationsTokensBatchAndTimesReachTheMetrics) {
+  Fixture f;
+  auto& w = f.start_ready();
+  Record r;
+  const auto id = f.run(f.job(r));
+  w.stream(id, "");  // a token whose text is not final yet
+  w.stream(id, "ab");
+  w.answer(id, R"({"text_output":"ab","prompt_tokens":5,"completion_tokens":3,"batch_size":2})");
+  const auto text = f.metrics_text();
+  EXPECT_TRUE(has_line(text, "respawn_prompt_tokens_total 5")) << text;
+  EXPECT_TRUE(has_line(text, "respawn_generation_tokens_total 3")) << text;
+  EXPECT_TRUE(has_line(text, "respawn_time_to_first_token_seconds_count 1")) << text;
+  EXPECT_TRUE(has_line(text, "respawn_time_per_output_token_seconds_count 1")) << text;
+  EXPECT_TRUE(has_line(text, R"(respawn_batch_size_bucket{le="1"} 0)")) << text;
+  EXPECT_TRUE(has_line(text, R"(respawn_batch_size_bucket{le="2"} 1)")) << text;
+}
+
+TEST(WorkerManager, AnInferCountsItsBatchButNoTokens) {
+  Fixture f;
+  auto& w = f.start_ready({{"device", "cpu"}, {"task", "tensor"}});
+  Record r;
+  Job j = f.job(r, R"({"inputs":[]})");
+  j.type = ipc::MessageType::infer;
+  w.answer(f.run(std::move(j)), R"({"outputs":[],"batch_size":3})");
+  const auto text = f.metrics_text();
+  EXPECT_TRUE(has_line(text, R"(respawn_batch_size_bucket{le="4"} 1)")) << text;
+  EXPECT_TRUE(has_line(text, "respawn_generation_tokens_total 0")) << text;
+  EXPECT_TRUE(has_line(text, "respawn_time_to_first_token_seconds_count 0")) << text;
+}
+
+TEST(WorkerManager, ATokenWithoutFinalTextDoesNotStopAReplay) {
+  Fixture f;
+  auto& w = f.start_ready();
+  Record r;
+  const auto id = f.run(f.job(r));
+  w.stream(id, "");
+  w.reap(RecycleReason::crash);
+  EXPECT_EQ(r.done_calls, 0);
+  EXPECT_EQ(f.requeued.size(), 1u) << "nothing reached the client: it may run again";
+}
+
 }  // namespace
 }  // namespace respawn
