@@ -159,6 +159,9 @@ class Scanner {
         if (seg.type == Segment::Type::block && !seg.tokens.empty() &&
             seg.tokens[0].type == Token::Type::name && seg.tokens[0].text == "raw") {
           if (seg.tokens.size() != 1) syntax_error("expected end of raw tag", seg.line);
+          // jinja2's raw tag takes no +%} and its %} does not eat a newline (no trim_blocks)
+          if (close_mod_ == '+') syntax_error("Encountered unknown tag 'raw'.", seg.line);
+          if (close_mod_ == 0) pos = close_end_;
           pos = scan_raw(pos, seg.line);
         } else {
           segments_.push_back(std::move(seg));
@@ -255,6 +258,8 @@ class Scanner {
         }
         if (q + 1 < n && src_[q] == close && src_[q + 1] == '}') {
           std::size_t after = q + 2;
+          close_mod_ = mod;
+          close_end_ = after;
           if (mod == '-') return skip_ws_forward(src_, after);
           if (close == '%' && mod != '+' && after < n && src_[after] == '\n') ++after;
           return after;
@@ -416,6 +421,8 @@ class Scanner {
 
   std::string src_;
   std::vector<Segment> segments_;
+  char close_mod_ = 0;         // the last tag's closing modifier ('-', '+' or none)
+  std::size_t close_end_ = 0;  // and the position just after its }} or %}
   std::size_t line_pos_ = 0;
   int line_ = 1;
 };

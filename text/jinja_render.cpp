@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <set>
 #include <unordered_map>
 
 #include "jinja_ast.hpp"
@@ -59,6 +60,14 @@ enum class Flow { normal, break_, continue_ };
 std::vector<Value> iterate(const Value& v) {
   switch (v.type) {
     case Value::Type::list:
+      if (v.list->is_generator()) {
+        if (!v.list->deferred_error.empty()) fail(v.list->deferred_error);
+        // A generator runs once: iterated again, it gives nothing.
+        if (v.list->consumed == 1)
+          unsupported_at_render("iterating a generator after part of it was used");
+        if (v.list->consumed == 2) return {};
+        v.list->consumed = 2;
+      }
       return v.list->items;
     case Value::Type::dict: {
       std::vector<Value> keys;
@@ -84,6 +93,7 @@ std::vector<Value> iterate(const Value& v) {
 int64_t length_of(const Value& v) {
   switch (v.type) {
     case Value::Type::list:
+      if (v.list->is_generator()) fail("object of type 'generator' has no len()");
       return static_cast<int64_t>(v.list->items.size());
     case Value::Type::dict:
       return static_cast<int64_t>(v.dict->items.size());
@@ -336,7 +346,7 @@ class Renderer {
         if (items.size() >= 100000) fail("range too big (the sandbox's MAX_RANGE is 100000)");
         items.push_back(Value::integer(k));
       }
-      return Value::make_list(std::move(items));
+      return Value::make_seq(std::move(items), List::Origin::range);
     });
     for (const char* name : {"lipsum", "cycler", "joiner"}) {
       std::string n = name;
@@ -631,10 +641,24 @@ class Renderer {
           fail("'in <string>' requires string as left operand, not " + item.type_name());
         return container.s.find(item.s) != std::string::npos;
       case Value::Type::list:
-        for (const auto& v : container.list->items)
-          if (equals(v, item)) return true;
+        if (!container.list->deferred_error.empty()) fail(container.list->deferred_error);
+        if (container.list->is_generator() && container.list->consumed) {
+          if (container.list->consumed == 1)
+            unsupported_at_render("'in' on a generator after part of it was used");
+          return false;
+        }
+        for (const auto& v : container.list->items) {
+          if (equals(v, item)) {
+            if (container.list->is_generator()) container.list->consumed = 1;
+            return true;
+          }
+        }
+        if (container.list->is_generator()) container.list->consumed = 2;
         return false;
       case Value::Type::dict:
+        if (item.is_dict() || (item.is_list() && !item.list->tuple && !item.list->is_generator() &&
+                               item.list->origin != List::Origin::range))
+          fail("unhashable type: '" + item.type_name() + "'");
         return item.is_string() && container.dict->find(item.s) != nullptr;
       case Value::Type::undefined:
         return false;
@@ -659,6 +683,8 @@ class Renderer {
 
   static Value binary(const std::string& op, const Value& a, const Value& b) {
     if (op == "~") return Value::string(a.str() + b.str());
+    if (op == "%" && a.is_string())
+      unsupported_at_render("printf-style string formatting (str % x)");
     if (a.is_undefined()) undefined_error(a);
     if (b.is_undefined()) undefined_error(b);
     int64_t r = 0;
@@ -685,7 +711,8 @@ class Renderer {
         if (a.is_string()) fail("can only concatenate str (not \"" + b.type_name() + "\") to str");
         return type_error();
       }
-      if (a.is_list() && b.is_list() && a.list->tuple == b.list->tuple) {
+      if (a.is_list() && b.is_list() && a.list->tuple == b.list->tuple &&
+          a.list->origin == List::Origin::plain && b.list->origin == List::Origin::plain) {
         std::vector<Value> items = a.list->items;
         items.insert(items.end(), b.list->items.begin(), b.list->items.end());
         return Value::make_list(std::move(items), a.list->tuple);
@@ -715,7 +742,7 @@ class Renderer {
         for (int64_t k = 0; k < n; ++k) out += seq->s;
         return Value::string(std::move(out));
       }
-      if (seq->is_list()) {
+      if (seq->is_list() && seq->list->origin == List::Origin::plain) {
         std::vector<Value> items;
         for (int64_t k = 0; k < n; ++k)
           items.insert(items.end(), seq->list->items.begin(), seq->list->items.end());
@@ -841,6 +868,10 @@ class Renderer {
         if (!key.is_string()) return Value::undefined("no such item");
         return get_attr(obj, key.s);
       case Value::Type::list: {
+        // jinja2's getitem turns Python's TypeError into an undefined value
+        if (obj.list->origin != List::Origin::plain && obj.list->origin != List::Origin::range)
+          return Value::undefined(std::string("'") + obj.list->origin_name() +
+                                  "' object is not subscriptable");
         if (!key.is_int()) return Value::undefined("list indices must be integers");
         int64_t n = static_cast<int64_t>(obj.list->items.size());
         int64_t k = key.as_int();
@@ -863,20 +894,33 @@ class Renderer {
     }
   }
 
+  // x[a:b:c]: jinja2 slices with Python directly (not through getitem), so what Python cannot
+  // slice is an error, not an undefined value.
   static Value slice(const Value& obj, const Value& start, const Value& stop, const Value& step) {
     if (obj.is_undefined()) undefined_error(obj);
     int64_t b, e, st;
+    auto indices = [&](int64_t length) -> void {
+      for (const Value* v : {&start, &stop, &step})
+        if (!v->is_none() && !v->is_int())
+          fail("slice indices must be integers or None or have an __index__ method");
+      if (step.is_int() && step.as_int() == 0) fail("slice step cannot be zero");  // ValueError
+      slice_indices(length, start, stop, step, &b, &e, &st);
+    };
     if (obj.is_list()) {
+      if (obj.list->origin != List::Origin::plain && obj.list->origin != List::Origin::range)
+        fail(std::string("'") + obj.list->origin_name() + "' object is not subscriptable");
       const auto& items = obj.list->items;
-      slice_indices(static_cast<int64_t>(items.size()), start, stop, step, &b, &e, &st);
+      indices(static_cast<int64_t>(items.size()));
       std::vector<Value> out;
       for (int64_t k = b; st > 0 ? k < e : k > e; k += st)
         out.push_back(items[static_cast<std::size_t>(k)]);
+      if (obj.list->origin == List::Origin::range)
+        return Value::make_seq(std::move(out), List::Origin::range);
       return Value::make_list(std::move(out), obj.list->tuple);
     }
     if (obj.is_string()) {
       auto offsets = code_point_offsets(obj.s);
-      slice_indices(static_cast<int64_t>(offsets.size()) - 1, start, stop, step, &b, &e, &st);
+      indices(static_cast<int64_t>(offsets.size()) - 1);
       std::string out;
       if (st == 1) {
         if (e > b)
@@ -891,6 +935,7 @@ class Renderer {
       }
       return Value::string(std::move(out));
     }
+    if (obj.is_dict()) fail("unhashable type: 'slice'");
     fail("'" + obj.type_name() + "' object is not subscriptable");
   }
 
@@ -1031,7 +1076,9 @@ class Renderer {
             out.push_back(name == "keys" ? Value::string(k) : v);
           }
         }
-        return Value::make_list(std::move(out));
+        return Value::make_seq(std::move(out), name == "items"  ? List::Origin::dict_items
+                                               : name == "keys" ? List::Origin::dict_keys
+                                                                : List::Origin::dict_values);
       }
       if (name == "pop" || name == "popitem" || name == "update" || name == "clear" ||
           name == "setdefault")
@@ -1098,7 +1145,24 @@ class Renderer {
     return apply_filter(e.name, v, a, kw);
   }
 
+  // The filters that are generators in jinja2 run lazily there: an error in them shows only
+  // when the result is used (iterated, measured), never when it is only tested for truth.
   Value apply_filter(const std::string& name, const Value& v, std::vector<Value>& a, Kwargs& kw) {
+    static const std::set<std::string> kGenerators = {
+        "select", "reject", "selectattr", "rejectattr", "map", "unique", "items"};
+    if (!kGenerators.count(name)) return apply_filter_now(name, v, a, kw);
+    try {
+      return apply_filter_now(name, v, a, kw);
+    } catch (const JinjaError& e) {
+      if (e.kind != TemplateError::Kind::render) throw;
+      Value g = Value::make_seq({}, List::Origin::generator);
+      std::const_pointer_cast<List>(g.list)->deferred_error = e.what();
+      return g;
+    }
+  }
+
+  Value apply_filter_now(const std::string& name, const Value& v, std::vector<Value>& a,
+                         Kwargs& kw) {
     Args args(a, kw, name);
     if (name == "tojson") {
       JsonOptions o;
@@ -1164,20 +1228,22 @@ class Renderer {
     }
     if (name == "first" || name == "last") {
       args.done();
-      if (name == "last" && !(v.is_list() || v.is_string()))
+      if (name == "last" && !((v.is_list() && !v.list->is_generator()) || v.is_string() ||
+                              v.is_dict() || v.is_undefined()))
         fail("'" + v.type_name() + "' object is not reversible");
       auto items = iterate(v);
       if (items.empty()) return Value::undefined("No " + name + " item, sequence was empty.");
+      if (v.is_list() && v.list->is_generator()) v.list->consumed = items.size() > 1 ? 1 : 2;
       return name == "first" ? items.front() : items.back();
     }
     if (name == "items") {
       args.done();
-      if (v.is_undefined()) return Value::make_list({});
+      if (v.is_undefined()) return Value::make_seq({}, List::Origin::generator);
       if (!v.is_dict()) fail("Can only get item pairs from a mapping.");
       std::vector<Value> out;
       for (const auto& [k, x] : v.dict->items)
         out.push_back(Value::make_list({Value::string(k), x}, true));
-      return Value::make_list(std::move(out));
+      return Value::make_seq(std::move(out), List::Origin::generator);
     }
     if (name == "dictsort") {
       args.done();
@@ -1202,6 +1268,7 @@ class Renderer {
       Value def = args.get_or(0, "default", Value::integer(0));
       Value base = args.get_or(1, "base", Value::integer(10));
       args.done();
+      if (v.is_undefined()) undefined_error(v);  // int(Undefined) raises
       if (v.is_int()) return Value::integer(v.as_int());
       if (v.type == Value::Type::floating)
         return Value::integer(static_cast<int64_t>(std::trunc(v.d)));
@@ -1220,6 +1287,7 @@ class Renderer {
     if (name == "float") {
       Value def = args.get_or(0, "default", Value::floating(0.0));
       args.done();
+      if (v.is_undefined()) undefined_error(v);  // float(Undefined) raises
       if (v.is_number()) return Value::floating(v.as_double());
       if (v.is_string()) {
         std::string s = python_strip(v.s, true, true, std::nullopt);
@@ -1257,8 +1325,11 @@ class Renderer {
           out.append(v.s, offsets[k - 1], offsets[k] - offsets[k - 1]);
         return Value::string(std::move(out));
       }
+      // reversed(x) where Python can (Undefined has len and []), else Jinja makes a list
+      bool reversible = (v.is_list() && !v.list->is_generator()) || v.is_undefined() || v.is_dict();
       auto items = iterate(v);
       std::reverse(items.begin(), items.end());
+      if (reversible) return Value::make_seq(std::move(items), List::Origin::generator);
       return Value::make_list(std::move(items));
     }
     if (name == "unique") {
@@ -1275,7 +1346,7 @@ class Renderer {
         }
         if (!seen) out.push_back(std::move(item));
       }
-      return Value::make_list(std::move(out));
+      return Value::make_seq(std::move(out), List::Origin::generator);
     }
     if (name == "sort") {
       bool reverse = args.get_or(0, "reverse", Value::boolean(false)).truthy();
@@ -1319,7 +1390,17 @@ class Renderer {
     }
     if (name == "wordcount") {
       args.done();
-      return Value::integer(static_cast<int64_t>(python_split(v.str(), std::nullopt, -1).size()));
+      // jinja2 counts the matches of \w+; exact here for ASCII text only
+      std::string text = v.str();
+      int64_t words = 0;
+      bool in_word = false;
+      for (unsigned char c : text) {
+        if (c >= 0x80) unsupported_at_render("wordcount of non-ASCII text");
+        bool word = std::isalnum(c) || c == '_';
+        if (word && !in_word) ++words;
+        in_word = word;
+      }
+      return Value::integer(words);
     }
     if (name == "indent") {
       Value width = args.get_or(0, "width", Value::integer(4));
@@ -1350,6 +1431,7 @@ class Renderer {
       return Value::string(std::move(out));
     }
     if (name == "map") {
+      if (!v.truthy()) return Value::make_seq({}, List::Origin::generator);  // `if value:` first
       auto attribute = args.get(99, "attribute");
       if (attribute) {
         Value def = args.get_or(98, "default", Value::undefined());
@@ -1360,7 +1442,7 @@ class Renderer {
           Value x = attribute_of(item, *attribute);
           out.push_back(x.is_undefined() && has_default ? def : x);
         }
-        return Value::make_list(std::move(out));
+        return Value::make_seq(std::move(out), List::Origin::generator);
       }
       if (a.empty()) fail("map requires a filter name or attribute=");
       std::string filter_name = need_string(a[0], "map filter name");
@@ -1377,7 +1459,7 @@ class Renderer {
         Kwargs rest_kw = kw;
         out.push_back(apply_filter(filter_name, item, rest, rest_kw));
       }
-      return Value::make_list(std::move(out));
+      return Value::make_seq(std::move(out), List::Origin::generator);
     }
     if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
       bool attr = name == "selectattr" || name == "rejectattr";
@@ -1393,12 +1475,13 @@ class Renderer {
       if (k < a.size()) test_name = need_string(a[k++], "test name");
       std::vector<Value> targs(a.begin() + static_cast<std::ptrdiff_t>(k), a.end());
       std::vector<Value> out;
+      if (!v.truthy()) return Value::make_seq({}, List::Origin::generator);  // `if value:` first
       for (auto& item : iterate(v)) {
         Value x = attr ? attribute_of(item, attribute) : item;
         bool r = test_name.empty() ? x.truthy() : apply_test(test_name, x, targs);
         if (r == keep_if) out.push_back(item);
       }
-      return Value::make_list(std::move(out));
+      return Value::make_seq(std::move(out), List::Origin::generator);
     }
     unsupported_at_render("the '" + name + "' filter");
   }
@@ -1430,7 +1513,10 @@ class Renderer {
     if (name == "string") return v.is_string();
     if (name == "mapping") return v.is_dict();
     if (name == "iterable") return v.is_list() || v.is_dict() || v.is_string() || v.is_undefined();
-    if (name == "sequence") return v.is_list() || v.is_dict() || v.is_string() || v.is_undefined();
+    if (name == "sequence")  // len() and []: not generators or dict views
+      return (v.is_list() &&
+              (v.list->origin == List::Origin::plain || v.list->origin == List::Origin::range)) ||
+             v.is_dict() || v.is_string() || v.is_undefined();
     if (name == "callable") return v.type == Value::Type::function;
     if (name == "sameas") {
       const Value& o = arg(0);
@@ -1439,9 +1525,11 @@ class Renderer {
         return v.type == o.type && equals(v, o);
       unsupported_at_render("'sameas' on values other than None, True and False");
     }
-    if (name == "odd" || name == "even") {
-      if (!v.is_int()) fail("odd/even need an integer");
-      return (v.as_int() % 2 != 0) == (name == "odd");
+    if (name == "odd" || name == "even") {  // value % 2 == 1 / == 0, floats included
+      if (!v.is_number())
+        fail("unsupported operand type(s) for %: '" + v.type_name() + "' and 'int'");
+      Value mod = binary("%", v, Value::integer(2));
+      return equals(mod, Value::integer(name == "odd" ? 1 : 0));
     }
     if (name == "divisibleby") {
       const Value& n = arg(0);

@@ -17,6 +17,30 @@ Value Value::make_list(std::vector<Value> items, bool tuple) {
   return v;
 }
 
+Value Value::make_seq(std::vector<Value> items, SeqOrigin origin) {
+  Value v = make_list(std::move(items));
+  std::const_pointer_cast<List>(v.list)->origin = origin;
+  return v;
+}
+
+const char* List::origin_name() const {
+  switch (origin) {
+    case Origin::plain:
+      return tuple ? "tuple" : "list";
+    case Origin::generator:
+      return "generator";
+    case Origin::dict_keys:
+      return "dict_keys";
+    case Origin::dict_values:
+      return "dict_values";
+    case Origin::dict_items:
+      return "dict_items";
+    case Origin::range:
+      return "range";
+  }
+  return "list";
+}
+
 Value Value::make_dict(Dict dict) {
   Value v = of(Type::dict);
   v.dict = std::make_shared<const Dict>(std::move(dict));
@@ -71,7 +95,7 @@ bool Value::truthy() const {
     case Type::string:
       return !s.empty();
     case Type::list:
-      return !list->items.empty();
+      return list->is_generator() || !list->items.empty();  // a generator is always true
     case Type::dict:
       return !dict->items.empty();
     default:
@@ -94,7 +118,7 @@ std::string Value::type_name() const {
     case Type::string:
       return "str";
     case Type::list:
-      return list->tuple ? "tuple" : "list";
+      return list->origin_name();
     case Type::dict:
       return "dict";
     case Type::ns:
@@ -216,6 +240,25 @@ uint32_t to_lower_cp(uint32_t c) {
   return c;
 }
 
+// Code points whose Python case mapping the tables above do not reproduce (other cased scripts,
+// ß -> SS, final sigma, ligatures, ...): changing their case is refused, not guessed.
+bool outside_case_tables(uint32_t c) {
+  if (c < 0xDF) return false;
+  if (c == 0xDF || c == 0x130 || c == 0x149 || c == 0x17F) return true;
+  if (c < 0x180) return false;
+  if (c >= 0x391 && c <= 0x3C9 && c != 0x3A2 && c != 0x3A3 && c != 0x3C2) return false;
+  if (c >= 0x400 && c <= 0x45F) return false;
+  static const uint32_t kCased[][2] = {
+      {0x180, 0x2AF},   {0x345, 0x345},   {0x370, 0x3FF},   {0x460, 0x52F},    {0x531, 0x58F},
+      {0x10A0, 0x10FF}, {0x13A0, 0x13FF}, {0x1C80, 0x1CBF}, {0x1D00, 0x1DBF},  {0x1E00, 0x1FFF},
+      {0x2126, 0x2126}, {0x212A, 0x212B}, {0x2132, 0x2132}, {0x214E, 0x214E},  {0x2160, 0x2188},
+      {0x24B6, 0x24E9}, {0x2C00, 0x2D2F}, {0xA640, 0xA69F}, {0xA720, 0xA7FF},  {0xAB30, 0xABBF},
+      {0xFB00, 0xFB17}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A}, {0x10400, 0x1E9FF}};
+  for (const auto& r : kCased)
+    if (c >= r[0] && c <= r[1]) return true;
+  return false;
+}
+
 std::string map_case(std::string_view s, uint32_t (*f)(uint32_t)) {
   std::string out;
   out.reserve(s.size());
@@ -225,6 +268,13 @@ std::string map_case(std::string_view s, uint32_t (*f)(uint32_t)) {
     if (len == 1 && cp >= 0x80) {
       out += s[pos];  // a stray byte passes through
     } else {
+      if (outside_case_tables(cp)) {
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "U+%04X", cp);
+        throw JinjaError(TemplateError::Kind::unsupported,
+                         std::string("unsupported construct: changing the case of ") + buf +
+                             " (outside respawn's case tables)");
+      }
       encode(f(cp), out);
     }
     pos += len;
@@ -339,6 +389,8 @@ void json_dump(const Value& v, const JsonOptions& o, const std::string& item_sep
       json_string(v.s, o.ensure_ascii, out);
       return;
     case Value::Type::list: {
+      if (v.list->origin != List::Origin::plain)
+        fail(std::string("Object of type ") + v.list->origin_name() + " is not JSON serializable");
       if (v.list->items.empty()) {
         out += "[]";
         return;
@@ -427,6 +479,16 @@ std::string Value::repr() const {
     case Type::undefined:
       return "Undefined";
     case Type::list: {
+      if (list->origin == List::Origin::generator || list->origin == List::Origin::range)
+        throw JinjaError(TemplateError::Kind::unsupported,
+                         std::string("unsupported construct: printing a ") + list->origin_name() +
+                             " (Python prints the object; add |list)");
+      if (list->origin != List::Origin::plain) {
+        List plain = *list;
+        plain.origin = List::Origin::plain;
+        Value v = make_list(std::move(plain.items));
+        return std::string(list->origin_name()) + "(" + v.repr() + ")";
+      }
       std::string out = list->tuple ? "(" : "[";
       for (std::size_t k = 0; k < list->items.size(); ++k) {
         if (k) out += ", ";
@@ -470,6 +532,8 @@ bool equals(const Value& a, const Value& b) {
       return a.s == b.s;
     case Value::Type::list: {
       if (a.list == b.list) return true;
+      if (a.list->origin != List::Origin::plain || b.list->origin != List::Origin::plain)
+        return false;  // generators and views compare by identity (or as sets: not here)
       if (a.list->tuple != b.list->tuple || a.list->items.size() != b.list->items.size())
         return false;
       for (std::size_t k = 0; k < a.list->items.size(); ++k)
@@ -509,7 +573,8 @@ int compare(const Value& a, const Value& b) {
     int c = a.s.compare(b.s);  // byte order of UTF-8 is code point order
     return c < 0 ? -1 : c > 0 ? 1 : 0;
   }
-  if (a.is_list() && b.is_list() && a.list->tuple == b.list->tuple) {
+  if (a.is_list() && b.is_list() && a.list->tuple == b.list->tuple &&
+      a.list->origin == List::Origin::plain && b.list->origin == List::Origin::plain) {
     const auto& x = a.list->items;
     const auto& y = b.list->items;
     for (std::size_t k = 0; k < x.size() && k < y.size(); ++k) {

@@ -35,6 +35,7 @@ struct JinjaError : std::runtime_error {
 
 struct Value;
 struct List;
+enum class SeqOrigin { plain, generator, dict_keys, dict_values, dict_items, range };
 struct Dict;
 struct LoopState;
 using Kwargs = std::vector<std::pair<std::string, Value>>;
@@ -93,6 +94,7 @@ struct Value {
     return v;
   }
   static Value make_list(std::vector<Value> items, bool tuple = false);
+  static Value make_seq(std::vector<Value> items, SeqOrigin origin);
   static Value make_dict(Dict dict);
   static Value function(std::string name, NativeFn fn) {
     Value v = of(Type::function);
@@ -127,8 +129,18 @@ struct Value {
 };
 
 struct List {
+  // What Python object the sequence stands for. Filters like select and map give generators
+  // (always true, no len(), single use), dict.items()/keys()/values() give views, range() a
+  // range; printing any of them shows an object in Python, so it is an error here.
+  using Origin = SeqOrigin;
   std::vector<Value> items;
   bool tuple = false;
+  Origin origin = Origin::plain;
+  mutable int consumed = 0;    // generators: 0 fresh, 1 partly used, 2 used up
+  std::string deferred_error;  // generators: the error jinja2 raises when this one is used
+
+  bool is_generator() const { return origin == Origin::generator; }
+  const char* origin_name() const;
 };
 
 struct Dict {

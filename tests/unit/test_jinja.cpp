@@ -109,6 +109,15 @@ y)J"),
 TEST(JinjaWhitespace, RawBlocksAreNotInterpreted) {
   EXPECT_EQ(render(R"J({% raw %}{{ not a var }} {% if %}{% endraw %}!)J"),
             "{{ not a var }} {% if %}!");
+  // the raw tag itself keeps the newline after it; endraw trims as blocks do
+  EXPECT_EQ(render(R"J(a{% raw %}
+X{% endraw %}
+b)J"),
+            "a\nXb");
+  EXPECT_EQ(render(R"J(a
+  {%- raw -%}  X  {%- endraw -%}  b)J"),
+            "aXb");
+  EXPECT_EQ(error_of("{% raw +%}x{% endraw %}").kind, TemplateError::Kind::syntax);
 }
 
 // ---- printing values as Python's str() does ----
@@ -195,6 +204,19 @@ TEST(JinjaExpressions, SubscriptsAndSlicesCountCodePoints) {
       render(R"J({{ s[1] }}|{{ s[-1] }}|{{ s[:5] }}|{{ s[::-1] }}|{{ s|length }}|{{ s.0 }})J",
              vars),
       "\xC3\xA9|\xF0\x9F\x98\x80|h\xC3\xA9llo|\xF0\x9F\x98\x80 dlr\xC3\xB6w oll\xC3\xA9h|13|h");
+}
+
+TEST(JinjaExpressions, AnIndexThatPythonRefusesIsUndefinedButABadSliceIsAnError) {
+  // jinja2's getitem turns the TypeError of x[k] into an undefined value; slices bypass it
+  EXPECT_EQ(render(R"J([{{ 5[0] }}][{{ n[0] }}][{{ l['a'] }}][{{ d[0] }}][{{ (l | select)[0] }}])J",
+                   R"({"n": null, "l": [1], "d": {"a": 1}})"),
+            "[][][][][]");
+  for (const char* source :
+       {"{{ n[1:] }}", "{{ l['a':] }}", "{{ d[1:] }}", "{{ l[::0] }}", "{{ (l | select)[1:] }}"}) {
+    EXPECT_EQ(error_of(source, R"({"n": null, "l": [1], "d": {"a": 1}})").kind,
+              TemplateError::Kind::render)
+        << source;
+  }
 }
 
 TEST(JinjaExpressions, AttributeAndItemAccessOnMappings) {
@@ -338,6 +360,13 @@ TEST(JinjaFilters, SequenceFilters) {
       "3 1 3 2 1, 2 ['a', 'b', 'c'] [1, 2, 3] [2, 1] [1, 2] 6 2 8");
 }
 
+TEST(JinjaFilters, CaseMappingCoversLatinGreekCyrillicAndLeavesCaselessScripts) {
+  EXPECT_EQ(
+      render(
+          R"J({{ 'àéîõü ÀÉÎÕÜ' | upper }} {{ 'ĀĂĄ' | lower }} {{ 'αβγ ΑΒΓ' | upper }} {{ 'привет МИР' | title }} {{ 'नमस्ते 你好 😀 abc' | upper }})J"),
+      "ÀÉÎÕÜ ÀÉÎÕÜ āăą ΑΒΓ ΑΒΓ Привет Мир नमस्ते 你好 😀 ABC");
+}
+
 TEST(JinjaFilters, IntAndFloatConvertWithDefaults) {
   EXPECT_EQ(
       render(
@@ -358,6 +387,25 @@ TEST(JinjaFilters, SelectattrRejectattrAndMap) {
           R"J({{ [1, 2, 3, 4] | select('even') | list }} {{ [1, 2, 3] | reject('odd') | list }} {{ [' a', 'b '] | map('trim') | list }} {{ ['x', 'y'] | map('upper') | join('-') }} {{ ms | map(attribute='missing', default='?') | join }})J",
           vars),
       "[2, 4] [2] ['a', 'b'] X-Y ???");
+}
+
+TEST(JinjaFilters, GeneratorFiltersAreAlwaysTrueAndRunOnce) {
+  // select, reject, selectattr, rejectattr, map, unique and items are generators in jinja2
+  EXPECT_EQ(
+      render(
+          R"J({{ 'yes' if [] | select('odd') else 'no' }} {{ 'yes' if [] | list else 'no' }} {% set g = [1, 2] | select %}{{ g | list }}{{ g | list }} {{ none | selectattr('x') | list }} {{ 0 | map('upper') | list }})J"),
+      "yes no [1, 2][] [] []");
+  EXPECT_EQ(
+      render(
+          R"J({{ {'a': 1}.items() }} {{ {'a': 1}.keys() }} {{ {'a': [2]}.values() }} {{ range(3) | list }} {{ 'x' in (['x'] | select) }} [{{ ([1] | select)[0] }}])J"),
+      "dict_items([('a', 1)]) dict_keys(['a']) dict_values([[2]]) [0, 1, 2] True []");
+  // printing one shows a Python object address: refused; len() of one fails in Python too
+  EXPECT_EQ(error_of("{{ [1] | select }}").kind, TemplateError::Kind::unsupported);
+  EXPECT_EQ(error_of("{{ range(2) }}").kind, TemplateError::Kind::unsupported);
+  EXPECT_EQ(error_of("{{ [1] | map('string') | length }}").kind, TemplateError::Kind::render);
+  // an error inside a generator shows when it is used, not when it is only tested
+  EXPECT_EQ(render(R"J({{ 'made' if 5 | select else 'no' }})J"), "made");
+  EXPECT_EQ(error_of("{{ 5 | select | list }}").kind, TemplateError::Kind::render);
 }
 
 TEST(JinjaFilters, ItemsAndDictsort) {
@@ -405,6 +453,13 @@ TEST(JinjaTests, TypeTests) {
           R"J({{ missing is defined }}{{ missing is undefined }}{{ s is defined }} {{ s is not none }} {{ 4 is even }}{{ 4 is odd }}{{ 9 is divisibleby 3 }}{{ 9 is divisibleby(2) }} {{ 2 is in [1, 2] }} {{ 'a' is eq 'a' }}{{ 3 is gt 2 }}{{ 3 is lt 2 }} {{ 'ab' is lower }}{{ 'AB' is upper }} {{ range is callable }} {{ none is sameas none }})J",
           vars),
       "FalseTrueTrue True TrueFalseTrueFalse True TrueTrueFalse TrueTrue True True");
+}
+
+TEST(JinjaTests, OddAndEvenTakeFloatsAndSequenceExcludesGenerators) {
+  EXPECT_EQ(
+      render(
+          R"J({{ 1.5 is odd }}{{ 3.0 is odd }}{{ 4.0 is even }}{{ true is odd }} {{ [1] | select is sequence }}{{ range(2) is sequence }})J"),
+      "FalseTrueTrueTrue FalseTrue");
 }
 
 // ---- methods ----
@@ -498,6 +553,8 @@ TEST(JinjaErrors, UnsupportedConstructsSeenOnlyAtRenderTimeAreNamedThen) {
       {"{{ 'x'.zfill(3) }}", "string method 'zfill'"},
       {"{{ cycler(1, 2) }}", "cycler()"},
       {"{{ [1] | map('center') | list }}", "map with the filter 'center'"},
+      {"{{ 'Straße' | upper }}", "U+00DF"},
+      {"{{ 'ΟΔΟΣ'.lower() }}", "U+03A3"},
       {"{{ 2 ** 64 }}", "beyond 64 bits"},
       {"{{ 9223372036854775807 + 1 }}", "beyond 64 bits"},
   };
@@ -544,7 +601,9 @@ TEST(JinjaErrors, RuntimeErrorsThatJinjaAlsoRaises) {
       "{% for x in 3 %}{% endfor %}",
       "{{ none | length }}",
       "{{ missing | tojson }}",
-      "{{ [1].append(2) }}",  // the sandbox is immutable
+      "{{ missing | int }}",   // int(Undefined) raises
+      "{{ {} in {'a': 1} }}",  // unhashable type
+      "{{ [1].append(2) }}",   // the sandbox is immutable
       "{% set a, b = [1] %}",
       "{% set x = 1 %}{% set x.y = 2 %}",
       "{{ undefined_fn() }}",
