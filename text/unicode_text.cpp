@@ -1,12 +1,14 @@
 // Unicode helpers for the tokenizer: see unicode_text.hpp.
 #include "unicode_text.hpp"
 
+#include <memory>
 #include <stdexcept>
 
 #include <unicode/bytestream.h>
 #include <unicode/locid.h>
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
+#include <unicode/uniset.h>
 #include <unicode/unistr.h>
 
 namespace respawn::unicode {
@@ -136,24 +138,40 @@ bool is_word_char(char32_t c) {
   return (mask & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0;
 }
 
-std::string normalize(std::string_view s, NormalForm form) {
-  UErrorCode status = U_ZERO_ERROR;
-  const icu::Normalizer2* normalizer = nullptr;
-  switch (form) {
-    case NormalForm::nfc:
-      normalizer = icu::Normalizer2::getNFCInstance(status);
-      break;
-    case NormalForm::nfd:
-      normalizer = icu::Normalizer2::getNFDInstance(status);
-      break;
-    case NormalForm::nfkc:
-      normalizer = icu::Normalizer2::getNFKCInstance(status);
-      break;
-    case NormalForm::nfkd:
-      normalizer = icu::Normalizer2::getNFKDInstance(status);
-      break;
+namespace {
+
+// tokenizers normalizes with Unicode 12.0 data (the unicode-normalization-alignments crate):
+// characters assigned later have no decomposition and never compose there. ICU's normalizer
+// restricted to [:age=12.0:] (every character assigned by 12.0) does the same, as ICU's own
+// Unicode 3.2 normalizer for IDNA does.
+class Unicode12Normalizers {
+ public:
+  Unicode12Normalizers() {
+    UErrorCode status = U_ZERO_ERROR;
+    set_ = std::make_unique<icu::UnicodeSet>(icu::UnicodeString(u"[:age=12.0:]"), status);
+    if (U_FAILURE(status)) throw std::runtime_error("ICU: no [:age=12.0:] set");
+    set_->freeze();
+    const icu::Normalizer2* base[4] = {
+        icu::Normalizer2::getNFCInstance(status), icu::Normalizer2::getNFDInstance(status),
+        icu::Normalizer2::getNFKCInstance(status), icu::Normalizer2::getNFKDInstance(status)};
+    if (U_FAILURE(status)) throw std::runtime_error("ICU normalizer unavailable");
+    for (int k = 0; k < 4; ++k) {
+      filtered_[k] = std::make_unique<icu::FilteredNormalizer2>(*base[k], *set_);
+    }
   }
-  if (U_FAILURE(status)) throw std::runtime_error("ICU normalizer unavailable");
+  const icu::Normalizer2& get(NormalForm form) const { return *filtered_[static_cast<int>(form)]; }
+
+ private:
+  std::unique_ptr<icu::UnicodeSet> set_;
+  std::unique_ptr<icu::FilteredNormalizer2> filtered_[4];
+};
+
+}  // namespace
+
+std::string normalize(std::string_view s, NormalForm form) {
+  static const Unicode12Normalizers normalizers;
+  const icu::Normalizer2* normalizer = &normalizers.get(form);
+  UErrorCode status = U_ZERO_ERROR;
   const icu::StringPiece piece(s.data(), static_cast<int32_t>(s.size()));
   if (normalizer->isNormalizedUTF8(piece, status) && U_SUCCESS(status)) return std::string(s);
   status = U_ZERO_ERROR;

@@ -28,7 +28,8 @@ bool is_word_char(char32_t c);     // Rust regex \w: Alphabetic, M, Nd, Pc, Join
 bool is_numeric(char32_t c);       // Rust char::is_numeric: Nd, Nl, No
 bool is_alphanumeric(char32_t c);  // Rust char::is_alphanumeric: Alphabetic or numeric
 
-enum class NormalForm { nfc, nfd, nfkc, nfkd };
+enum class NormalForm { nfc, nfd, nfkc, nfkd };  // in this order (an index)
+// With Unicode 12.0's data, as tokenizers has it: characters assigned later are left alone.
 std::string normalize(std::string_view s, NormalForm form);
 // Each code point replaced by its full lowercase mapping, without context (Rust's
 // char::to_lowercase, as the Lowercase normalizer applies it).
