@@ -81,6 +81,15 @@ int serve(respawn::ServeOptions options) {
     spdlog::error("worker binary not found or not executable: {}", options.worker_bin);
     return 2;
   }
+  auto text = std::make_shared<const respawn::TextModel>();
+  if (!options.tokenizer.empty()) {
+    auto loaded = respawn::TextModel::load(options.tokenizer);
+    if (!loaded) {
+      spdlog::error("--tokenizer: {}", loaded.error().message);
+      return 2;
+    }
+    text = std::move(*loaded);
+  }
   std::signal(SIGPIPE, SIG_IGN);
   raise_open_file_limit();
   fix_malloc_thresholds();
@@ -89,6 +98,7 @@ int serve(respawn::ServeOptions options) {
   auto manager = std::make_shared<respawn::WorkerManager>(io, options, options.policy, metrics);
   respawn::Scheduler scheduler(io, options.max_queue, manager, metrics);
   respawn::Api api(scheduler, metrics, options);
+  api.set_text_model(std::move(text));
   auto server = std::make_shared<respawn::HttpServer>(io, api, options);
   auto bound = server->listen();
   if (!bound) {

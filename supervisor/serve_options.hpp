@@ -16,7 +16,10 @@ namespace respawn {
 struct ServeOptions {
   std::string model;       // TorchScript file; empty = the bundled demo model
   std::string model_name;  // empty = the model file's stem
-  std::string task;        // generate | tensor; empty = what the model declares
+  // A Hugging Face tokenizer.json, or a folder with it (and tokenizer_config.json,
+  // generation_config.json); empty = byte-level
+  std::string tokenizer;
+  std::string task;  // generate | tensor; empty = what the model declares
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
   std::string device = "auto";

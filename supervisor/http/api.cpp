@@ -154,6 +154,8 @@ bool takes_json_body(const Route& route, http::verb method) {
     case RouteId::openai_completions:
     case RouteId::openai_chat:
     case RouteId::admin_fault:
+    case RouteId::tokenize:
+    case RouteId::detokenize:
       return true;
     case RouteId::admin_policy:
       return method == http::verb::patch;
@@ -293,6 +295,10 @@ void Api::handle_route(const Route& route, const HttpRequest& request, const nlo
       return respond(model_metadata());
     case RouteId::metrics:
       return respond(metrics());
+    case RouteId::tokenize:
+      return tokenize(request, *body, std::move(respond));
+    case RouteId::detokenize:
+      return respond(detokenize(*body));
     case RouteId::infer:
       return infer(request, *body, context, std::move(respond));
     case RouteId::generate:

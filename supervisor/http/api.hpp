@@ -9,6 +9,7 @@
 
 #include "http/http_types.hpp"
 #include "http/router.hpp"
+#include "http/text_model.hpp"
 #include "metrics.hpp"
 #include "respawn/generate_request.hpp"
 #include "scheduling/scheduler.hpp"
@@ -30,6 +31,8 @@ class Api {
 
   // Never throws: a handler's exception (a bug) becomes a 500 JSON answer, and is counted.
   void handle(HttpRequest request, const RequestContext& context, Respond respond);
+  // The model's tokenizer and chat template (--tokenizer); byte-level until set.
+  void set_text_model(std::shared_ptr<const TextModel> text) { text_ = std::move(text); }
 
  private:
   // `body` is the parsed JSON body of a route that takes one, else null.
@@ -40,6 +43,12 @@ class Api {
   std::optional<HttpResponse> admin_refusal(const HttpRequest& request,
                                             const RequestContext& context) const;
   HttpResponse patch_policy(const nlohmann::json& body);
+  // A request's "model" when it is not the served model (404) or not a string (400).
+  std::optional<Error> wrong_model(const nlohmann::json& body) const;
+  // POST /tokenize and /detokenize (api_tokenize.cpp); a long prompt is tokenized on the
+  // helper thread.
+  void tokenize(const HttpRequest& request, const nlohmann::json& body, Respond respond);
+  HttpResponse detokenize(const nlohmann::json& body) const;
   HttpResponse put_fault(const nlohmann::json& body);
   // The X-Respawn-Fault header, when fault injection is on: added to the IPC request.
   std::optional<Error> add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
@@ -71,7 +80,8 @@ class Api {
   std::uint64_t next_openai_id_ = 1;
   Metrics& metrics_;
   const ServeOptions& options_;
-  boost::asio::thread_pool parse_pool_{1};  // large JSON bodies
+  std::shared_ptr<const TextModel> text_ = std::make_shared<TextModel>();
+  boost::asio::thread_pool parse_pool_{1};  // large JSON bodies, long prompts to tokenize
 };
 
 }  // namespace respawn

@@ -69,6 +69,10 @@ std::string_view Route::label() const {
       return "openai_models";
     case RouteId::metrics:
       return "metrics";
+    case RouteId::tokenize:
+      return "tokenize";
+    case RouteId::detokenize:
+      return "detokenize";
     case RouteId::admin_workers:
       return "admin_workers";
     case RouteId::admin_policy:
@@ -92,6 +96,10 @@ Route match_route(std::string_view method, std::string_view target) {
   const auto p = split_path(path);
   if (p.empty()) return {};
   if (p[0] == "metrics" && p.size() == 1) return with_method(RouteId::metrics, "GET", method);
+  if (p[0] == "tokenize" && p.size() == 1) return with_method(RouteId::tokenize, "POST", method);
+  if (p[0] == "detokenize" && p.size() == 1) {
+    return with_method(RouteId::detokenize, "POST", method);
+  }
   if (p[0] == "admin" && p.size() == 3 && p[1] == "quarantine") {
     auto route = with_method(RouteId::admin_quarantine, "DELETE", method);
     route.item = std::string(p[2]);

@@ -18,6 +18,8 @@ enum class RouteId {
   openai_completions,  // POST /v1/completions
   openai_chat,         // POST /v1/chat/completions
   openai_models,       // GET /v1/models
+  tokenize,            // POST /tokenize (vLLM's shape)
+  detokenize,          // POST /detokenize
   metrics,             // GET /metrics
   admin_workers,       // GET /admin/workers
   admin_policy,        // GET or PATCH /admin/policy

@@ -197,8 +197,11 @@ TEST(Recycle, AStoppedWorkerUnderAShortRequestIsReplacedAndTheRequestSucceeds) {
 
 TEST(Recycle, RequestTimeoutGives504AndReplacesTheWorker) {
   // The replacement takes 600 ms to load, so the queued request's deadline passes in the queue.
-  Server server(fake_args({"--request-timeout-ms", "300", "--max-queue", "4"}),
-                {{"RESPAWN_FAKE_LOAD_MS", "600"}});
+  // One at a time, so that "behind" really waits in the queue (batched, it would be at the
+  // worker, and its own deadline could pass there before the killed worker is reaped).
+  Server server(
+      fake_args({"--request-timeout-ms", "300", "--max-queue", "4", "--max-batch-size", "1"}),
+      {{"RESPAWN_FAKE_LOAD_MS", "600"}});
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const pid_t old = server.worker_pid();
   auto running = post_async(server, prompt("sleep:2000"));
