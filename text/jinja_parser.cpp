@@ -7,6 +7,7 @@
 #include <set>
 
 #include "jinja_ast.hpp"
+#include "respawn/utf8.hpp"
 
 namespace respawn::jinja {
 namespace {
@@ -78,24 +79,6 @@ std::size_t skip_ws_forward(const std::string& s, std::size_t pos) {
     pos += len;
   }
   return pos;
-}
-
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 class Scanner {
@@ -366,7 +349,7 @@ class Scanner {
                                                    : std::tolower(h) - 'a' + 10);
         }
         pos += digits;
-        append_utf8(cp, out);
+        append_utf8(out, cp);
       };
       switch (e) {
         case 'n':

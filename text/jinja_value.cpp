@@ -1,6 +1,8 @@
 // Values of the Jinja engine: Python's conversions, comparisons and transformers' tojson.
 #include "jinja_value.hpp"
 
+#include "respawn/utf8.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -183,24 +185,6 @@ uint32_t decode(std::string_view s, std::size_t pos, std::size_t* len) {
   return cp;
 }
 
-void encode(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 bool space_cp(uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
          cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
@@ -275,7 +259,7 @@ std::string map_case(std::string_view s, uint32_t (*f)(uint32_t)) {
                          std::string("unsupported construct: changing the case of ") + buf +
                              " (outside respawn's case tables)");
       }
-      encode(f(cp), out);
+      append_utf8(out, f(cp));
     }
     pos += len;
   }

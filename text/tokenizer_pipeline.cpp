@@ -10,6 +10,7 @@
 
 #include "pcre_regex.hpp"
 #include "respawn/tokenizer.hpp"
+#include "respawn/utf8.hpp"
 #include "unicode_text.hpp"
 
 namespace respawn {
@@ -61,7 +62,7 @@ char32_t char_field(const json& j, const char* key, const std::string& where) {
 
 std::string utf8_of(char32_t c) {
   std::string s;
-  unicode::append_utf8(s, c);
+  append_utf8(s, c);
   return s;
 }
 

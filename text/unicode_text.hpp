@@ -16,7 +16,6 @@ char32_t decode_utf8(std::string_view s, std::size_t i, std::size_t* length);
 inline std::size_t utf8_length(unsigned char lead) {
   return lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
 }
-void append_utf8(std::string& out, char32_t c);
 
 // Whether `s` is well-formed UTF-8 (no surrogates, overlongs or code points past U+10FFFF).
 bool is_valid_utf8(std::string_view s);

@@ -15,4 +15,7 @@ std::string sanitize_utf8(std::string_view bytes);
 // truncated-but-valid sequence at the end as incomplete (for streaming: hold it back).
 std::size_t complete_utf8_prefix(std::string_view bytes);
 
+// Appends code point `c` encoded as UTF-8 (1 to 4 bytes; no validation).
+void append_utf8(std::string& out, char32_t c);
+
 }  // namespace respawn
