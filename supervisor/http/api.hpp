@@ -43,8 +43,6 @@ class Api {
   std::optional<HttpResponse> admin_refusal(const HttpRequest& request,
                                             const RequestContext& context) const;
   HttpResponse patch_policy(const nlohmann::json& body);
-  // A request's "model" when it is not the served model (404) or not a string (400).
-  std::optional<Error> wrong_model(const nlohmann::json& body) const;
   // POST /tokenize and /detokenize (api_tokenize.cpp); a long prompt is tokenized on the
   // helper thread.
   void tokenize(const HttpRequest& request, const nlohmann::json& body, Respond respond);

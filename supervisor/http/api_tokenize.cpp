@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include "http/api.hpp"
+#include "http/openai.hpp"
 #include "respawn/json_util.hpp"
 
 namespace respawn {
@@ -28,18 +29,9 @@ Result<bool> flag(const json& body, const char* key, bool fallback) {
 
 }  // namespace
 
-std::optional<Error> Api::wrong_model(const json& body) const {
-  const auto& asked = json_field(body, "model");
-  if (asked.is_null()) return std::nullopt;
-  if (!asked.is_string()) return bad("model", "must be a string");
-  if (asked.get_ref<const std::string&>() == options_.model_name) return std::nullopt;
-  return make_error(ErrorKind::not_found, "The model '" + asked.get<std::string>() +
-                                              "' does not exist; this server serves '" +
-                                              options_.model_name + "'");
-}
-
 void Api::tokenize(const HttpRequest& request, const json& body, Respond respond) {
-  if (auto refused = wrong_model(body)) return respond(error_response(*refused));
+  if (auto refused = openai::wrong_model(body, options_.model_name))
+    return respond(error_response(*refused));
   const bool chat = body.contains("messages");
   if (chat == body.contains("prompt")) {
     return respond(error_response(
@@ -83,7 +75,8 @@ void Api::tokenize(const HttpRequest& request, const json& body, Respond respond
 }
 
 HttpResponse Api::detokenize(const json& body) const {
-  if (auto refused = wrong_model(body)) return error_response(*refused);
+  if (auto refused = openai::wrong_model(body, options_.model_name))
+    return error_response(*refused);
   const auto& tokens = json_field(body, "tokens");
   if (!tokens.is_array()) return error_response(bad("tokens", "must be an array of token ids"));
   std::vector<std::uint32_t> ids;

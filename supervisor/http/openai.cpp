@@ -62,16 +62,18 @@ Result<std::string> chat_prompt(const json& messages) {
   return prompt + "assistant:";
 }
 
-Result<Request> parse_request(Kind kind, const json& body, const std::string& model) {
+std::optional<Error> wrong_model(const json& body, const std::string& model) {
   const auto& asked = json_field(body, "model");  // null: as absent, like every other field
-  if (!asked.is_null()) {
-    if (!asked.is_string()) return bad("model", "must be a string");
-    if (asked.get_ref<const std::string&>() != model) {
-      return make_error(ErrorKind::not_found, "The model '" + asked.get<std::string>() +
-                                                  "' does not exist; this server serves '" + model +
-                                                  "'");
-    }
-  }
+  if (asked.is_null()) return std::nullopt;
+  if (!asked.is_string()) return bad("model", "must be a string");
+  if (asked.get_ref<const std::string&>() == model) return std::nullopt;
+  return make_error(ErrorKind::not_found, "The model '" + asked.get<std::string>() +
+                                              "' does not exist; this server serves '" + model +
+                                              "'");
+}
+
+Result<Request> parse_request(Kind kind, const json& body, const std::string& model) {
+  if (auto refused = wrong_model(body, model)) return *refused;
   if (!json_field(body, "n").is_null() && json_get<std::int64_t>(body, "n", 0) != 1) {
     return bad("n", "must be 1");  // an integer: 1.9 is not 1
   }

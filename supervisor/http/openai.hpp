@@ -4,6 +4,7 @@
 // functions over JSON, so every shape is unit-testable; thread-safe. Field names follow the
 // OpenAI API reference; see docs/http-api.md for what is supported and ignored.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,8 @@ Result<Request> parse_request(Kind kind, const nlohmann::json& body, const std::
 
 // The documented chat template: one "role: content" line per message, then "assistant:".
 Result<std::string> chat_prompt(const nlohmann::json& messages);
+// A request's "model" when it is not `model` (404) or not a string (400); null is absent.
+std::optional<Error> wrong_model(const nlohmann::json& body, const std::string& model);
 
 struct Ids {
   std::string id;            // "cmpl-..." or "chatcmpl-..."
