@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -95,6 +96,43 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return condition();
+}
+
+std::vector<HttpResult> post_all(int port, const std::string& target,
+                                 const std::vector<std::string>& bodies,
+                                 const std::map<std::string, std::string>& headers) {
+  std::vector<std::future<HttpResult>> futures;
+  for (const auto& body : bodies) {
+    futures.push_back(std::async(std::launch::async, [port, target, body, headers] {
+      return http_request(port, "POST", target, body, headers);
+    }));
+  }
+  std::vector<HttpResult> results;
+  for (auto& f : futures) results.push_back(f.get());
+  return results;
+}
+
+std::vector<HttpResult> post_all_while_the_worker_sleeps(const Server& server,
+                                                         const std::string& target,
+                                                         const std::string& blocker,
+                                                         const std::vector<std::string>& bodies) {
+  auto slow = std::async(std::launch::async, [&] {
+    return http_request(server.port(), "POST", target, blocker, {{"X-Respawn-Fault", "slow:1500"}});
+  });
+  if (!wait_until([&] { return server.metric("respawn_requests_inflight") >= 1; },
+                  std::chrono::seconds(10))) {
+    slow.wait();
+    throw std::runtime_error("the slow request never reached the worker");
+  }
+  auto results = post_all(server.port(), target, bodies);
+  const auto first = slow.get();
+  if (first.status != 200) throw std::runtime_error("the slow request failed: " + first.body);
+  return results;
+}
+
+int batch_size(const HttpResult& result) {
+  const auto it = result.headers.find("x-respawn-batch-size");
+  return it == result.headers.end() ? 0 : std::stoi(it->second);
 }
 
 double metric_value(const std::string& text, const std::string& series) {

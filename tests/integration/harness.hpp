@@ -68,6 +68,22 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
 // The value of the Prometheus sample whose name{labels} is exactly `series`; -1 if absent.
 double metric_value(const std::string& metrics_text, const std::string& series);
 
+class Server;
+
+// Each body POSTed on its own connection, all at once; the answers in the bodies' order.
+std::vector<HttpResult> post_all(int port, const std::string& target,
+                                 const std::vector<std::string>& bodies,
+                                 const std::map<std::string, std::string>& headers = {});
+// Like post_all, but sent while the worker sleeps in another request (`blocker`, with the fault
+// slow:MS), so they all wait together and share forwards however slowly they arrive. The server
+// must run with --enable-fault-injection.
+std::vector<HttpResult> post_all_while_the_worker_sleeps(const Server& server,
+                                                         const std::string& target,
+                                                         const std::string& blocker,
+                                                         const std::vector<std::string>& bodies);
+// The X-Respawn-Batch-Size of an answer; 0 without one.
+int batch_size(const HttpResult& result);
+
 class Server {
  public:
   // Starts `respawn serve --port 0 <args>` with extra environment; waits for "listening on".

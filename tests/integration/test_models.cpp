@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
-#include <future>
 
 #include "harness.hpp"
 
@@ -55,7 +54,7 @@ TEST(Models, AotInductorPackageIsServedWithItsReferenceOutputs) {
 
 // The same batching, metadata and error paths as a TorchScript model.
 TEST(Models, AotInductorPackageBatchesAndValidatesLikeTorchScript) {
-  Server server({"--model", model_path("classifier.pt2"), "--max-batch-delay-us", "20000"});
+  Server server({"--model", model_path("classifier.pt2"), "--enable-fault-injection"});
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const auto meta = server.get("/v2/models/classifier").json();
   EXPECT_EQ(meta["platform"], "pytorch_aotinductor");
@@ -70,21 +69,16 @@ TEST(Models, AotInductorPackageBatchesAndValidatesLikeTorchScript) {
         {"inputs", {{{"name", "x"}, {"datatype", "FP32"}, {"shape", {rows, 4}}, {"data", data}}}}}
         .dump();
   };
-  // Up to three rounds: on a busy machine one round's requests may all arrive apart.
+  std::vector<std::string> bodies;
+  for (int rows = 1; rows <= 6; ++rows) bodies.push_back(body(rows));
+  const auto answers =
+      post_all_while_the_worker_sleeps(server, "/v2/models/classifier/infer", body(1), bodies);
   int batched = 0;
-  for (int attempt = 0; attempt < 3 && batched == 0; ++attempt) {
-    std::vector<std::future<HttpResult>> answers;
-    for (int rows = 1; rows <= 6; ++rows) {
-      answers.push_back(std::async(std::launch::async, [&, rows] {
-        return http_request(server.port(), "POST", "/v2/models/classifier/infer", body(rows));
-      }));
-    }
-    for (int rows = 1; rows <= 6; ++rows) {
-      const auto res = answers[static_cast<std::size_t>(rows - 1)].get();
-      ASSERT_EQ(res.status, 200) << res.body;
-      EXPECT_EQ(res.json()["outputs"][0]["shape"], json({rows, 3}));
-      if (std::stoi(res.headers.at("x-respawn-batch-size")) > 1) ++batched;
-    }
+  for (int rows = 1; rows <= 6; ++rows) {
+    const auto& res = answers[static_cast<std::size_t>(rows - 1)];
+    ASSERT_EQ(res.status, 200) << res.body;
+    EXPECT_EQ(res.json()["outputs"][0]["shape"], json({rows, 3}));
+    if (batch_size(res) > 1) ++batched;
   }
   EXPECT_GT(batched, 0) << "no request shared a forward";
 
