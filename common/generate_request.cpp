@@ -1,6 +1,7 @@
 #include "respawn/generate_request.hpp"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace respawn {
 namespace {
@@ -83,8 +84,30 @@ nlohmann::json to_json(const GenerateRequest& r) {
                       {"top_p", r.top_p},
                       {"stop", r.stop}};
   if (r.seed) j["seed"] = *r.seed;
+  if (!r.prompt_ids.empty()) j["prompt_ids"] = r.prompt_ids;
+  if (!r.stop_token_ids.empty()) j["stop_token_ids"] = r.stop_token_ids;
+  if (r.logprobs >= 0) j["logprobs"] = r.logprobs;
   return j;
 }
+
+namespace {
+
+std::optional<Error> read_ids(const nlohmann::json& j, const char* key,
+                              std::vector<std::int64_t>& out) {
+  if (!j.contains(key)) return std::nullopt;
+  if (!j[key].is_array()) return bad(key, "must be an array of token ids");
+  out.reserve(j[key].size());
+  for (const auto& id : j[key]) {
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 ||
+        id.get<std::int64_t>() > INT32_MAX) {
+      return bad(key, "must hold token ids (integers from 0 to 2^31-1)");
+    }
+    out.push_back(id.get<std::int64_t>());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 Result<GenerateRequest> generate_request_from_json(const nlohmann::json& j) {
   if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string()) {
@@ -92,11 +115,27 @@ Result<GenerateRequest> generate_request_from_json(const nlohmann::json& j) {
   }
   GenerateLimits limits;
   limits.max_stop_strings += kServerStopStrings;
-  return parse_generate_request(j["prompt"].get<std::string>(), j, limits);
+  auto r = parse_generate_request(j["prompt"].get<std::string>(), j, limits);
+  if (!r) return r;
+  if (auto e = read_ids(j, "prompt_ids", r->prompt_ids)) return *e;
+  if (auto e = read_ids(j, "stop_token_ids", r->stop_token_ids)) return *e;
+  if (j.contains("logprobs")) {
+    const auto& v = j["logprobs"];
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 ||
+        v.get<std::int64_t>() > kMaxTopLogprobs) {
+      return bad("logprobs", "must be an integer from 0 to " + std::to_string(kMaxTopLogprobs));
+    }
+    r->logprobs = v.get<int>();
+  }
+  return r;
+}
+
+std::size_t prompt_tokens(const GenerateRequest& request) {
+  return request.prompt_ids.empty() ? request.prompt.size() : request.prompt_ids.size();
 }
 
 std::uint64_t memory_weight(const GenerateRequest& request, std::size_t max_context) {
-  const std::size_t tokens = std::max<std::size_t>(request.prompt.size(), 1) +
+  const std::size_t tokens = std::max<std::size_t>(prompt_tokens(request), 1) +
                              static_cast<std::size_t>(std::max(request.max_tokens, 0));
   return std::min(tokens, max_context);
 }

@@ -1,6 +1,8 @@
 #include "generator.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <random>
 
 #include "respawn/utf8.hpp"
@@ -39,13 +41,27 @@ std::size_t stop_prefix_overlap(std::string_view text, const std::vector<std::st
   return longest;
 }
 
-Sequence::Sequence(const GenerateRequest& request, std::size_t max_context)
-    : request_(request), max_context_(max_context) {
-  // An empty prompt still needs one token to condition on; a newline is a neutral start.
-  const std::string prompt = request.prompt.empty() ? "\n" : request.prompt;
-  ids_.assign(prompt.begin(), prompt.end());
-  for (auto& id : ids_) id &= 0xff;  // chars may be signed
-  out_.prompt_tokens = static_cast<int>(request.prompt.size());
+Sequence::Sequence(const GenerateRequest& request, std::size_t max_context,
+                   const Tokenizer* tokenizer)
+    : request_(request), max_context_(max_context), tokenizer_(tokenizer) {
+  if (!request.prompt_ids.empty()) {
+    ids_ = request.prompt_ids;
+  } else if (tokenizer) {
+    for (const auto id : tokenizer->encode(request.prompt, true)) ids_.push_back(id);
+  } else {
+    ids_.assign(request.prompt.begin(), request.prompt.end());
+    for (auto& id : ids_) id &= 0xff;  // chars may be signed
+  }
+  out_.prompt_tokens = static_cast<int>(ids_.size());
+  // An empty prompt still needs one token to condition on: a newline is a neutral start.
+  if (ids_.empty()) {
+    ids_.push_back('\n');
+    if (tokenizer) ids_.back() = tokenizer->encode("\n", false).at(0);
+  }
+  if (tokenizer) {
+    std::vector<std::uint32_t> prompt(ids_.begin(), ids_.end());
+    detokenizer_.emplace(*tokenizer, prompt);
+  }
   out_.seed = request.seed ? *request.seed : std::random_device{}();
   rng_.seed(out_.seed);
   out_.finish_reason = "length";
@@ -71,12 +87,26 @@ void Sequence::finish(std::string reason) {
 }
 
 std::string Sequence::advance(const std::vector<float>& logits) {
-  const int token = sample_token(logits, request_.temperature, request_.top_p, rng_);
+  // Never an id the tokenizer cannot decode: a model may have more logits than it has tokens.
+  const std::size_t vocab =
+      tokenizer_ ? std::min(logits.size(), tokenizer_->vocab_size()) : logits.size();
+  const int token = sample_token(logits, request_.temperature, request_.top_p, rng_, vocab);
+  if (request_.logprobs >= 0) record_logprobs(logits, vocab, token);
   ids_.push_back(token);
-  generated_.push_back(static_cast<char>(token));
   ++out_.completion_tokens;
+  if (std::find(request_.stop_token_ids.begin(), request_.stop_token_ids.end(), token) !=
+      request_.stop_token_ids.end()) {
+    finish("stop");
+    return "";
+  }
+  if (detokenizer_) {
+    generated_ += detokenizer_->push(static_cast<std::uint32_t>(token));
+  } else {
+    generated_.push_back(static_cast<char>(token));
+  }
   if (auto at = stop_position(generated_, request_.stop)) {
     generated_.resize(*at);
+    detokenizer_.reset();  // what it holds back comes after the stop string
     finish("stop");
     return "";
   }
@@ -92,7 +122,31 @@ void Sequence::cancel() {
   if (!done_) finish("cancelled");
 }
 
+void Sequence::record_logprobs(const std::vector<float>& logits, std::size_t vocab, int token) {
+  const float top = *std::max_element(logits.begin(), logits.begin() + vocab);
+  double sum = 0;
+  for (std::size_t i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - top);
+  const double log_total = top + std::log(sum);
+  const auto logprob = [&](std::size_t i) {
+    return static_cast<float>(static_cast<double>(logits[i]) - log_total);
+  };
+  TokenLogprob entry{token, logprob(static_cast<std::size_t>(token)), {}};
+  const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(request_.logprobs), vocab);
+  std::vector<std::int64_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(n), order.end(),
+                    [&](std::int64_t a, std::int64_t b) {
+                      return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+                    });
+  for (std::size_t k = 0; k < n; ++k) {
+    entry.top.emplace_back(order[k], logprob(static_cast<std::size_t>(order[k])));
+  }
+  out_.logprobs.push_back(std::move(entry));
+}
+
 std::string Sequence::flush() {
+  if (detokenizer_) generated_ += detokenizer_->flush();
+  detokenizer_.reset();
   std::string rest = take(generated_.size());
   out_.text = sanitize_utf8(generated_);
   return rest;
@@ -100,8 +154,9 @@ std::string Sequence::flush() {
 
 Result<GenerateOutput, WorkerError> generate_text(const GenerateRequest& request,
                                                   const LogitsFn& logits, std::size_t max_context,
-                                                  const TextFn& on_text, const StopFn& cancelled) {
-  Sequence seq(request, max_context);
+                                                  const TextFn& on_text, const StopFn& cancelled,
+                                                  const Tokenizer* tokenizer) {
+  Sequence seq(request, max_context, tokenizer);
   while (!seq.done()) {
     if (cancelled && cancelled()) {
       seq.cancel();

@@ -8,11 +8,14 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "model_runner.hpp"
 #include "respawn/fault.hpp"
 #include "respawn/logging.hpp"
+#include "respawn/tokenizer.hpp"
 #include "worker_server.hpp"
 
 int main(int argc, char** argv) {
@@ -27,6 +30,9 @@ int main(int argc, char** argv) {
   app.add_option("--device", options.device, "auto | cuda | cpu")
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
   app.add_option("--threads", options.threads, "intra-op threads (0 = default)");
+  std::string tokenizer_path;
+  app.add_option("--tokenizer", tokenizer_path,
+                 "tokenizer.json (or a folder with one): generations use its ids");
   bool fault_injection = false;
   std::string start_fault;
   app.add_flag("--enable-fault-injection", fault_injection, "obey injected faults (tests)");
@@ -53,8 +59,13 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(fault->ms));
     }
   }
+  std::optional<respawn::Tokenizer> tokenizer;
   std::unique_ptr<respawn::worker::ModelRunner> runner;
   try {
+    if (!tokenizer_path.empty()) {
+      if (std::filesystem::is_directory(tokenizer_path)) tokenizer_path += "/tokenizer.json";
+      tokenizer = respawn::Tokenizer::from_file(tokenizer_path);
+    }
     runner = respawn::worker::ModelRunner::load(options);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
@@ -64,5 +75,7 @@ int main(int argc, char** argv) {
   spdlog::info("ready: task={} device={} load_ms={:.0f}", runner->task(),
                runner->info()["device"].get<std::string>(),
                runner->info()["load_ms"].get<double>());
-  return respawn::worker::WorkerServer(fd, *runner, fault_injection).run();
+  return respawn::worker::WorkerServer(fd, *runner, fault_injection,
+                                       tokenizer ? &*tokenizer : nullptr)
+      .run();
 }

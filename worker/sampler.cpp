@@ -7,18 +7,19 @@
 namespace respawn::worker {
 
 int sample_token(const std::vector<float>& logits, double temperature, double top_p,
-                 std::mt19937_64& rng) {
+                 std::mt19937_64& rng, std::size_t vocab) {
+  const auto end = logits.begin() + static_cast<std::ptrdiff_t>(std::min(vocab, logits.size()));
   const auto argmax = [&] {
-    return static_cast<int>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    return static_cast<int>(std::max_element(logits.begin(), end) - logits.begin());
   };
-  if (temperature <= 0.0 || logits.size() < 2) return argmax();
+  if (temperature <= 0.0 || end - logits.begin() < 2) return argmax();
 
-  const float max_logit = *std::max_element(logits.begin(), logits.end());
-  std::vector<double> probs(logits.size());
-  for (std::size_t i = 0; i < logits.size(); ++i) {
+  const float max_logit = *std::max_element(logits.begin(), end);
+  std::vector<double> probs(static_cast<std::size_t>(end - logits.begin()));
+  for (std::size_t i = 0; i < probs.size(); ++i) {
     probs[i] = std::exp((static_cast<double>(logits[i]) - max_logit) / temperature);
   }
-  std::vector<int> order(logits.size());
+  std::vector<int> order(probs.size());
   std::iota(order.begin(), order.end(), 0);
   // Stable, so equal probabilities keep token order and a seed always picks the same token.
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return probs[a] > probs[b]; });

@@ -8,7 +8,8 @@
 
 namespace respawn::worker {
 
+// Only logits[0, vocab) take part: a model may have more rows than its tokenizer has tokens.
 int sample_token(const std::vector<float>& logits, double temperature, double top_p,
-                 std::mt19937_64& rng);
+                 std::mt19937_64& rng, std::size_t vocab = SIZE_MAX);
 
 }  // namespace respawn::worker

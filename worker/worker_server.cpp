@@ -167,8 +167,17 @@ void WorkerServer::take_generate(ipc::Frame frame) {
   }
   auto params = generate_request_from_json(request);
   if (!params) return send_error(id, {WorkerErrorKind::bad_input, params.error().message, true});
+  const std::int64_t vocab = tokenizer_ ? static_cast<std::int64_t>(tokenizer_->vocab_size()) : 256;
+  for (const auto token : params->prompt_ids) {
+    if (token >= vocab) {
+      return send_error(id, {WorkerErrorKind::bad_input,
+                             "prompt id " + std::to_string(token) + " is outside the vocabulary (" +
+                                 std::to_string(vocab) + " tokens)",
+                             true});
+    }
+  }
   GenJob job{id,
-             Sequence(*params, runner_.max_context()),
+             Sequence(*params, runner_.max_context(), tokenizer_),
              memory_weight(*params, runner_.max_context()),
              std::nullopt,
              std::nullopt,
@@ -398,13 +407,21 @@ void WorkerServer::finish_generation(GenJob& job) {
     send({ipc::MessageType::token, job.id, nlohmann::json{{"text", rest}}.dump(), {}});
   }
   const auto& out = job.seq.output();
-  send_result(job.id,
-              {{"text_output", out.text},
-               {"finish_reason", out.finish_reason},
-               {"prompt_tokens", out.prompt_tokens},
-               {"completion_tokens", out.completion_tokens},
-               {"seed", out.seed}},
-              job.batch_size, job.memory, job.oom);
+  nlohmann::json result = {{"text_output", out.text},
+                           {"finish_reason", out.finish_reason},
+                           {"prompt_tokens", out.prompt_tokens},
+                           {"completion_tokens", out.completion_tokens},
+                           {"seed", out.seed}};
+  if (!out.logprobs.empty()) {
+    // [[id, logprob, [[id, logprob], ...]], ...]: compact, one per generated token.
+    auto& all = result["logprobs"] = nlohmann::json::array();
+    for (const auto& t : out.logprobs) {
+      nlohmann::json top = nlohmann::json::array();
+      for (const auto& [id, lp] : t.top) top.push_back({id, lp});
+      all.push_back({t.id, t.logprob, std::move(top)});
+    }
+  }
+  send_result(job.id, std::move(result), job.batch_size, job.memory, job.oom);
 }
 
 void WorkerServer::begin_measure() {

@@ -23,8 +23,10 @@ namespace respawn::worker {
 class WorkerServer {
  public:
   // With fault_injection, a request's "fault" field is obeyed (see fault.hpp).
-  WorkerServer(int fd, ModelRunner& runner, bool fault_injection)
-      : fd_(fd), runner_(runner), fault_injection_(fault_injection) {}
+  // With a tokenizer (which must outlive it), generations sample and decode its ids.
+  WorkerServer(int fd, ModelRunner& runner, bool fault_injection,
+               const Tokenizer* tokenizer = nullptr)
+      : fd_(fd), runner_(runner), fault_injection_(fault_injection), tokenizer_(tokenizer) {}
   // Returns the process exit code: 0 on a clean end, non-zero when the stream broke.
   int run();
 
@@ -96,6 +98,7 @@ class WorkerServer {
   std::string out_;
   bool stopping_ = false;  // a shutdown frame came: finish the work in hand, then exit
   bool fault_injection_;
+  const Tokenizer* tokenizer_;
   bool healthy_ = true;
   // Set by the supervisor's configure frame.
   std::size_t max_batch_size_ = 8;

@@ -420,7 +420,7 @@ void Api::infer(const HttpRequest& request, const json& body, const RequestConte
   submit(std::move(job), context, respond);
 }
 
-Result<Job> Api::generate_job(const HttpRequest& request, const json& body) const {
+Result<Api::GenerateJob> Api::generate_job(const HttpRequest& request, const json& body) const {
   if (!json_field(body, "text_input").is_string()) {
     return make_error(ErrorKind::bad_input, "'text_input' must be a string");
   }
@@ -430,15 +430,14 @@ Result<Job> Api::generate_job(const HttpRequest& request, const json& body) cons
   Job job;
   job.type = ipc::MessageType::generate;
   if (auto error = read_job_options(request, merged, job)) return *error;
-  if (auto error = set_generate_payload(request, *params, job)) return *error;
-  return job;
+  return GenerateJob{std::move(*params), std::move(job)};
 }
 
 void Api::generate(const HttpRequest& request, const json& body, const RequestContext& context,
                    Respond respond) {
   auto job = generate_job(request, body);
   if (!job) return respond(error_response(job.error()));
-  job->done = [respond, name = options_.model_name](JobOutcome outcome) {
+  job->job.done = [respond, name = options_.model_name](JobOutcome outcome) {
     auto result = generate_result(outcome);
     if (!result) return respond(error_response(result.error()));
     auto body = without_pid(*result);
@@ -446,7 +445,8 @@ void Api::generate(const HttpRequest& request, const json& body, const RequestCo
     body["model_version"] = kModelVersion;
     respond(with_worker_pid(json_response(http::status::ok, body), *result));
   };
-  submit(std::move(*job), context, respond);
+  submit_generate(request, std::move(job->params), true, "text_input", std::move(job->job), context,
+                  respond);
 }
 
 // Server-Sent Events: one `data: {...}` event per chunk of text as the worker produces it,
@@ -473,21 +473,65 @@ void Api::generate_stream(const HttpRequest& request, const json& body,
     event["text_output"] = "";
     return sse_event(event);
   };
-  stream_job(*job, context.open_stream(), respond, std::move(format),
+  stream_job(job->job, context.open_stream(), respond, std::move(format),
              [this, since = std::chrono::steady_clock::now()](int status) {
                record("generate_stream", status, since);
              });
-  submit(std::move(*job), context, respond);
+  submit_generate(request, std::move(job->params), true, "text_input", std::move(job->job), context,
+                  respond);
 }
 
-std::optional<Error> Api::set_generate_payload(const HttpRequest& request,
-                                               const GenerateRequest& params, Job& job) const {
-  auto ipc_request = to_json(params);
-  if (auto error = add_fault(request, ipc_request)) return error;
-  job.json = ipc_request.dump();
-  const auto& info = scheduler_.manager().model_info();
-  job.weight = memory_weight(params, json_get<std::size_t>(info, "max_context", 1024));
-  return std::nullopt;
+void Api::submit_generate(const HttpRequest& request, GenerateRequest params,
+                          bool add_special_tokens, const char* prompt_param, Job job,
+                          const RequestContext& context, Respond respond) {
+  json ipc_extra = json::object();
+  if (auto error = add_fault(request, ipc_extra)) return respond(error_response(*error));
+  const auto max_context =
+      json_get<std::size_t>(scheduler_.manager().model_info(), "max_context", 1024);
+  const bool offload = !text_->byte_level() && params.prompt.size() >= kTokenizeOffloadBytes;
+  // Pure: runs on the helper thread for a long prompt.
+  auto prepare = [text = text_, params = std::move(params), add_special_tokens, prompt_param,
+                  ipc_extra = std::move(ipc_extra), max_context,
+                  job = std::move(job)]() mutable -> Result<Job> {
+    if (!text->byte_level()) {
+      for (const auto id : text->encode(params.prompt, add_special_tokens)) {
+        params.prompt_ids.push_back(id);
+      }
+      for (const auto id : text->eos_token_ids()) params.stop_token_ids.push_back(id);
+      // The model sees at most max_context tokens: a longer prompt is refused, and the
+      // completion is cut to what fits (finish_reason "length").
+      const std::size_t n = params.prompt_ids.size();
+      if (n >= max_context) {
+        return make_error(ErrorKind::bad_input,
+                          std::string("'") + prompt_param + "' is " + std::to_string(n) +
+                              " tokens; this model's context is " + std::to_string(max_context) +
+                              " tokens, with room for at least one generated token");
+      }
+      params.max_tokens = static_cast<int>(
+          std::min<std::size_t>(static_cast<std::size_t>(params.max_tokens), max_context - n));
+    }
+    auto ipc_request = to_json(params);
+    ipc_request.update(ipc_extra);
+    job.json = ipc_request.dump();
+    job.weight = memory_weight(params, max_context);
+    return std::move(job);
+  };
+  if (!offload) {
+    auto ready = prepare();
+    if (!ready) return respond(error_response(ready.error()));
+    return submit(std::move(*ready), context, respond);
+  }
+  boost::asio::post(parse_pool_, [this, prepare = std::move(prepare), context,
+                                  respond = std::move(respond)]() mutable {
+    auto ready = std::make_shared<Result<Job>>(prepare());
+    boost::asio::post(scheduler_.io(), [this, ready, context = std::move(context),
+                                        respond = std::move(respond)]() mutable {
+      run_guarded(metrics_, respond, [&] {
+        if (!*ready) return respond(error_response(ready->error()));
+        submit(std::move(**ready), context, respond);
+      });
+    });
+  });
 }
 
 std::optional<Error> Api::add_fault(const HttpRequest& request, json& ipc_request) const {
@@ -504,27 +548,41 @@ std::optional<Error> Api::add_fault(const HttpRequest& request, json& ipc_reques
 void Api::openai_generate(const HttpRequest& request, const json& body,
                           const RequestContext& context, bool chat, Respond respond) {
   const auto kind = chat ? openai::Kind::chat : openai::Kind::completion;
-  auto parsed = openai::parse_request(kind, body, options_.model_name);
+  const bool own_template = chat && text_->has_chat_template();
+  auto parsed = openai::parse_request(kind, body, options_.model_name, !own_template);
   if (!parsed) return respond(error_response(parsed.error()));
+  if (own_template) {
+    // Rendered from the body read again in the client's key order: a template's tojson writes
+    // keys in that order, as transformers does.
+    const auto ordered = nlohmann::ordered_json::parse(request.body(), nullptr, false);
+    auto prompt = text_->render_chat(ordered["messages"], true);
+    if (!prompt) return respond(error_response(prompt.error()));
+    parsed->params.prompt = std::move(*prompt);
+  }
   Job job;
   job.type = ipc::MessageType::generate;
   if (auto error = read_job_options(request, body, job)) return respond(error_response(*error));
-  if (auto error = set_generate_payload(request, parsed->params, job)) {
-    return respond(error_response(*error));
-  }
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const openai::Ids ids{std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(started_unix_) +
                             "-" + std::to_string(next_openai_id_++),
                         std::chrono::duration_cast<std::chrono::seconds>(now).count(),
                         options_.model_name};
+  // A chat template brings its own special tokens; a plain prompt gets the tokenizer's (BOS).
+  const bool add_special_tokens = !own_template;
+  const char* prompt_param = chat ? "messages" : "prompt";
   if (!parsed->stream) {
-    job.done = [respond, kind, ids](JobOutcome outcome) {
+    job.done = [respond, kind, ids, text = text_](JobOutcome outcome) {
       auto result = generate_result(outcome);
       if (!result) return respond(error_response(result.error()));
-      respond(with_worker_pid(json_response(http::status::ok, openai::response(kind, ids, *result)),
-                              *result));
+      auto answer = openai::response(kind, ids, *result);
+      if (result->contains("logprobs")) {
+        answer["choices"][0]["logprobs"] = openai::logprobs(
+            kind, (*result)["logprobs"], [&](std::int64_t id) { return text->token_text(id); });
+      }
+      respond(with_worker_pid(json_response(http::status::ok, answer), *result));
     };
-    return submit(std::move(job), context, respond);
+    return submit_generate(request, std::move(parsed->params), add_special_tokens, prompt_param,
+                           std::move(job), context, respond);
   }
   StreamFormat format;
   auto first = std::make_shared<bool>(true);
@@ -547,7 +605,8 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
              [this, label, since = std::chrono::steady_clock::now()](int status) {
                record(label, status, since);
              });
-  submit(std::move(job), context, respond);
+  submit_generate(request, std::move(parsed->params), add_special_tokens, prompt_param,
+                  std::move(job), context, respond);
 }
 
 }  // namespace respawn

@@ -21,6 +21,9 @@ namespace respawn {
 // through `respond` (a copy: the handler may have moved its own away). No exception escapes.
 void run_guarded(Metrics& metrics, Respond respond, const std::function<void()>& handler);
 
+// Prompts from this size on are tokenized on the helper thread, off the I/O thread.
+inline constexpr std::size_t kTokenizeOffloadBytes = 64u << 10;
+
 class Api {
  public:
   Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options);
@@ -50,9 +53,12 @@ class Api {
   HttpResponse put_fault(const nlohmann::json& body);
   // The X-Respawn-Fault header, when fault injection is on: added to the IPC request.
   std::optional<Error> add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
-  // The IPC payload and memory weight of a generate job.
-  std::optional<Error> set_generate_payload(const HttpRequest& request,
-                                            const GenerateRequest& params, Job& job) const;
+  // Completes a generate job and queues it: with a tokenizer, the prompt's ids (a long prompt
+  // is encoded on the helper thread), the EOS ids and the context check (`prompt_param` names
+  // the field a too-long prompt came from); then the IPC payload and memory weight.
+  void submit_generate(const HttpRequest& request, GenerateRequest params, bool add_special_tokens,
+                       const char* prompt_param, Job job, const RequestContext& context,
+                       Respond respond);
   HttpResponse server_metadata() const;
   void record(const std::string& route, int status, std::chrono::steady_clock::time_point since);
   HttpResponse ready_response(bool model_route) const;
@@ -68,7 +74,11 @@ class Api {
   void openai_generate(const HttpRequest& request, const nlohmann::json& body,
                        const RequestContext& context, bool chat, Respond respond);
   // The generate job for a request (Triton generate extension body), or why it is invalid.
-  Result<Job> generate_job(const HttpRequest& request, const nlohmann::json& body) const;
+  struct GenerateJob {
+    GenerateRequest params;
+    Job job;
+  };
+  Result<GenerateJob> generate_job(const HttpRequest& request, const nlohmann::json& body) const;
   // Queues the job; a refusal is answered at once. If the client leaves before its answer, the
   // job is cancelled.
   void submit(Job job, const RequestContext& context, Respond& respond);

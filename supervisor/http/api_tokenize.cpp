@@ -12,9 +12,6 @@ using nlohmann::json;
 
 namespace {
 
-// Prompts from this size on are tokenized on the helper thread, off the I/O thread.
-constexpr std::size_t kTokenizeOffloadBytes = 64u << 10;
-
 Error bad(const std::string& param, const std::string& what) {
   return make_error(ErrorKind::bad_input, "'" + param + "' " + what);
 }

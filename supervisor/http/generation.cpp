@@ -14,15 +14,17 @@ Result<json> generate_result(const JobOutcome& outcome) {
   }
   const int prompt = json_get(r, "prompt_tokens", 0);
   const int completion = json_get(r, "completion_tokens", 0);
-  return json{{"text_output", r["text_output"]},
-              {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
-              {"seed", json_get<std::uint64_t>(r, "seed", 0)},
-              {"pid", json_get<std::int64_t>(r, "pid", 0)},
-              {"batch_size", json_get<std::int64_t>(r, "batch_size", 1)},
-              {"usage",
-               {{"prompt_tokens", prompt},
-                {"completion_tokens", completion},
-                {"total_tokens", prompt + completion}}}};
+  json out{{"text_output", r["text_output"]},
+           {"finish_reason", json_get<std::string>(r, "finish_reason", "length")},
+           {"seed", json_get<std::uint64_t>(r, "seed", 0)},
+           {"pid", json_get<std::int64_t>(r, "pid", 0)},
+           {"batch_size", json_get<std::int64_t>(r, "batch_size", 1)},
+           {"usage",
+            {{"prompt_tokens", prompt},
+             {"completion_tokens", completion},
+             {"total_tokens", prompt + completion}}}};
+  if (json_field(r, "logprobs").is_array()) out["logprobs"] = std::move(r["logprobs"]);
+  return out;
 }
 
 std::string sse_event(const json& data) {

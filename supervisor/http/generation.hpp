@@ -15,7 +15,8 @@
 namespace respawn {
 
 // The worker's generate result as {text_output, finish_reason, seed, pid, usage{prompt_tokens,
-// completion_tokens, total_tokens}}, or the error that replaced it.
+// completion_tokens, total_tokens}} (and the worker's logprobs when it sent them), or the
+// error that replaced it.
 Result<nlohmann::json> generate_result(const JobOutcome& outcome);
 
 // `data: <json>\n\n`

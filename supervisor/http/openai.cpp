@@ -1,6 +1,7 @@
 #include "http/openai.hpp"
 
 #include "respawn/json_util.hpp"
+#include "respawn/utf8.hpp"
 
 namespace respawn::openai {
 
@@ -72,11 +73,92 @@ std::optional<Error> wrong_model(const json& body, const std::string& model) {
                                               "'");
 }
 
-Result<Request> parse_request(Kind kind, const json& body, const std::string& model) {
-  if (auto refused = wrong_model(body, model)) return *refused;
-  if (!json_field(body, "n").is_null() && json_get<std::int64_t>(body, "n", 0) != 1) {
+namespace {
+
+bool given(const json& body, const char* key) {
+  return body.contains(key) && !body[key].is_null();
+}
+
+Error unsupported(const std::string& param, const std::string& why) {
+  return bad(param, "is not supported by this server" + (why.empty() ? "" : ": " + why));
+}
+
+// Parameters the server cannot honour are refused, never silently ignored; ranges as OpenAI's.
+std::optional<Error> refuse_unsupported(Kind kind, const json& body) {
+  if (given(body, "n") && json_get<std::int64_t>(body, "n", 0) != 1) {
     return bad("n", "must be 1");  // an integer: 1.9 is not 1
   }
+  for (const char* penalty : {"presence_penalty", "frequency_penalty"}) {
+    if (!given(body, penalty)) continue;
+    const auto& v = body[penalty];
+    if (!v.is_number() || v.get<double>() < -2.0 || v.get<double>() > 2.0) {
+      return bad(penalty, "must be a number between -2 and 2");
+    }
+    if (v.get<double>() != 0.0) return unsupported(penalty, "only 0 is");
+  }
+  if (given(body, "logit_bias") && !body["logit_bias"].empty()) {
+    return unsupported("logit_bias", "only an empty map is");
+  }
+  if (given(body, "temperature") && body["temperature"].is_number() &&
+      body["temperature"].get<double>() > 2.0) {
+    return bad("temperature", "must be between 0 and 2");
+  }
+  if (kind == Kind::completion) {
+    if (given(body, "best_of") && json_get<std::int64_t>(body, "best_of", 0) != 1) {
+      return unsupported("best_of", "only 1 is");
+    }
+    if (given(body, "echo") && body["echo"] != false) return unsupported("echo", "only false is");
+    if (given(body, "suffix") && body["suffix"] != "") return unsupported("suffix", "");
+    return std::nullopt;
+  }
+  if (given(body, "tools") && !body["tools"].empty()) {
+    return unsupported("tools", "it does not return tool calls");
+  }
+  if (given(body, "tool_choice") && body["tool_choice"] != "none") {
+    return unsupported("tool_choice", "it does not return tool calls");
+  }
+  for (const char* key : {"functions", "function_call", "audio", "prediction"}) {
+    if (given(body, key)) return unsupported(key, "");
+  }
+  if (given(body, "response_format") &&
+      json_get<std::string>(body["response_format"], "type", "") != "text") {
+    return unsupported("response_format", "only {\"type\": \"text\"} is");
+  }
+  return std::nullopt;
+}
+
+// The number of most likely tokens to report with each one (-1: no logprobs): chat's
+// logprobs (a boolean) and top_logprobs (0 to 20), or the completions API's logprobs (0 to 5).
+Result<int> read_logprobs(Kind kind, const json& body) {
+  if (kind == Kind::completion) {
+    if (!given(body, "logprobs")) return -1;
+    const auto& v = body["logprobs"];
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > 5) {
+      return bad("logprobs", "must be an integer between 0 and 5");
+    }
+    return v.get<int>();
+  }
+  const auto& on = json_field(body, "logprobs");
+  if (!on.is_null() && !on.is_boolean()) return bad("logprobs", "must be a boolean");
+  const bool wanted = on.is_boolean() && on.get<bool>();
+  if (!given(body, "top_logprobs")) return wanted ? 0 : -1;
+  const auto& top = body["top_logprobs"];
+  if (!top.is_number_integer() || top.get<std::int64_t>() < 0 ||
+      top.get<std::int64_t>() > kMaxTopLogprobs) {
+    return bad("top_logprobs", "must be an integer between 0 and 20");
+  }
+  if (!wanted) return bad("top_logprobs", "needs 'logprobs' set to true");
+  return top.get<int>();
+}
+
+}  // namespace
+
+Result<Request> parse_request(Kind kind, const json& body, const std::string& model,
+                              bool fixed_chat_template) {
+  if (auto refused = wrong_model(body, model)) return *refused;
+  if (auto refused = refuse_unsupported(kind, body)) return *refused;
+  auto logprobs = read_logprobs(kind, body);
+  if (!logprobs) return logprobs.error();
   auto prompt = kind == Kind::chat ? chat_prompt(json_field(body, "messages"))
                                    : completion_prompt(json_field(body, "prompt"));
   if (!prompt) return prompt.error();
@@ -98,15 +180,66 @@ Result<Request> parse_request(Kind kind, const json& body, const std::string& mo
   }
   auto parsed = parse_generate_request(std::move(*prompt), params);
   if (!parsed) return parsed.error();
-  // The template's next turn ends the assistant's reply.
-  if (kind == Kind::chat) parsed->stop.push_back("\nuser:");
+  // The fixed template's next turn ends the assistant's reply.
+  if (kind == Kind::chat && fixed_chat_template) parsed->stop.push_back("\nuser:");
+  parsed->logprobs = *logprobs;
   Request request{std::move(*parsed)};
-  if (body.contains("stream") && !body["stream"].is_null()) {
+  if (given(body, "stream")) {
     if (!body["stream"].is_boolean()) return bad("stream", "must be a boolean");
     request.stream = body["stream"].get<bool>();
   }
-  request.include_usage = json_get(json_field(body, "stream_options"), "include_usage", false);
+  if (given(body, "stream_options")) {
+    if (!request.stream) return bad("stream_options", "is only allowed when 'stream' is true");
+    request.include_usage = json_get(body["stream_options"], "include_usage", false);
+  }
+  if (request.stream && request.params.logprobs >= 0) {
+    return unsupported("logprobs", "not while streaming");
+  }
   return request;
+}
+
+json logprobs(Kind kind, const json& entries,
+              const std::function<std::string(std::int64_t)>& token_text) {
+  // token_text may return part of a UTF-8 sequence: "bytes" has it exactly, "token" as text.
+  const auto bytes = [](const std::string& text) {
+    json out = json::array();
+    for (const unsigned char c : text) out.push_back(c);
+    return out;
+  };
+  // An entry is [id, logprob, [[id, logprob], ...]] (the worker's result).
+  if (kind == Kind::chat) {
+    json content = json::array();
+    for (const auto& e : entries) {
+      const auto text = token_text(e[0].get<std::int64_t>());
+      json top = json::array();
+      for (const auto& t : e[2]) {
+        const auto alt = token_text(t[0].get<std::int64_t>());
+        top.push_back({{"token", sanitize_utf8(alt)}, {"logprob", t[1]}, {"bytes", bytes(alt)}});
+      }
+      content.push_back({{"token", sanitize_utf8(text)},
+                         {"logprob", e[1]},
+                         {"bytes", bytes(text)},
+                         {"top_logprobs", top}});
+    }
+    return {{"content", std::move(content)}, {"refusal", nullptr}};
+  }
+  json tokens = json::array(), token_logprobs = json::array(), top_logprobs = json::array(),
+       offsets = json::array();
+  std::size_t offset = 0;
+  for (const auto& e : entries) {
+    const auto text = sanitize_utf8(token_text(e[0].get<std::int64_t>()));
+    tokens.push_back(text);
+    token_logprobs.push_back(e[1]);
+    json top = json::object();
+    for (const auto& t : e[2]) top[sanitize_utf8(token_text(t[0].get<std::int64_t>()))] = t[1];
+    top_logprobs.push_back(std::move(top));
+    offsets.push_back(offset);
+    offset += text.size();
+  }
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(token_logprobs)},
+          {"top_logprobs", std::move(top_logprobs)},
+          {"text_offset", std::move(offsets)}};
 }
 
 json response(Kind kind, const Ids& ids, const json& result) {
@@ -154,10 +287,16 @@ json error_body(int status, const std::string& message) {
   const bool client = status >= 400 && status < 500;
   json code = nullptr;
   if (status == 404) code = "model_not_found";
+  // A refusal of a parameter reads "'name' ...": that names it.
+  json param = nullptr;
+  if (client && message.size() > 2 && message[0] == '\'') {
+    const auto end = message.find('\'', 1);
+    if (end != std::string::npos && end > 1) param = message.substr(1, end - 1);
+  }
   return {{"error",
            {{"message", message},
             {"type", client ? "invalid_request_error" : "server_error"},
-            {"param", nullptr},
+            {"param", std::move(param)},
             {"code", code}}}};
 }
 

@@ -30,7 +30,7 @@ Result<json> read_json_file(const fs::path& path) {
 }
 
 // A special token in tokenizer_config.json: a string, or an AddedToken ({"content": ...}).
-std::string token_text(const json& config, const char* key) {
+std::string special_token(const json& config, const char* key) {
   const auto& v = json_field(config, key);
   if (v.is_string()) return v.get<std::string>();
   return json_get<std::string>(v, "content", "");
@@ -67,8 +67,8 @@ Result<std::shared_ptr<const TextModel>> TextModel::load(const std::string& path
   if (fs::is_directory(given) && fs::exists(dir / "tokenizer_config.json")) {
     auto config = read_json_file(dir / "tokenizer_config.json");
     if (!config) return config.error();
-    model->bos_token_ = token_text(*config, "bos_token");
-    model->eos_token_ = token_text(*config, "eos_token");
+    model->bos_token_ = special_token(*config, "bos_token");
+    model->eos_token_ = special_token(*config, "eos_token");
     if (auto source = chat_template_source(*config)) {
       auto parsed = JinjaTemplate::parse(*source);
       if (!parsed) {
@@ -134,6 +134,11 @@ Result<std::string> TextModel::render_chat(const nlohmann::ordered_json& message
                       "the chat template refused the messages: " + rendered.error().message);
   }
   return std::move(*rendered);
+}
+
+std::string TextModel::token_text(std::int64_t id) const {
+  if (!tokenizer_) return std::string(1, static_cast<char>(id));
+  return tokenizer_->decode({static_cast<std::uint32_t>(id)});
 }
 
 }  // namespace respawn

@@ -40,6 +40,9 @@ class TextModel {
   Result<std::string> render_chat(const nlohmann::ordered_json& messages,
                                   bool add_generation_prompt,
                                   const nlohmann::ordered_json& tools = nullptr) const;
+  // One token's text, for logprobs: its bytes when byte-level (maybe part of a UTF-8
+  // sequence), else the tokenizer's decode of it alone.
+  std::string token_text(std::int64_t id) const;
   bool has_chat_template() const { return chat_template_.has_value(); }
   const std::vector<std::uint32_t>& eos_token_ids() const { return eos_ids_; }
 

@@ -116,6 +116,7 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
                                    "--device",     options_.device,
                                    "--threads",    std::to_string(options_.worker_threads)};
   if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
+  if (!options_.tokenizer.empty()) args.insert(args.end(), {"--tokenizer", options_.tokenizer});
   if (options_.enable_fault_injection) args.push_back("--enable-fault-injection");
   if (!start_fault_.empty()) args.insert(args.end(), {"--fault", start_fault_});
   auto worker = factory_({options_.worker_bin, std::move(args),

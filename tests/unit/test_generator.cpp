@@ -5,7 +5,9 @@
 
 #include "respawn/utf8.hpp"
 
+#include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <set>
 #include <string>
@@ -649,6 +651,134 @@ TEST(Sequence, AContextStaysValidWhileOtherSequencesAreAsked) {
   const auto& cb = b.context();
   EXPECT_EQ(ca, (std::vector<std::int64_t>{'a', 'a', 'a'}));
   EXPECT_EQ(cb, (std::vector<std::int64_t>{'b', 'b', 'b'}));
+}
+
+// --- with a tokenizer: ids instead of bytes ---
+
+const Tokenizer& qwen2() {
+  static const Tokenizer tokenizer =
+      Tokenizer::from_file((std::filesystem::path(__FILE__).parent_path().parent_path() / "data" /
+                            "tokenizers" / "qwen2" / "tokenizer.json")
+                               .string());
+  return tokenizer;
+}
+
+// Logits over `rows` ids (more than the tokenizer has, as a padded model), favouring `token`.
+std::vector<float> favouring_id(std::size_t token, std::size_t rows) {
+  std::vector<float> logits(rows, 0.0f);
+  logits[token] = 10.0f;
+  return logits;
+}
+
+GenerateRequest with_ids(std::vector<std::int64_t> ids, int max_tokens) {
+  GenerateRequest r = greedy("", max_tokens);
+  r.prompt_ids = std::move(ids);
+  return r;
+}
+
+TEST(SequenceWithTokenizer, ConditionsOnThePromptIdsAndDecodesItsOwn) {
+  const auto& tok = qwen2();
+  const auto prompt = tok.encode("The worker", false);
+  const auto answer = tok.encode(" recycles after a crash.", false);
+  Sequence seq(with_ids({prompt.begin(), prompt.end()}, 100), kBigContext, &tok);
+  EXPECT_EQ(seq.output().prompt_tokens, static_cast<int>(prompt.size()));
+  EXPECT_EQ(seq.context(), (std::vector<std::int64_t>(prompt.begin(), prompt.end())));
+  std::string streamed;
+  for (const auto id : answer) streamed += seq.advance(favouring_id(id, tok.vocab_size()));
+  seq.cancel();
+  streamed += seq.flush();
+  EXPECT_EQ(streamed, " recycles after a crash.");
+  EXPECT_EQ(seq.output().text, streamed);
+  EXPECT_EQ(seq.output().completion_tokens, static_cast<int>(answer.size()));
+}
+
+TEST(SequenceWithTokenizer, AStopIdEndsWithStopAndIsNotInTheText) {
+  const auto& tok = qwen2();
+  const auto end = *tok.token_to_id("<|im_end|>");
+  auto request = with_ids({5, 6}, 50);
+  request.stop_token_ids = {static_cast<std::int64_t>(end), 0};
+  Sequence seq(request, kBigContext, &tok);
+  const auto hi = tok.encode("Hi", false);
+  for (const auto id : hi) seq.advance(favouring_id(id, tok.vocab_size()));
+  ASSERT_FALSE(seq.done());
+  seq.advance(favouring_id(end, tok.vocab_size()));
+  ASSERT_TRUE(seq.done());
+  seq.flush();
+  EXPECT_EQ(seq.output().finish_reason, "stop");
+  EXPECT_EQ(seq.output().text, "Hi");
+  EXPECT_EQ(seq.output().completion_tokens, static_cast<int>(hi.size()) + 1);  // EOS counts
+}
+
+TEST(SequenceWithTokenizer, NeverSamplesAnIdTheTokenizerCannotDecode) {
+  const auto& tok = qwen2();
+  const std::size_t rows = tok.vocab_size() + 256;  // a padded model
+  // The padded rows hold the highest logits: greedy and sampling must both skip them.
+  std::vector<float> logits(rows, 0.0f);
+  for (std::size_t i = tok.vocab_size(); i < rows; ++i) logits[i] = 50.0f;
+  logits[7] = 1.0f;
+  Sequence greedy_seq(with_ids({5}, 1), kBigContext, &tok);
+  greedy_seq.advance(logits);
+  greedy_seq.flush();
+  EXPECT_EQ(greedy_seq.length(), 2u);
+  EXPECT_EQ(greedy_seq.last_token(), 7);
+  for (std::uint64_t seed = 0; seed < 50; ++seed) {
+    auto r = with_ids({5}, 1);
+    r.temperature = 10.0;
+    r.seed = seed;
+    Sequence sampled(r, kBigContext, &tok);
+    sampled.advance(logits);
+    EXPECT_LT(sampled.last_token(), static_cast<std::int64_t>(tok.vocab_size())) << seed;
+  }
+}
+
+TEST(SequenceWithTokenizer, AStopStringAcrossTokensCutsTheText) {
+  const auto& tok = qwen2();
+  auto request = with_ids({5}, 50);
+  request.stop = {"crash"};
+  Sequence seq(request, kBigContext, &tok);
+  std::string streamed;
+  for (const auto id : tok.encode(" after a crash and more", false)) {
+    streamed += seq.advance(favouring_id(id, tok.vocab_size()));
+    if (seq.done()) break;
+  }
+  streamed += seq.flush();
+  EXPECT_EQ(seq.output().finish_reason, "stop");
+  EXPECT_EQ(seq.output().text, " after a ");
+  EXPECT_EQ(streamed, seq.output().text);
+}
+
+TEST(SequenceWithTokenizer, AByteLevelPromptIsEncodedWhenNoIdsCome) {
+  const auto& tok = qwen2();
+  Sequence seq(greedy("Hello there", 4), kBigContext, &tok);
+  const auto ids = tok.encode("Hello there", true);
+  EXPECT_EQ(seq.context(), (std::vector<std::int64_t>(ids.begin(), ids.end())));
+}
+
+TEST(Sequence, LogprobsAreTheChosenTokensAndTheMostLikelyOnes) {
+  auto request = greedy("a", 2);
+  request.logprobs = 2;
+  Sequence seq(request, kBigContext);
+  std::vector<float> logits(kVocab, -1000.0f);
+  logits['x'] = 2.0f;
+  logits['y'] = 1.0f;
+  logits['z'] = 0.0f;
+  seq.advance(logits);
+  seq.advance(logits);
+  seq.flush();
+  const auto& lp = seq.output().logprobs;
+  ASSERT_EQ(lp.size(), 2u);
+  const double total = std::log(std::exp(2.0) + std::exp(1.0) + std::exp(0.0));
+  EXPECT_EQ(lp[0].id, 'x');
+  EXPECT_NEAR(lp[0].logprob, 2.0 - total, 1e-5);
+  ASSERT_EQ(lp[0].top.size(), 2u);
+  EXPECT_EQ(lp[0].top[0].first, 'x');
+  EXPECT_EQ(lp[0].top[1].first, 'y');
+  EXPECT_NEAR(lp[0].top[1].second, 1.0 - total, 1e-5);
+  // Not asked: none.
+  Sequence plain(greedy("a", 1), kBigContext);
+  plain.advance(logits);
+  plain.flush();
+  EXPECT_TRUE(plain.output().logprobs.empty());
 }
 
 }  // namespace

@@ -213,11 +213,14 @@ TEST(OpenAiTranslation, StreamIsABooleanAndIncludeUsageComesFromStreamOptions) {
   ASSERT_TRUE(chat.ok()) << chat.error().message;
   EXPECT_TRUE(chat->stream);
   EXPECT_FALSE(chat->include_usage);
-  auto off = parse(Kind::completion,
-                   R"({"prompt":"x","stream":false,"stream_options":{"include_usage":false}})");
+  auto off = parse(Kind::completion, R"({"prompt":"x","stream":false,"stream_options":null})");
   ASSERT_TRUE(off.ok()) << off.error().message;
   EXPECT_FALSE(off->stream);
   EXPECT_FALSE(off->include_usage);
+  // As OpenAI: stream_options only with stream true.
+  expect_bad_input(Kind::completion,
+                   R"({"prompt":"x","stream":false,"stream_options":{"include_usage":false}})",
+                   "stream_options", "is only allowed when 'stream' is true");
 }
 
 TEST(OpenAiTranslation, MalformedStreamOptionsAreIgnored) {
@@ -233,24 +236,25 @@ TEST(OpenAiTranslation, MalformedStreamOptionsAreIgnored) {
 }
 
 TEST(OpenAiTranslation, TheDocumentedIgnoredFieldsChangeNothing) {
-  const json ignored = {{"logprobs", 5},
-                        {"top_logprobs", 2},
-                        {"echo", true},
-                        {"presence_penalty", 1.5},
-                        {"frequency_penalty", -1},
-                        {"logit_bias", {{"50256", -100}}},
-                        {"user", "someone"},
-                        {"tools", json::array({{{"type", "function"}}})},
-                        {"tool_choice", "auto"},
-                        {"suffix", "!"},
-                        {"best_of", 3},
-                        {"response_format", {{"type", "json_object"}}}};
+  // Harmless values of what the server cannot honour, and fields that do not matter to it.
+  const json ignored = {{"presence_penalty", 0},        {"frequency_penalty", 0.0},
+                        {"logit_bias", json::object()}, {"user", "someone"},
+                        {"metadata", {{"a", "b"}}},     {"n", 1}};
   for (const auto kind : {Kind::completion, Kind::chat}) {
     json plain = kind == Kind::chat ? json{{"messages", kHello}} : json{{"prompt", "Hello"}};
     plain["max_tokens"] = 12;
     plain["seed"] = 3;
     json noisy = plain;
     noisy.update(ignored);
+    if (kind == Kind::chat) {
+      noisy["tools"] = json::array();
+      noisy["tool_choice"] = "none";
+      noisy["response_format"] = {{"type", "text"}};
+    } else {
+      noisy["echo"] = false;
+      noisy["best_of"] = 1;
+      noisy["suffix"] = "";
+    }
     auto a = openai::parse_request(kind, plain, kModel);
     auto b = openai::parse_request(kind, noisy, kModel);
     ASSERT_TRUE(a.ok()) << a.error().message;
@@ -259,6 +263,77 @@ TEST(OpenAiTranslation, TheDocumentedIgnoredFieldsChangeNothing) {
     EXPECT_EQ(b->stream, a->stream);
     EXPECT_EQ(b->include_usage, a->include_usage);
   }
+}
+
+TEST(OpenAiTranslation, WhatTheServerCannotHonourIsA400NamingTheParam) {
+  const std::vector<std::pair<json, std::string>> chat_refusals = {
+      {{{"tools", json::array({{{"type", "function"}}})}}, "tools"},
+      {{{"tool_choice", "auto"}}, "tool_choice"},
+      {{{"response_format", {{"type", "json_object"}}}}, "response_format"},
+      {{{"presence_penalty", 1.5}}, "presence_penalty"},
+      {{{"frequency_penalty", -1}}, "frequency_penalty"},
+      {{{"logit_bias", {{"50256", -100}}}}, "logit_bias"},
+      {{{"functions", json::array()}}, "functions"},
+      {{{"n", 2}}, "n"},
+  };
+  for (const auto& [field, param] : chat_refusals) {
+    json body = {{"messages", kHello}};
+    body.update(field);
+    auto r = openai::parse_request(Kind::chat, body, kModel);
+    ASSERT_FALSE(r.ok()) << body.dump();
+    EXPECT_EQ(r.error().kind, ErrorKind::bad_input);
+    EXPECT_EQ(openai::error_body(400, r.error().message)["error"]["param"], param) << body.dump();
+  }
+  for (const auto& [field, param] :
+       std::vector<std::pair<json, std::string>>{{{{"best_of", 3}}, "best_of"},
+                                                 {{{"echo", true}}, "echo"},
+                                                 {{{"suffix", "!"}}, "suffix"}}) {
+    json body = {{"prompt", "Hello"}};
+    body.update(field);
+    auto r = openai::parse_request(Kind::completion, body, kModel);
+    ASSERT_FALSE(r.ok()) << body.dump();
+    EXPECT_EQ(openai::error_body(400, r.error().message)["error"]["param"], param) << body.dump();
+  }
+  // OpenAI's ranges.
+  expect_bad_input(Kind::chat, chat_body({{"temperature", 2.5}}), "temperature",
+                   "must be between 0 and 2");
+  expect_bad_input(Kind::chat, chat_body({{"presence_penalty", 3}}), "presence_penalty",
+                   "must be a number between -2 and 2");
+}
+
+TEST(OpenAiTranslation, LogprobsAskForTheChosenTokensAndTheMostLikelyOnes) {
+  EXPECT_EQ(parse(Kind::chat, chat_body(json::object()))->params.logprobs, -1);
+  EXPECT_EQ(parse(Kind::chat, chat_body({{"logprobs", true}}))->params.logprobs, 0);
+  EXPECT_EQ(
+      parse(Kind::chat, chat_body({{"logprobs", true}, {"top_logprobs", 20}}))->params.logprobs,
+      20);
+  EXPECT_EQ(parse(Kind::completion, R"({"prompt":"x","logprobs":3})")->params.logprobs, 3);
+  expect_bad_input(Kind::chat, chat_body({{"top_logprobs", 2}}), "top_logprobs",
+                   "needs 'logprobs' set to true");
+  expect_bad_input(Kind::chat, chat_body({{"logprobs", true}, {"top_logprobs", 21}}),
+                   "top_logprobs", "must be an integer between 0 and 20");
+  expect_bad_input(Kind::completion, R"({"prompt":"x","logprobs":6})", "logprobs",
+                   "must be an integer between 0 and 5");
+  expect_bad_input(Kind::chat, chat_body({{"logprobs", true}, {"stream", true}}), "logprobs",
+                   "is not supported by this server: not while streaming");
+}
+
+TEST(OpenAiTranslation, LogprobsTakeTheShapeOfEachApi) {
+  const json entries = json::parse(R"([[72, -0.5, [[72, -0.5], [101, -1.5]]], [105, -0.25, []]])");
+  const auto text = [](std::int64_t id) { return std::string(1, static_cast<char>(id)); };
+  EXPECT_EQ(openai::logprobs(Kind::chat, entries, text), json::parse(R"({"refusal": null,
+      "content": [{"token": "H", "logprob": -0.5, "bytes": [72],
+                   "top_logprobs": [{"token": "H", "logprob": -0.5, "bytes": [72]},
+                                    {"token": "e", "logprob": -1.5, "bytes": [101]}]},
+                  {"token": "i", "logprob": -0.25, "bytes": [105], "top_logprobs": []}]})"));
+  EXPECT_EQ(openai::logprobs(Kind::completion, entries, text), json::parse(R"({
+      "tokens": ["H", "i"], "token_logprobs": [-0.5, -0.25],
+      "top_logprobs": [{"H": -0.5, "e": -1.5}, {}], "text_offset": [0, 1]})"));
+  // Part of a UTF-8 sequence: the bytes exactly, the token as text.
+  const auto half = [](std::int64_t) { return std::string("\xE2\x82"); };
+  const auto one = openai::logprobs(Kind::chat, json::parse(R"([[1, -1.0, []]])"), half);
+  EXPECT_EQ(one["content"][0]["bytes"], json({0xE2, 0x82}));
+  EXPECT_EQ(one["content"][0]["token"], "\xEF\xBF\xBD");
 }
 
 TEST(OpenAiTranslation, TheServedModelOrNoModelIsAccepted) {
@@ -593,8 +668,10 @@ TEST(OpenAiTranslation, ClientErrorsAreInvalidRequestErrors) {
   EXPECT_EQ(openai::error_body(400, "'n' must be 1"), (json{{"error",
                                                              {{"message", "'n' must be 1"},
                                                               {"type", "invalid_request_error"},
-                                                              {"param", nullptr},
+                                                              {"param", "n"},
                                                               {"code", nullptr}}}}));
+  EXPECT_EQ(openai::error_body(400, "no param here")["error"]["param"], nullptr);
+  EXPECT_EQ(openai::error_body(500, "'x' failed")["error"]["param"], nullptr);
   for (const int status : {400, 413, 499}) {
     const auto body = openai::error_body(status, "m");
     EXPECT_EQ(body["error"]["type"], "invalid_request_error") << status;

@@ -1,0 +1,89 @@
+// Tests for IncrementalDetokenizer (text/respawn/detokenizer.hpp): ids pushed one at a time give
+// pieces of valid UTF-8 that add up to the text of all of them, for every tokenizer family of
+// tests/data/tokenizers and the strings of its references.
+#include "respawn/detokenizer.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "respawn/utf8.hpp"
+
+namespace respawn {
+namespace {
+
+using nlohmann::json;
+
+std::filesystem::path data_dir() {
+  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "tokenizers";
+}
+
+json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return json::parse(text.str());
+}
+
+// Every test string of references.json.
+std::vector<std::string> corpus() {
+  std::vector<std::string> out;
+  for (const auto& s : read_json(data_dir() / "references.json")["strings"]) {
+    out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+class Detokenizer : public testing::TestWithParam<std::string> {};
+
+TEST_P(Detokenizer, PiecesAreValidUtf8AndAddUpToTheDecodedText) {
+  const auto tokenizer =
+      Tokenizer::from_file((data_dir() / GetParam() / "tokenizer.json").string());
+  const auto prompt = tokenizer.encode("Answer:", false);
+  for (const auto& text : corpus()) {
+    const auto ids = tokenizer.encode(text, false);
+    IncrementalDetokenizer stream(tokenizer, prompt);
+    std::string joined;
+    for (const auto id : ids) {
+      const auto piece = stream.push(id);
+      EXPECT_EQ(sanitize_utf8(piece), piece) << text;
+      joined += piece;
+    }
+    joined += stream.flush();
+    // The text of the ids as they continue the prompt.
+    auto all = prompt;
+    all.insert(all.end(), ids.begin(), ids.end());
+    const auto whole = tokenizer.decode(all, true);
+    const auto head = tokenizer.decode(prompt, true);
+    ASSERT_EQ(whole.compare(0, head.size(), head), 0);
+    EXPECT_EQ(joined, whole.substr(head.size())) << text;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, Detokenizer,
+                         testing::Values("gpt2", "qwen2", "llama3", "sentencepiece"));
+
+TEST(DetokenizerHoldBack, APartialCharacterWaitsForItsLastByte) {
+  const auto tokenizer = Tokenizer::from_file((data_dir() / "gpt2" / "tokenizer.json").string());
+  // Byte-level tokens for the three bytes of "€" (E2 82 AC), one by one.
+  std::vector<std::uint32_t> bytes;
+  // ByteLevel's characters for those bytes: â, Ĥ, ¬.
+  for (const char* token : {"\xC3\xA2", "\xC4\xA4", "\xC2\xAC"}) {
+    const auto id = tokenizer.token_to_id(token);
+    ASSERT_TRUE(id.has_value()) << token;
+    bytes.push_back(*id);
+  }
+  IncrementalDetokenizer stream(tokenizer, {});
+  EXPECT_EQ(stream.push(bytes[0]), "");
+  EXPECT_EQ(stream.push(bytes[1]), "");
+  EXPECT_EQ(stream.push(bytes[2]), "\xE2\x82\xAC");
+  // Cut short, a partial character comes out as U+FFFD at the end.
+  IncrementalDetokenizer cut(tokenizer, {});
+  EXPECT_EQ(cut.push(bytes[0]), "");
+  EXPECT_EQ(cut.flush(), "\xEF\xBF\xBD");
+}
+
+}  // namespace
+}  // namespace respawn
