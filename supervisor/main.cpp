@@ -15,8 +15,10 @@
 
 #include "http/api.hpp"
 #include "http/http_server.hpp"
+#include "http/text_model.hpp"
 #include "lifecycle/worker_manager.hpp"
 #include "respawn/logging.hpp"
+#include "respawn/text_files.hpp"
 #include "scheduling/scheduler.hpp"
 #include "serve_options.hpp"
 #include "smoke/smoke_runner.hpp"
@@ -82,6 +84,11 @@ int serve(respawn::ServeOptions options) {
     return 2;
   }
   auto text = std::make_shared<const respawn::TextModel>();
+  // A model file that carries its tokenizer (extra files) serves with it, alone.
+  if (options.tokenizer.empty() && respawn::TextFiles::embedded_in(options.model)) {
+    spdlog::info("using the tokenizer files carried in {}", options.model);
+    options.tokenizer = options.model;
+  }
   if (!options.tokenizer.empty()) {
     auto loaded = respawn::TextModel::load(options.tokenizer);
     if (!loaded) {

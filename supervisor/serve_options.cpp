@@ -25,8 +25,9 @@ void add_policy_flags(CLI::App& app, std::map<std::string, std::string>& raw) {
 void add_options(CLI::App& app, ServeOptions& o) {
   app.add_option("--model", o.model, "TorchScript model file (default: the bundled demo)");
   app.add_option("--tokenizer", o.tokenizer,
-                 "Hugging Face tokenizer.json, or a folder with it, tokenizer_config.json and "
-                 "generation_config.json (default: byte-level)");
+                 "Hugging Face tokenizer.json (or SentencePiece tokenizer.model), or a folder "
+                 "with it, tokenizer_config.json and generation_config.json (default: the ones "
+                 "the model file carries, else byte-level)");
   app.add_option("--model-name", o.model_name, "name in the URLs (default: the file's stem)");
   app.add_option("--task", o.task, "generate | tensor (default: what the model declares)")
       ->check(CLI::IsMember({"generate", "tensor"}));

@@ -8,14 +8,13 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
-#include <filesystem>
 #include <optional>
 #include <thread>
 
 #include "model_runner.hpp"
 #include "respawn/fault.hpp"
 #include "respawn/logging.hpp"
-#include "respawn/tokenizer.hpp"
+#include "respawn/text_files.hpp"
 #include "worker_server.hpp"
 
 int main(int argc, char** argv) {
@@ -31,8 +30,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "cuda", "cpu"}));
   app.add_option("--threads", options.threads, "intra-op threads (0 = default)");
   std::string tokenizer_path;
-  app.add_option("--tokenizer", tokenizer_path,
-                 "tokenizer.json (or a folder with one): generations use its ids");
+  app.add_option(
+      "--tokenizer", tokenizer_path,
+      "a tokenizer file, a folder with one, or a model file carrying one: generations use its ids");
   bool fault_injection = false;
   std::string start_fault;
   app.add_flag("--enable-fault-injection", fault_injection, "obey injected faults (tests)");
@@ -62,10 +62,7 @@ int main(int argc, char** argv) {
   std::optional<respawn::Tokenizer> tokenizer;
   std::unique_ptr<respawn::worker::ModelRunner> runner;
   try {
-    if (!tokenizer_path.empty()) {
-      if (std::filesystem::is_directory(tokenizer_path)) tokenizer_path += "/tokenizer.json";
-      tokenizer = respawn::Tokenizer::from_file(tokenizer_path);
-    }
+    if (!tokenizer_path.empty()) tokenizer = respawn::TextFiles(tokenizer_path).tokenizer();
     runner = respawn::worker::ModelRunner::load(options);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());

@@ -1,30 +1,22 @@
 #include "http/text_model.hpp"
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
-
 #include "http/openai.hpp"
 #include "respawn/json_util.hpp"
+#include "respawn/text_files.hpp"
 #include "respawn/utf8.hpp"
 
 namespace respawn {
 
-namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
 constexpr std::uint32_t kByteVocabulary = 256;
 
-Result<json> read_json_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(ErrorKind::bad_input, "cannot read " + path.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  auto parsed = json::parse(text.str(), nullptr, false);
+Result<json> parse_json_object(const std::string& text, const std::string& where) {
+  auto parsed = json::parse(text, nullptr, false);
   if (parsed.is_discarded() || !parsed.is_object()) {
-    return make_error(ErrorKind::bad_input, path.string() + " is not a JSON object");
+    return make_error(ErrorKind::bad_input, where + " is not a JSON object");
   }
   return parsed;
 }
@@ -54,33 +46,37 @@ std::optional<std::string> chat_template_source(const json& config) {
 }  // namespace
 
 Result<std::shared_ptr<const TextModel>> TextModel::load(const std::string& path) {
-  const fs::path given(path);
-  const fs::path dir = fs::is_directory(given) ? given : given.parent_path();
-  const fs::path tokenizer_file = fs::is_directory(given) ? given / "tokenizer.json" : given;
+  const TextFiles files(path);
   auto model = std::make_shared<TextModel>();
+  std::optional<std::string> config_text, generation_text;
   try {
-    model->tokenizer_ = std::make_shared<const Tokenizer>(Tokenizer::from_file(tokenizer_file));
+    model->tokenizer_ = std::make_shared<const Tokenizer>(files.tokenizer());
+    // A lone tokenizer file has no companions.
+    config_text = files.read("tokenizer_config.json");
+    generation_text = files.read("generation_config.json");
   } catch (const std::exception& e) {
-    return make_error(ErrorKind::bad_input, tokenizer_file.string() + ": " + e.what());
+    const std::string what = e.what();
+    const auto where = files.where("tokenizer.json");
+    return make_error(ErrorKind::bad_input, what.rfind(path, 0) == 0 ? what : where + ": " + what);
   }
-  // The companions are read only from a folder: a lone tokenizer.json has none.
-  if (fs::is_directory(given) && fs::exists(dir / "tokenizer_config.json")) {
-    auto config = read_json_file(dir / "tokenizer_config.json");
+  if (config_text) {
+    const auto where = files.where("tokenizer_config.json");
+    auto config = parse_json_object(*config_text, where);
     if (!config) return config.error();
     model->bos_token_ = special_token(*config, "bos_token");
     model->eos_token_ = special_token(*config, "eos_token");
     if (auto source = chat_template_source(*config)) {
       auto parsed = JinjaTemplate::parse(*source);
       if (!parsed) {
-        return make_error(ErrorKind::bad_input,
-                          (dir / "tokenizer_config.json").string() + ": chat_template line " +
-                              std::to_string(parsed.error().line) + ": " + parsed.error().message);
+        return make_error(ErrorKind::bad_input, where + ": chat_template line " +
+                                                    std::to_string(parsed.error().line) + ": " +
+                                                    parsed.error().message);
       }
       model->chat_template_ = std::move(*parsed);
     }
   }
-  if (fs::is_directory(given) && fs::exists(dir / "generation_config.json")) {
-    auto config = read_json_file(dir / "generation_config.json");
+  if (generation_text) {
+    auto config = parse_json_object(*generation_text, files.where("generation_config.json"));
     if (!config) return config.error();
     const auto& eos = json_field(*config, "eos_token_id");
     for (const auto& id : eos.is_array() ? eos : json::array({eos})) {

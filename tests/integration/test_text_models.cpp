@@ -196,6 +196,24 @@ TEST_F(TinyQwen, APromptLongerThanTheContextIsA400NamingIt) {
       200);
 }
 
+TEST(TinyQwenOneFile, TheModelFileAloneServesWithTheTokenizerItCarries) {
+  // No --tokenizer: model.pt carries tokenizer.json, tokenizer_config.json and
+  // generation_config.json as extra files.
+  Server server({"--model", model_path("tinyqwen/model.pt")});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const auto refs = references();
+  const auto& ref = refs["references"][0];
+  auto r = server.post("/tokenize", json{{"messages", ref["messages"]}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["tokens"], ref["prompt_ids"]);
+  r = server.post("/v1/chat/completions",
+                  json{{"messages", ref["messages"]}, {"temperature", 0}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["choices"][0]["message"]["content"], ref["completion"]);
+  EXPECT_EQ(r.json()["choices"][0]["finish_reason"], "stop");
+  EXPECT_NE(server.log().find("using the tokenizer files carried in"), std::string::npos);
+}
+
 #endif  // RESPAWN_HAS_WORKER
 
 }  // namespace
