@@ -24,7 +24,7 @@ RESPAWN_PYTHON="$RESPAWN_VENV/bin/python"
 RESPAWN_PACKAGES=(
   cmake g++ make ccache python3 python3-venv
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
-  googletest libgtest-dev pkg-config libpcre2-dev libicu-dev
+  googletest libgtest-dev pkg-config libpcre2-dev libicu-dev libsentencepiece-dev
 )
 
 respawn_install_deps() {

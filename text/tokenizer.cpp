@@ -1,4 +1,5 @@
-// The tokenizer.json pipeline: see respawn/tokenizer.hpp.
+// The tokenizer.json pipeline, and SentencePiece models (tokenizer_spm.cpp): see
+// respawn/tokenizer.hpp.
 #include "respawn/tokenizer.hpp"
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "tokenizer_bpe.hpp"
 #include "tokenizer_pipeline.hpp"
+#include "tokenizer_spm.hpp"
 #include "unicode_text.hpp"
 
 namespace respawn {
@@ -89,6 +91,8 @@ char32_t last_char(std::string_view s) {
 }  // namespace
 
 struct Tokenizer::Impl {
+  // A SentencePiece tokenizer.model: when set, it does everything and the rest is empty.
+  std::unique_ptr<SentencePieceModel> sentencepiece;
   std::unique_ptr<BpeModel> model;
   std::unique_ptr<Normalizer> normalizer;
   std::unique_ptr<PreTokenizer> pre_tokenizer;
@@ -244,15 +248,47 @@ Tokenizer Tokenizer::from_json_text(std::string_view text) {
   return from_json(config);
 }
 
+Tokenizer Tokenizer::from_sentencepiece(std::string_view model) {
+  auto impl = std::make_shared<Impl>();
+  impl->sentencepiece = std::make_unique<SentencePieceModel>(model);
+  return Tokenizer(std::move(impl));
+}
+
 Tokenizer Tokenizer::from_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw TokenizerError("cannot open " + path);
-  std::ostringstream text;
-  text << in.rdbuf();
+  std::ostringstream read;
+  read << in.rdbuf();
+  if (in.bad()) throw TokenizerError("cannot read " + path);
+  const std::string text = read.str();
+  const std::size_t first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) {
+    throw TokenizerError(path + ": empty (neither a tokenizer.json nor a SentencePiece model)");
+  }
+  // A tokenizer.json is a JSON object: '{' after any whitespace. A tokenizer.model is a
+  // serialized ModelProto, which starts with the tag of its first piece (0x0A, which is also
+  // '\n', so a model whose first piece's length byte is whitespace and whose text starts with
+  // '{' looks like JSON: it is read as a model when it does not parse as JSON).
   try {
-    return from_json_text(text.str());
+    if (text[first] == '{') {
+      json config = json::parse(text.begin(), text.end(), nullptr, false);
+      if (!config.is_discarded()) return from_json(config);
+      if (text[0] != '\x0A') throw TokenizerError("tokenizer.json is not valid JSON");
+      try {
+        return from_sentencepiece(text);
+      } catch (const TokenizerError&) {
+        throw TokenizerError("tokenizer.json is not valid JSON");
+      }
+    }
   } catch (const TokenizerError& e) {
     throw TokenizerError(path + ": " + e.what());
+  }
+  try {
+    return from_sentencepiece(text);
+  } catch (const TokenizerError& e) {
+    throw TokenizerError(path + ": " + e.what() +
+                         " (a tokenizer.json starts with '{'; any other file is read as a "
+                         "SentencePiece tokenizer.model)");
   }
 }
 
@@ -264,6 +300,7 @@ std::vector<std::uint32_t> Tokenizer::encode(std::string_view input,
     repaired = unicode::to_valid_utf8(input);
     input = repaired;
   }
+  if (impl.sentencepiece) return impl.sentencepiece->encode(input, add_special_tokens);
   std::vector<std::uint32_t> ids;
   for (const Split& raw : impl.find_matches(input, impl.raw_matcher)) {
     if (raw.id) {
@@ -289,6 +326,7 @@ std::vector<std::uint32_t> Tokenizer::encode(std::string_view input,
 std::string Tokenizer::decode(const std::vector<std::uint32_t>& ids,
                               bool skip_special_tokens) const {
   const Impl& impl = *impl_;
+  if (impl.sentencepiece) return impl.sentencepiece->decode(ids, skip_special_tokens);
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (const std::uint32_t id : ids) {
@@ -316,6 +354,7 @@ std::string Tokenizer::decode(const std::vector<std::uint32_t>& ids,
 }
 
 std::optional<std::uint32_t> Tokenizer::token_to_id(std::string_view token) const {
+  if (impl_->sentencepiece) return impl_->sentencepiece->piece_to_id(token);
   if (const auto it = impl_->added_ids.find(std::string(token)); it != impl_->added_ids.end()) {
     return it->second;
   }
@@ -323,17 +362,20 @@ std::optional<std::uint32_t> Tokenizer::token_to_id(std::string_view token) cons
 }
 
 std::optional<std::string> Tokenizer::id_to_token(std::uint32_t id) const {
+  if (impl_->sentencepiece) return impl_->sentencepiece->id_to_piece(id);
   if (const auto it = impl_->added.find(id); it != impl_->added.end()) return it->second.content;
   if (const std::string* token = impl_->model->id_to_token(id)) return *token;
   return std::nullopt;
 }
 
 bool Tokenizer::is_special(std::uint32_t id) const {
+  if (impl_->sentencepiece) return impl_->sentencepiece->is_special(id);
   const auto it = impl_->added.find(id);
   return it != impl_->added.end() && it->second.special;
 }
 
 std::size_t Tokenizer::vocab_size() const {
+  if (impl_->sentencepiece) return impl_->sentencepiece->size();
   std::size_t size = impl_->model->id_bound();
   if (!impl_->added.empty()) size = std::max<std::size_t>(size, impl_->added.rbegin()->first + 1);
   return size;

@@ -1,6 +1,7 @@
 // Tests for IncrementalDetokenizer (text/respawn/detokenizer.hpp): ids pushed one at a time give
 // pieces of valid UTF-8 that add up to the text of all of them, for every tokenizer family of
-// tests/data/tokenizers and the strings of its references.
+// tests/data/tokenizers (tokenizer.json, or a SentencePiece tokenizer.model) and the strings of
+// its references.
 #include "respawn/detokenizer.hpp"
 
 #include <gtest/gtest.h>
@@ -36,11 +37,17 @@ std::vector<std::string> corpus() {
   return out;
 }
 
+// The family's tokenizer.json, or its tokenizer.model.
+std::string tokenizer_file(const std::string& family) {
+  const auto json_file = data_dir() / family / "tokenizer.json";
+  if (std::filesystem::exists(json_file)) return json_file.string();
+  return (data_dir() / family / "tokenizer.model").string();
+}
+
 class Detokenizer : public testing::TestWithParam<std::string> {};
 
 TEST_P(Detokenizer, PiecesAreValidUtf8AndAddUpToTheDecodedText) {
-  const auto tokenizer =
-      Tokenizer::from_file((data_dir() / GetParam() / "tokenizer.json").string());
+  const auto tokenizer = Tokenizer::from_file(tokenizer_file(GetParam()));
   const auto prompt = tokenizer.encode("Answer:", false);
   for (const auto& text : corpus()) {
     const auto ids = tokenizer.encode(text, false);
@@ -63,7 +70,8 @@ TEST_P(Detokenizer, PiecesAreValidUtf8AndAddUpToTheDecodedText) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Detokenizer,
-                         testing::Values("gpt2", "qwen2", "llama3", "sentencepiece"));
+                         testing::Values("gpt2", "qwen2", "llama3", "sentencepiece", "spm_bpe",
+                                         "spm_unigram"));
 
 TEST(DetokenizerHoldBack, APartialCharacterWaitsForItsLastByte) {
   const auto tokenizer = Tokenizer::from_file((data_dir() / "gpt2" / "tokenizer.json").string());
@@ -83,6 +91,32 @@ TEST(DetokenizerHoldBack, APartialCharacterWaitsForItsLastByte) {
   IncrementalDetokenizer cut(tokenizer, {});
   EXPECT_EQ(cut.push(bytes[0]), "");
   EXPECT_EQ(cut.flush(), "\xEF\xBF\xBD");
+}
+
+TEST(DetokenizerHoldBack, SentencePieceByteFallbackWaitsForTheLastByteToo) {
+  const auto tokenizer = Tokenizer::from_file(tokenizer_file("spm_bpe"));
+  std::vector<std::uint32_t> bytes;
+  for (const char* piece : {"<0xE2>", "<0x82>", "<0xAC>"}) {
+    const auto id = tokenizer.token_to_id(piece);
+    ASSERT_TRUE(id.has_value()) << piece;
+    bytes.push_back(*id);
+  }
+  IncrementalDetokenizer stream(tokenizer, tokenizer.encode("Answer:", true));
+  EXPECT_EQ(stream.push(bytes[0]), "");
+  EXPECT_EQ(stream.push(bytes[1]), "");
+  EXPECT_EQ(stream.push(bytes[2]), "\xE2\x82\xAC");
+  // The space SentencePiece's Decode drops at the start of a text stays after the prompt.
+  // ("world" is "▁world": the dummy prefix.)
+  const auto word = tokenizer.encode("world", false);
+  std::string text;
+  for (const auto id : word) text += stream.push(id);
+  text += stream.flush();
+  EXPECT_EQ(text, " world");
+  // And a generation with no prompt starts without it, as Decode does.
+  IncrementalDetokenizer bare(tokenizer, {});
+  text.clear();
+  for (const auto id : tokenizer.encode("Hello world", false)) text += bare.push(id);
+  EXPECT_EQ(text + bare.flush(), "Hello world");
 }
 
 }  // namespace
