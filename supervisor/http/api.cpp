@@ -493,10 +493,18 @@ void Api::submit_generate(const HttpRequest& request, GenerateRequest params,
   auto prepare = [text = text_, params = std::move(params), add_special_tokens, prompt_param,
                   ipc_extra = std::move(ipc_extra), max_context,
                   job = std::move(job)]() mutable -> Result<Job> {
-    if (!text->byte_level()) {
+    if (!params.prompt_ids.empty()) {
+      // Ids from the client: the tokenizer must know them.
+      if (auto known = text->decode({params.prompt_ids.begin(), params.prompt_ids.end()}); !known) {
+        return make_error(ErrorKind::bad_input,
+                          std::string("'") + prompt_param + "': " + known.error().message);
+      }
+    } else if (!text->byte_level()) {
       for (const auto id : text->encode(params.prompt, add_special_tokens)) {
         params.prompt_ids.push_back(id);
       }
+    }
+    if (!text->byte_level()) {
       for (const auto id : text->eos_token_ids()) params.stop_token_ids.push_back(id);
       // The model sees at most max_context tokens: a longer prompt is refused, and the
       // completion is cut to what fits (finish_reason "length").
@@ -589,10 +597,14 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
   format.chunk = [kind, ids, first](std::string_view text) {
     return sse_event(openai::chunk(kind, ids, text, std::exchange(*first, false)));
   };
-  format.end = [kind, ids, usage = parsed->include_usage](const Result<json>& result) {
+  format.end = [kind, ids, first, usage = parsed->include_usage](const Result<json>& result) {
     std::string events;
     if (result) {
-      events = sse_event(openai::final_chunk(kind, ids, *result));
+      // A reply with no text still opens with the assistant's role, as OpenAI's streams do.
+      if (kind == openai::Kind::chat && *first) {
+        events = sse_event(openai::chunk(kind, ids, "", std::exchange(*first, false)));
+      }
+      events += sse_event(openai::final_chunk(kind, ids, *result));
       if (usage) events += sse_event(openai::usage_chunk(kind, ids, *result));
     } else {
       events = sse_event(openai::error_body(static_cast<int>(http_status(result.error().kind)),

@@ -25,12 +25,31 @@ json envelope(Kind kind, const Ids& ids, bool chunk) {
           {"model", ids.model}};
 }
 
+// A prompt of token ids: [1, 2, ...] or [[1, 2, ...]]; nullopt when `prompt` is not one.
+std::optional<Result<std::vector<std::int64_t>>> prompt_ids(const json& prompt) {
+  const json& ids =
+      prompt.is_array() && prompt.size() == 1 && prompt[0].is_array() ? prompt[0] : prompt;
+  if (!ids.is_array() || ids.empty() || !ids[0].is_number()) return std::nullopt;
+  std::vector<std::int64_t> out;
+  out.reserve(ids.size());
+  for (const auto& id : ids) {
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 ||
+        id.get<std::int64_t>() > INT32_MAX) {
+      return Result<std::vector<std::int64_t>>(
+          bad("prompt", "must hold token ids (non-negative integers)"));
+    }
+    out.push_back(id.get<std::int64_t>());
+  }
+  return Result<std::vector<std::int64_t>>(std::move(out));
+}
+
 Result<std::string> completion_prompt(const json& prompt) {
   if (prompt.is_string()) return prompt.get<std::string>();
   if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
     return prompt[0].get<std::string>();
   }
-  return bad("prompt", "must be a string (or an array holding one string)");
+  return bad("prompt",
+             "must be a string or an array of token ids (or an array holding one of either)");
 }
 
 // Message content: a string, or an array of parts of which the text parts count.
@@ -159,8 +178,16 @@ Result<Request> parse_request(Kind kind, const json& body, const std::string& mo
   if (auto refused = refuse_unsupported(kind, body)) return *refused;
   auto logprobs = read_logprobs(kind, body);
   if (!logprobs) return logprobs.error();
+  std::vector<std::int64_t> ids;
+  if (kind == Kind::completion) {
+    if (auto given_ids = prompt_ids(json_field(body, "prompt"))) {
+      if (!*given_ids) return given_ids->error();
+      ids = std::move(**given_ids);
+    }
+  }
   auto prompt = kind == Kind::chat ? chat_prompt(json_field(body, "messages"))
-                                   : completion_prompt(json_field(body, "prompt"));
+                : ids.empty()      ? completion_prompt(json_field(body, "prompt"))
+                                   : Result<std::string>(std::string());
   if (!prompt) return prompt.error();
   json params = {
       {"temperature", 1.0}, {"top_p", 1.0}, {"max_tokens", kind == Kind::chat ? 256 : 16}};
@@ -183,6 +210,7 @@ Result<Request> parse_request(Kind kind, const json& body, const std::string& mo
   // The fixed template's next turn ends the assistant's reply.
   if (kind == Kind::chat && fixed_chat_template) parsed->stop.push_back("\nuser:");
   parsed->logprobs = *logprobs;
+  parsed->prompt_ids = std::move(ids);
   Request request{std::move(*parsed)};
   if (given(body, "stream")) {
     if (!body["stream"].is_boolean()) return bad("stream", "must be a boolean");

@@ -26,10 +26,11 @@ struct Request {
 
 // Validates a request body. OpenAI's defaults apply (temperature 1, top_p 1; max_tokens 16 for
 // completions, 256 for chat). Errors are bad_input naming the parameter, or not_found for a
-// model other than the one served. Parameters the server cannot honour (tools, penalties,
-// logit_bias, response_format, n > 1, ...) are refused. A chat's prompt is the fixed template's
-// (chat_prompt), whose next-turn marker then also stops the reply unless !fixed_chat_template
-// (the caller renders the model's own template instead).
+// model other than the one served. A completion's prompt may be token ids ([1, 2] or [[1, 2]]):
+// then params.prompt_ids holds them and params.prompt is empty. Parameters the server cannot honour
+// (tools, penalties, logit_bias, response_format, n > 1, ...) are refused. A chat's prompt is the
+// fixed template's (chat_prompt), whose next-turn marker then also stops the reply unless
+// !fixed_chat_template (the caller renders the model's own template instead).
 Result<Request> parse_request(Kind kind, const nlohmann::json& body, const std::string& model,
                               bool fixed_chat_template = true);
 

@@ -130,6 +130,16 @@ std::vector<HttpResult> post_all_while_the_worker_sleeps(const Server& server,
   return results;
 }
 
+std::vector<std::string> sse_data(const std::string& body) {
+  std::vector<std::string> data;
+  std::istringstream in(body);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("data: ", 0) == 0) data.push_back(line.substr(6));
+  }
+  return data;
+}
+
 int batch_size(const HttpResult& result) {
   const auto it = result.headers.find("x-respawn-batch-size");
   return it == result.headers.end() ? 0 : std::stoi(it->second);

@@ -46,6 +46,9 @@ HttpResult http_request(int port, const std::string& method, const std::string& 
 // Sends raw bytes and reads one response (10 s at most); status 0 when none came.
 HttpResult raw_request(int port, const std::string& bytes);
 
+// The `data:` payloads of a Server-Sent Events body, in order.
+std::vector<std::string> sse_data(const std::string& body);
+
 // A fresh directory under the system's temp dir ("<prefix><random>"), removed with all in it
 // when this goes.
 class TempDir {

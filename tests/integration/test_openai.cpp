@@ -2,7 +2,6 @@
 // clients parse (verified by hand with the openai npm client; see docs/http-api.md).
 #include <gtest/gtest.h>
 
-#include <sstream>
 
 #include "harness.hpp"
 
@@ -10,16 +9,6 @@ namespace respawn::test {
 namespace {
 
 using nlohmann::json;
-
-std::vector<std::string> sse_data(const std::string& body) {
-  std::vector<std::string> data;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("data: ", 0) == 0) data.push_back(line.substr(6));
-  }
-  return data;
-}
 
 TEST(OpenAi, ModelsListsTheServedModel) {
   Server server(fake_args());
@@ -126,6 +115,26 @@ TEST(OpenAi, GreedyCompletionMatchesGenerateAndStreamsTheSameText) {
     if (d != "[DONE]") text += json::parse(d)["choices"][0].value("text", "");
   }
   EXPECT_EQ(text, plain["choices"][0]["text"]);
+}
+
+TEST(OpenAi, AStreamedChatWithNoTextStillSaysItIsTheAssistant) {
+  Server server({"--model", model_path("demo.pt")});
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  json request = {
+      {"messages", {{{"role", "user"}, {"content", "Hi"}}}}, {"max_tokens", 1}, {"temperature", 0}};
+  const auto first = server.post("/v1/chat/completions", request.dump()).json();
+  const auto c = first["choices"][0]["message"]["content"].get<std::string>();
+  ASSERT_EQ(c.size(), 1u);
+  // The same reply stopped at its first character: no text at all.
+  request["stop"] = c;
+  request["stream"] = true;
+  const auto r = server.post("/v1/chat/completions", request.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto data = sse_data(r.body);
+  ASSERT_GE(data.size(), 2u) << r.body;
+  const auto opening = json::parse(data[0]);
+  EXPECT_EQ(opening["choices"][0]["delta"]["role"], "assistant") << r.body;
+  EXPECT_EQ(json::parse(data[data.size() - 2])["choices"][0]["finish_reason"], "stop") << r.body;
 }
 #endif
 

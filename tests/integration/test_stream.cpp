@@ -2,7 +2,6 @@
 // produces it, then a last event with finish_reason and usage.
 #include <gtest/gtest.h>
 
-#include <sstream>
 
 #include "harness.hpp"
 
@@ -14,11 +13,7 @@ using nlohmann::json;
 // The `data:` payloads of an SSE body, parsed.
 std::vector<json> sse_events(const std::string& body) {
   std::vector<json> events;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("data: ", 0) == 0) events.push_back(json::parse(line.substr(6)));
-  }
+  for (const auto& data : sse_data(body)) events.push_back(json::parse(data));
   return events;
 }
 

@@ -4,7 +4,6 @@
 // transformers built and generated (models/tinyqwen/references.json), token for token.
 #include <gtest/gtest.h>
 
-#include <sstream>
 
 #include "harness.hpp"
 
@@ -17,16 +16,6 @@ using nlohmann::json;
 
 json references() {
   return json::parse(read_file(model_path("tinyqwen/references.json")));
-}
-
-std::vector<std::string> sse_data(const std::string& body) {
-  std::vector<std::string> data;
-  std::istringstream in(body);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("data: ", 0) == 0) data.push_back(line.substr(6));
-  }
-  return data;
 }
 
 class TinyQwen : public testing::Test {
@@ -83,6 +72,13 @@ TEST_F(TinyQwen, PlainPromptsGetTheTokenizersSpecialTokensAndStopAtEndOfText) {
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.json()["choices"][0]["text"], ref["completion"]) << name;
     EXPECT_EQ(r.json()["choices"][0]["finish_reason"], ref["finish_reason"]) << name;
+    // The same prompt as token ids.
+    r = server_->post("/v1/completions", json{{"prompt", ref["prompt_ids"]},
+                                              {"temperature", 0},
+                                              {"max_tokens", ref["max_new_tokens"]}}
+                                             .dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json()["choices"][0]["text"], ref["completion"]) << name;
     // The Triton generate extension: the same.
     r = server_->post(
         "/v2/models/model/generate",
@@ -180,6 +176,11 @@ TEST_F(TinyQwen, APromptLongerThanTheContextIsA400NamingIt) {
   r = server_->post("/v1/completions", json{{"prompt", longer}}.dump());
   ASSERT_EQ(r.status, 400) << r.body;
   EXPECT_EQ(r.json()["error"]["param"], "prompt") << r.body;
+  // Ids the tokenizer does not have (the model's padded rows among them).
+  r = server_->post("/v1/completions", json{{"prompt", {5, 1700}}}.dump());
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.json()["error"]["param"], "prompt") << r.body;
+  EXPECT_NE(r.body.find("outside the vocabulary"), std::string::npos) << r.body;
   // And what it cannot do is refused by name, in OpenAI's shape.
   r = server_->post("/v1/chat/completions",
                     json{{"messages", {{{"role", "user"}, {"content", "Hi"}}}},

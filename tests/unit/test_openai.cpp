@@ -301,6 +301,20 @@ TEST(OpenAiTranslation, WhatTheServerCannotHonourIsA400NamingTheParam) {
                    "must be a number between -2 and 2");
 }
 
+TEST(OpenAiTranslation, ACompletionPromptMayBeTokenIds) {
+  auto r = parse(Kind::completion, R"({"prompt":[15496, 995]})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->params.prompt_ids, (std::vector<std::int64_t>{15496, 995}));
+  EXPECT_EQ(r->params.prompt, "");
+  r = parse(Kind::completion, R"({"prompt":[[7, 8]]})");
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->params.prompt_ids, (std::vector<std::int64_t>{7, 8}));
+  expect_bad_input(Kind::completion, R"({"prompt":[1, -2]})", "prompt", "token ids");
+  expect_bad_input(Kind::completion, R"({"prompt":[1, 2.5]})", "prompt", "token ids");
+  expect_bad_input(Kind::completion, R"({"prompt":[[1], [2]]})", "prompt", "must be a string");
+  expect_bad_input(Kind::completion, R"({"prompt":[]})", "prompt", "must be a string");
+}
+
 TEST(OpenAiTranslation, LogprobsAskForTheChosenTokensAndTheMostLikelyOnes) {
   EXPECT_EQ(parse(Kind::chat, chat_body(json::object()))->params.logprobs, -1);
   EXPECT_EQ(parse(Kind::chat, chat_body({{"logprobs", true}}))->params.logprobs, 0);
@@ -388,11 +402,11 @@ TEST(OpenAiTranslation, OnlyOneChoiceMayBeAsked) {
   }
 }
 
-TEST(OpenAiTranslation, APromptMustBeAStringOrAnArrayOfOneString) {
-  for (const char* prompt : {R"(["a","b"])", "[]", "[1,2,3]", "[[1,2]]", "[7]", "42", "true",
+TEST(OpenAiTranslation, APromptMustBeAStringOrTokenIdsOrAnArrayOfOneOfThem) {
+  for (const char* prompt : {R"(["a","b"])", "[]", "[[1],[2]]", "[[]]", "42", "true",
                              R"({"text":"x"})", "null"}) {
     expect_bad_input(Kind::completion, std::string(R"({"prompt":)") + prompt + "}", "prompt",
-                     "must be a string (or an array holding one string)");
+                     "must be a string or an array of token ids");
   }
   expect_bad_input(Kind::completion, R"({"max_tokens":3})", "prompt", "must be a string");
 }
