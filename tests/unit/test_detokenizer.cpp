@@ -11,21 +11,17 @@
 #include <sstream>
 
 #include "respawn/utf8.hpp"
+#include "tokenizer_references.hpp"
 
 namespace respawn {
 namespace {
 
 using nlohmann::json;
 
-std::filesystem::path data_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "tokenizers";
-}
+using test::read_json;
 
-json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str());
+std::filesystem::path data_dir() {
+  return test::tokenizer_data_dir();
 }
 
 // Every test string of references.json.

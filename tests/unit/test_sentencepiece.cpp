@@ -18,34 +18,27 @@
 #include <nlohmann/json.hpp>
 
 #include "respawn/tokenizer.hpp"
+#include "tokenizer_references.hpp"
 
 namespace respawn {
 namespace {
 
 using nlohmann::json;
 
-std::filesystem::path data_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "tokenizers";
-}
+using test::printable;
 
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+std::filesystem::path data_dir() {
+  return test::tokenizer_data_dir();
 }
 
 const json& references() {
-  static const json refs = json::parse(read_file(data_dir() / "sentencepiece_references.json"));
+  static const json refs =
+      json::parse(test::read_bytes(data_dir() / "sentencepiece_references.json"));
   return refs;
 }
 
 std::string model_path(const std::string& name) {
   return (data_dir() / name / "tokenizer.model").string();
-}
-
-std::string printable(const std::string& s) {
-  return json(s).dump();
 }
 
 const std::vector<std::string> kModels = {"spm_bpe", "spm_unigram"};
@@ -89,36 +82,7 @@ TEST_P(SentencePieceReference, PiecesAndKindsAgree) {
 
 TEST_P(SentencePieceReference, IdsAndDecodesAgreeWithTheSentencePiecePackage) {
   const Tokenizer tokenizer = Tokenizer::from_file(model_path(GetParam()));
-  const json& strings = references()["strings"];
-  const json& cases = model()["cases"];
-  ASSERT_EQ(strings.size(), cases.size());
-  std::size_t agreeing = 0;
-  for (std::size_t i = 0; i < strings.size(); ++i) {
-    const std::string text = strings[i].get<std::string>();
-    const json& expected = cases[i];
-    const auto plain = tokenizer.encode(text, false);
-    const auto with_special = tokenizer.encode(text, true);
-    const auto want_plain = expected["plain"]["ids"].get<std::vector<std::uint32_t>>();
-    const auto want_special = expected["with_special"]["ids"].get<std::vector<std::uint32_t>>();
-    EXPECT_EQ(plain, want_plain) << "encode(" << printable(text) << ", false)";
-    EXPECT_EQ(with_special, want_special) << "encode(" << printable(text) << ", true)";
-    const std::string decoded = tokenizer.decode(want_plain);
-    const std::string decoded_special = tokenizer.decode(want_special);
-    const std::string decoded_skip = tokenizer.decode(want_special, true);
-    EXPECT_EQ(decoded, expected["plain"]["decoded"].get<std::string>())
-        << "decode of " << printable(text);
-    EXPECT_EQ(decoded_special, expected["with_special"]["decoded"].get<std::string>())
-        << "decode with BOS of " << printable(text);
-    EXPECT_EQ(decoded_skip, expected["decoded_skip_special"].get<std::string>())
-        << "decode skipping special tokens of " << printable(text);
-    if (plain == want_plain && with_special == want_special &&
-        decoded == expected["plain"]["decoded"] &&
-        decoded_special == expected["with_special"]["decoded"] &&
-        decoded_skip == expected["decoded_skip_special"]) {
-      ++agreeing;
-    }
-  }
-  std::printf("[ %-26s ] %zu/%zu strings agree\n", GetParam().c_str(), agreeing, strings.size());
+  test::expect_agreement(tokenizer, references()["strings"], model()["cases"], GetParam());
 }
 
 TEST_P(SentencePieceReference, DecodesOfOtherIdSequencesAgree) {
@@ -145,7 +109,8 @@ TEST_P(SentencePieceReference, IdsOutOfRangeAreSkipped) {
 
 TEST_P(SentencePieceReference, ALoadedModelEqualsOneFromItsBytes) {
   const Tokenizer from_file = Tokenizer::from_file(model_path(GetParam()));
-  const Tokenizer from_bytes = Tokenizer::from_sentencepiece(read_file(model_path(GetParam())));
+  const Tokenizer from_bytes =
+      Tokenizer::from_sentencepiece(test::read_bytes(model_path(GetParam())));
   for (const auto& text : references()["strings"]) {
     EXPECT_EQ(from_file.encode(text.get<std::string>()),
               from_bytes.encode(text.get<std::string>()));
@@ -276,7 +241,7 @@ TEST_F(SentencePieceFile, CorruptModelsThrowAClearError) {
   EXPECT_NE(error.find("tokenizer.json starts with '{'"), std::string::npos) << error;
 
   // A real model cut short.
-  const std::string model = read_file(model_path("spm_bpe"));
+  const std::string model = test::read_bytes(model_path("spm_bpe"));
   write(model.substr(0, model.size() / 2));
   error = load_error();
   EXPECT_NE(error.find(path_), std::string::npos) << error;
@@ -299,7 +264,7 @@ TEST_F(SentencePieceFile, CorruptModelsThrowAClearError) {
 }
 
 TEST_F(SentencePieceFile, JsonIsStillReadAsTokenizerJson) {
-  write(" \n\t" + read_file(data_dir() / "sentencepiece" / "tokenizer.json"));
+  write(" \n\t" + test::read_bytes(data_dir() / "sentencepiece" / "tokenizer.json"));
   EXPECT_EQ(load_error(), "");
   write("{\"model\": ");
   const std::string error = load_error();

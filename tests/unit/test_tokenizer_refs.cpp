@@ -14,20 +14,18 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "tokenizer_references.hpp"
+
 namespace respawn {
 namespace {
 
 using nlohmann::json;
 
-std::filesystem::path data_dir() {
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "tokenizers";
-}
+using test::printable;
+using test::read_json;
 
-json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str());
+std::filesystem::path data_dir() {
+  return test::tokenizer_data_dir();
 }
 
 const json& references() {
@@ -72,10 +70,6 @@ const std::vector<std::string> kVariants = {
     "sp_metaspace_never",
 };
 
-std::string printable(const std::string& s) {
-  return json(s).dump();
-}
-
 TEST(TokenizerReferences, TheTestCoversEveryVariantTheReferencesHold) {
   std::set<std::string> in_file;
   for (const auto& [name, variant] : references()["variants"].items()) in_file.insert(name);
@@ -88,37 +82,9 @@ class TokenizerReference : public ::testing::TestWithParam<std::string> {};
 TEST_P(TokenizerReference, IdsAndDecodesAgreeWithHuggingFaceTokenizers) {
   const json& variant = references()["variants"][GetParam()];
   const Tokenizer tokenizer = Tokenizer::from_json(variant_config(variant));
-  const json& strings = references()["strings"];
-  const json& cases = variant["cases"];
-  ASSERT_EQ(strings.size(), cases.size());
-  std::size_t agreeing = 0;
-  for (std::size_t i = 0; i < strings.size(); ++i) {
-    const std::string text = strings[i].get<std::string>();
-    const json& expected = cases[i];
-    const auto plain = tokenizer.encode(text, false);
-    const auto with_special = tokenizer.encode(text, true);
-    const auto want_plain = expected["plain"]["ids"].get<std::vector<std::uint32_t>>();
-    const auto want_special = expected["with_special"]["ids"].get<std::vector<std::uint32_t>>();
-    EXPECT_EQ(plain, want_plain) << "encode(" << printable(text) << ", false)";
-    EXPECT_EQ(with_special, want_special) << "encode(" << printable(text) << ", true)";
-    const std::string decoded = tokenizer.decode(want_plain);
-    const std::string decoded_special = tokenizer.decode(want_special);
-    const std::string decoded_skip = tokenizer.decode(want_special, true);
-    EXPECT_EQ(decoded, expected["plain"]["decoded"].get<std::string>())
-        << "decode of " << printable(text);
-    EXPECT_EQ(decoded_special, expected["with_special"]["decoded"].get<std::string>())
-        << "decode with special tokens of " << printable(text);
-    EXPECT_EQ(decoded_skip, expected["decoded_skip_special"].get<std::string>())
-        << "decode skipping special tokens of " << printable(text);
-    if (plain == want_plain && with_special == want_special &&
-        decoded == expected["plain"]["decoded"] &&
-        decoded_special == expected["with_special"]["decoded"] &&
-        decoded_skip == expected["decoded_skip_special"]) {
-      ++agreeing;
-    }
-  }
+  const std::size_t agreeing =
+      test::expect_agreement(tokenizer, references()["strings"], variant["cases"], GetParam());
   RecordProperty("agreeing", static_cast<int>(agreeing));
-  std::printf("[ %-26s ] %zu/%zu strings agree\n", GetParam().c_str(), agreeing, strings.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, TokenizerReference, ::testing::ValuesIn(kVariants),
