@@ -313,7 +313,7 @@ void WorkerServer::step_generations() {
     // empty, progress for the supervisor's hang detection.
     const std::string chunk = g.seq.advance(*logits[i]);
     if (!g.seq.done()) {
-      send({ipc::MessageType::token, g.id, nlohmann::json{{"text", chunk}}.dump(), {}});
+      send(token_frame(g, chunk));
       ++it;
       continue;
     }
@@ -400,11 +400,37 @@ void WorkerServer::release_slot(GenJob& job) {
   job.prefilled = false;
 }
 
+namespace {
+
+// [[id, logprob, [[id, logprob], ...]], ...] from entry `from` on: compact, one per token.
+nlohmann::json logprob_entries(const std::vector<TokenLogprob>& all, std::size_t from) {
+  auto out = nlohmann::json::array();
+  for (std::size_t k = from; k < all.size(); ++k) {
+    nlohmann::json top = nlohmann::json::array();
+    for (const auto& [id, lp] : all[k].top) top.push_back({id, lp});
+    out.push_back({all[k].id, all[k].logprob, std::move(top)});
+  }
+  return out;
+}
+
+}  // namespace
+
+ipc::Frame WorkerServer::token_frame(GenJob& job, const std::string& text) {
+  nlohmann::json token = {{"text", text}};
+  const auto& logprobs = job.seq.output().logprobs;
+  if (job.logprobs_sent < logprobs.size()) {
+    token["logprobs"] = logprob_entries(logprobs, job.logprobs_sent);
+    job.logprobs_sent = logprobs.size();
+  }
+  return {ipc::MessageType::token, job.id, token.dump(), {}};
+}
+
 void WorkerServer::finish_generation(GenJob& job) {
   release_slot(job);
   const std::string rest = job.seq.flush();
-  if (!rest.empty()) {
-    send({ipc::MessageType::token, job.id, nlohmann::json{{"text", rest}}.dump(), {}});
+  // The held-back text, and the logprobs of the last token (a stream's last chunk carries them).
+  if (!rest.empty() || job.logprobs_sent < job.seq.output().logprobs.size()) {
+    send(token_frame(job, rest));
   }
   const auto& out = job.seq.output();
   nlohmann::json result = {{"text_output", out.text},
@@ -412,15 +438,7 @@ void WorkerServer::finish_generation(GenJob& job) {
                            {"prompt_tokens", out.prompt_tokens},
                            {"completion_tokens", out.completion_tokens},
                            {"seed", out.seed}};
-  if (!out.logprobs.empty()) {
-    // [[id, logprob, [[id, logprob], ...]], ...]: compact, one per generated token.
-    auto& all = result["logprobs"] = nlohmann::json::array();
-    for (const auto& t : out.logprobs) {
-      nlohmann::json top = nlohmann::json::array();
-      for (const auto& [id, lp] : t.top) top.push_back({id, lp});
-      all.push_back({t.id, t.logprob, std::move(top)});
-    }
-  }
+  if (!out.logprobs.empty()) result["logprobs"] = logprob_entries(out.logprobs, 0);
   send_result(job.id, std::move(result), job.batch_size, job.memory, job.oom);
 }
 

@@ -55,6 +55,7 @@ class WorkerServer {
     std::size_t batch_size = 1;         // the most sequences it shared a step with
     std::optional<std::size_t> slot;    // its KV-cache slot, if the model has a cache
     bool prefilled = false;             // the slot holds its context
+    std::size_t logprobs_sent = 0;      // its logprobs entries already in token frames
   };
 
   void take_frame(ipc::Frame frame);
@@ -78,6 +79,8 @@ class WorkerServer {
   void release_slot(GenJob& job);
   void fit_kv_cache();  // as many cache slots as max_batch_size_, when no generation runs
   void finish_generation(GenJob& job);
+  // A token frame for `job`: `text`, and the logprobs of its tokens not sent yet (if asked).
+  ipc::Frame token_frame(GenJob& job, const std::string& text);
   // Acts out the request's injected fault; true when the request is answered already.
   bool inject_fault(std::uint64_t id, const nlohmann::json& request);
   void begin_measure();

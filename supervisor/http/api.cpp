@@ -458,7 +458,7 @@ void Api::generate_stream(const HttpRequest& request, const json& body,
   if (!job) return respond(error_response(job.error()));
   const json head = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   StreamFormat format;
-  format.chunk = [head](std::string_view text) {
+  format.chunk = [head](std::string_view text, const json&) {
     json event = head;
     event["text_output"] = text;
     return sse_event(event);
@@ -529,16 +529,19 @@ void Api::submit_generate(const HttpRequest& request, GenerateRequest params,
     if (!ready) return respond(error_response(ready.error()));
     return submit(std::move(*ready), context, respond);
   }
+  // Everything that may hold the session (the job's callbacks, respond, context) moves on to
+  // the I/O thread, so that the session is only ever released there.
   boost::asio::post(parse_pool_, [this, prepare = std::move(prepare), context,
                                   respond = std::move(respond)]() mutable {
     auto ready = std::make_shared<Result<Job>>(prepare());
-    boost::asio::post(scheduler_.io(), [this, ready, context = std::move(context),
-                                        respond = std::move(respond)]() mutable {
-      run_guarded(metrics_, respond, [&] {
-        if (!*ready) return respond(error_response(ready->error()));
-        submit(std::move(**ready), context, respond);
-      });
-    });
+    boost::asio::post(scheduler_.io(),
+                      [this, ready = std::move(ready), prepare = std::move(prepare),
+                       context = std::move(context), respond = std::move(respond)]() mutable {
+                        run_guarded(metrics_, respond, [&] {
+                          if (!*ready) return respond(error_response(ready->error()));
+                          submit(std::move(**ready), context, respond);
+                        });
+                      });
   });
 }
 
@@ -594,8 +597,14 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
   }
   StreamFormat format;
   auto first = std::make_shared<bool>(true);
-  format.chunk = [kind, ids, first](std::string_view text) {
-    return sse_event(openai::chunk(kind, ids, text, std::exchange(*first, false)));
+  format.chunk = [kind, ids, first, text_model = text_](std::string_view text,
+                                                        const json& logprobs) {
+    auto event = openai::chunk(kind, ids, text, std::exchange(*first, false));
+    if (!logprobs.is_null()) {
+      event["choices"][0]["logprobs"] = openai::logprobs(
+          kind, logprobs, [&](std::int64_t id) { return text_model->token_text(id); });
+    }
+    return sse_event(event);
   };
   format.end = [kind, ids, first, usage = parsed->include_usage](const Result<json>& result) {
     std::string events;

@@ -37,9 +37,9 @@ void stream_job(Job& job, std::shared_ptr<StreamSink> sink, Respond respond, Str
   const auto start = [sink, started] {
     if (!std::exchange(*started, true)) sink->start(http::status::ok, "text/event-stream");
   };
-  job.on_text = [sink, start, chunk = format.chunk](std::string_view text) {
+  job.on_text = [sink, start, chunk = format.chunk](std::string_view text, const json& logprobs) {
     start();
-    sink->write(chunk(text));
+    sink->write(chunk(text, logprobs));
   };
   job.done = [sink, start, started, respond, end = std::move(format.end),
               ended = std::move(ended)](JobOutcome outcome) {

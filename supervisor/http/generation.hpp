@@ -23,8 +23,8 @@ Result<nlohmann::json> generate_result(const JobOutcome& outcome);
 std::string sse_event(const nlohmann::json& data);
 
 struct StreamFormat {
-  // The event(s) for one chunk of text.
-  std::function<std::string(std::string_view text)> chunk;
+  // The event(s) for one chunk of text, and the logprobs of its tokens (null unless asked).
+  std::function<std::string(std::string_view text, const nlohmann::json& logprobs)> chunk;
   // The closing event(s): after the result, or after a failure once the stream had started.
   std::function<std::string(const Result<nlohmann::json>& result)> end;
 };

@@ -220,9 +220,6 @@ Result<Request> parse_request(Kind kind, const json& body, const std::string& mo
     if (!request.stream) return bad("stream_options", "is only allowed when 'stream' is true");
     request.include_usage = json_get(body["stream_options"], "include_usage", false);
   }
-  if (request.stream && request.params.logprobs >= 0) {
-    return unsupported("logprobs", "not while streaming");
-  }
   return request;
 }
 

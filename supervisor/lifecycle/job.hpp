@@ -7,6 +7,9 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
 
 #include "respawn/frame.hpp"
 #include "respawn/result.hpp"
@@ -32,9 +35,11 @@ struct Job {
   std::chrono::steady_clock::time_point enqueued{};
   unsigned failures = 0;  // worker failures this request was present at
   unsigned replays = 0;   // times it was re-sent to a fresh worker
-  // Streaming: text that became final, as the worker produces it. Once any reached the client
-  // the request can no longer be replayed (the client would see the text twice).
-  std::function<void(std::string_view text)> on_text;
+  // Streaming: text that became final, as the worker produces it, and the logprobs of the
+  // tokens that came with it when the request asked (null otherwise; the worker's
+  // [[id, logprob, [[id, logprob], ...]], ...]). Once any reached the client the request can no
+  // longer be replayed (the client would see it twice).
+  std::function<void(std::string_view text, const nlohmann::json& logprobs)> on_text;
   bool streamed = false;
 };
 

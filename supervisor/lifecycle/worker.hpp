@@ -38,8 +38,11 @@ class Worker : public std::enable_shared_from_this<Worker> {
     std::function<void(Worker&)> ready;
     std::function<void(Worker&, ipc::Frame)> answer;  // result or error of a request in flight
     // request `id` produced a token, and the text that became final with it (often empty: a
-    // character split across tokens, or a stop string that may still match)
-    std::function<void(Worker&, std::uint64_t id, std::string_view text)> token;
+    // character split across tokens, or a stop string that may still match), and its logprobs
+    // when the request asked (else null)
+    std::function<void(Worker&, std::uint64_t id, std::string_view text,
+                       const nlohmann::json& logprobs)>
+        token;
     std::function<void(Worker&)> exited;  // reaped; exit_reason() says why
   };
 

@@ -104,8 +104,9 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   events.answer = [weak](Worker& w, ipc::Frame frame) {
     if (auto self = weak.lock()) self->on_answer(w, std::move(frame));
   };
-  events.token = [weak](Worker& w, std::uint64_t id, std::string_view text) {
-    if (auto self = weak.lock()) self->on_token(w, id, text);
+  events.token = [weak](Worker& w, std::uint64_t id, std::string_view text,
+                        const nlohmann::json& logprobs) {
+    if (auto self = weak.lock()) self->on_token(w, id, text, logprobs);
   };
   events.exited = [weak](Worker& w) {
     if (auto self = weak.lock()) self->on_exited(w);
@@ -267,14 +268,15 @@ void WorkerManager::promote_spare() {
   maybe_prestart_spare();
 }
 
-void WorkerManager::on_token(Worker& worker, std::uint64_t request_id, std::string_view text) {
+void WorkerManager::on_token(Worker& worker, std::uint64_t request_id, std::string_view text,
+                             const nlohmann::json& logprobs) {
   const auto it = inflight_.find(request_id);
   if (&worker != current_.get() || it == inflight_.end()) return;
   auto& flight = it->second;
   if (!flight.first_token) flight.first_token = Clock::now();
-  if (flight.answered || text.empty() || !flight.job.on_text) return;
+  if (flight.answered || (text.empty() && logprobs.is_null()) || !flight.job.on_text) return;
   flight.job.streamed = true;
-  flight.job.on_text(text);
+  flight.job.on_text(text, logprobs);
 }
 
 void WorkerManager::count_result(const InFlight& flight, const nlohmann::json& result) {

@@ -138,7 +138,8 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   std::uint64_t inflight_weight() const;
   void on_ready(Worker& worker);
   void on_answer(Worker& worker, ipc::Frame frame);
-  void on_token(Worker& worker, std::uint64_t request_id, std::string_view text);
+  void on_token(Worker& worker, std::uint64_t request_id, std::string_view text,
+                const nlohmann::json& logprobs);
   void on_exited(Worker& worker);
   void on_current_failed(RecycleReason reason, bool reached_ready);
   // `evidence`: why this failure was the job's own doing (it ran alone and the worker died of

@@ -216,9 +216,11 @@ void WorkerProcess::on_frame(ipc::Frame frame) {
       if (frame.type == ipc::MessageType::token && inflight_.count(frame.request_id) > 0) {
         const auto token = parse_json(frame.json);
         const auto& text = json_field(token, "text");
+        const auto& logprobs = json_field(token, "logprobs");
         events_.token(*this, frame.request_id,
                       text.is_string() ? std::string_view(text.get_ref<const std::string&>())
-                                       : std::string_view());
+                                       : std::string_view(),
+                      logprobs.is_array() ? logprobs : nlohmann::json());
       }
       return;
     default:

@@ -4,7 +4,6 @@
 // transformers built and generated (models/tinyqwen/references.json), token for token.
 #include <gtest/gtest.h>
 
-
 #include "harness.hpp"
 
 namespace respawn::test {
@@ -166,6 +165,44 @@ TEST_F(TinyQwen, LogprobsOfAGreedyReplyAreItsTokens) {
   EXPECT_EQ(joined, choice["message"]["content"].get<std::string>() + "<|im_end|>");
 }
 
+TEST_F(TinyQwen, StreamedLogprobsComeWithTheirTokens) {
+  // Hindi: characters of three bytes, split over byte-level tokens.
+  const auto refs = references();
+  json hindi;
+  for (const auto& ref : refs["references"]) {
+    if (ref["name"] == "hindi") hindi = ref;
+  }
+  ASSERT_TRUE(hindi.is_object());
+  const auto r =
+      server_->post("/v1/chat/completions", json{{"messages", hindi["messages"]},
+                                                 {"temperature", 0},
+                                                 {"logprobs", true},
+                                                 {"top_logprobs", 2},
+                                                 {"stream", true},
+                                                 {"stream_options", {{"include_usage", true}}}}
+                                                .dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string text, spelled;
+  int entries = 0, completion_tokens = -1;
+  for (const auto& d : sse_data(r.body)) {
+    if (d == "[DONE]") break;
+    const auto chunk = json::parse(d);
+    if (chunk.contains("usage")) completion_tokens = chunk["usage"]["completion_tokens"];
+    if (chunk["choices"].empty()) continue;
+    const auto& choice = chunk["choices"][0];
+    if (choice.contains("delta")) text += choice["delta"].value("content", "");
+    if (choice["logprobs"].is_null()) continue;
+    for (const auto& t : choice["logprobs"]["content"]) {
+      for (const auto& b : t["bytes"]) spelled += static_cast<char>(b.get<int>());
+      EXPECT_EQ(t["top_logprobs"].size(), 2u);
+      ++entries;
+    }
+  }
+  EXPECT_EQ(text, hindi["completion"]);
+  EXPECT_EQ(spelled, text + "<|im_end|>");  // every token once, the EOS that ended it last
+  EXPECT_EQ(entries, completion_tokens);
+}
+
 TEST_F(TinyQwen, APromptLongerThanTheContextIsA400NamingIt) {
   std::string longer;
   for (int i = 0; i < 300; ++i) longer += "worker ";
@@ -176,6 +213,14 @@ TEST_F(TinyQwen, APromptLongerThanTheContextIsA400NamingIt) {
   r = server_->post("/v1/completions", json{{"prompt", longer}}.dump());
   ASSERT_EQ(r.status, 400) << r.body;
   EXPECT_EQ(r.json()["error"]["param"], "prompt") << r.body;
+  // A prompt of 64 KiB or more is encoded on the helper thread; the answer is the same.
+  std::string huge;
+  while (huge.size() < (70u << 10)) huge += "worker ";
+  r = server_->post("/v1/completions", json{{"prompt", huge}}.dump());
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.json()["error"]["param"], "prompt") << r.body;
+  r = server_->post("/v2/models/model/generate_stream", json{{"text_input", huge}}.dump());
+  EXPECT_EQ(r.status, 400) << r.body;
   // Ids the tokenizer does not have (the model's padded rows among them).
   r = server_->post("/v1/completions", json{{"prompt", {5, 1700}}}.dump());
   ASSERT_EQ(r.status, 400) << r.body;

@@ -42,8 +42,10 @@ class ScriptedWorker final : public Worker {
   void answer_error(std::uint64_t id, const WorkerError& error) {
     finish(id, {ipc::MessageType::error, id, to_json(error).dump(), {}});
   }
-  // Request `id` produced a token with `text` (may be empty).
-  void stream(std::uint64_t id, std::string_view text) { events_.token(*this, id, text); }
+  // Request `id` produced a token with `text` (may be empty) and `logprobs` (null: none).
+  void stream(std::uint64_t id, std::string_view text, const nlohmann::json& logprobs = nullptr) {
+    events_.token(*this, id, text, logprobs);
+  }
   // The process is gone and reaped. `reason` is what it died of when nothing on the
   // supervisor's side ended it first (kill and drain reasons stick, as in the real one).
   void reap(RecycleReason reason = RecycleReason::crash,

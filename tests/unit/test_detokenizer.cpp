@@ -27,7 +27,8 @@ std::filesystem::path data_dir() {
 // Every test string of references.json.
 std::vector<std::string> corpus() {
   std::vector<std::string> out;
-  for (const auto& s : read_json(data_dir() / "references.json")["strings"]) {
+  const auto references = read_json(data_dir() / "references.json");
+  for (const auto& s : references["strings"]) {
     out.push_back(s.get<std::string>());
   }
   return out;

@@ -328,8 +328,9 @@ TEST(OpenAiTranslation, LogprobsAskForTheChosenTokensAndTheMostLikelyOnes) {
                    "top_logprobs", "must be an integer between 0 and 20");
   expect_bad_input(Kind::completion, R"({"prompt":"x","logprobs":6})", "logprobs",
                    "must be an integer between 0 and 5");
-  expect_bad_input(Kind::chat, chat_body({{"logprobs", true}, {"stream", true}}), "logprobs",
-                   "is not supported by this server: not while streaming");
+  // Streamed too: each chunk carries its tokens' logprobs.
+  EXPECT_EQ(parse(Kind::chat, chat_body({{"logprobs", true}, {"stream", true}}))->params.logprobs,
+            0);
 }
 
 TEST(OpenAiTranslation, LogprobsTakeTheShapeOfEachApi) {
@@ -403,8 +404,8 @@ TEST(OpenAiTranslation, OnlyOneChoiceMayBeAsked) {
 }
 
 TEST(OpenAiTranslation, APromptMustBeAStringOrTokenIdsOrAnArrayOfOneOfThem) {
-  for (const char* prompt : {R"(["a","b"])", "[]", "[[1],[2]]", "[[]]", "42", "true",
-                             R"({"text":"x"})", "null"}) {
+  for (const char* prompt :
+       {R"(["a","b"])", "[]", "[[1],[2]]", "[[]]", "42", "true", R"({"text":"x"})", "null"}) {
     expect_bad_input(Kind::completion, std::string(R"({"prompt":)") + prompt + "}", "prompt",
                      "must be a string or an array of token ids");
   }

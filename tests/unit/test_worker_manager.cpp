@@ -26,6 +26,7 @@ struct Record {
   int done_calls = 0;
   std::optional<JobOutcome> outcome;
   std::string streamed;
+  nlohmann::json logprobs = nlohmann::json::array();  // every streamed entry, in order
   bool ok() const { return outcome && outcome->ok(); }
   ErrorKind kind() const { return outcome->error().kind; }
   std::string message() const { return outcome->error().message; }
@@ -71,7 +72,10 @@ struct Fixture {
       ++record.done_calls;
       record.outcome = std::move(outcome);
     };
-    j.on_text = [&record](std::string_view text) { record.streamed += text; };
+    j.on_text = [&record](std::string_view text, const nlohmann::json& logprobs) {
+      record.streamed += text;
+      for (const auto& entry : logprobs) record.logprobs.push_back(entry);
+    };
     return j;
   }
   // Runs the job if the manager says it may; returns the IPC request id it was sent as.
@@ -564,6 +568,22 @@ TEST(WorkerManager, OnlyTextThatReachedTheClientStopsAReplay) {
       EXPECT_TRUE(f.requeued.empty());
     }
   }
+}
+
+// Logprobs reach the client with the tokens, even on a step whose text is held back; then the
+// request has sent something and is not replayed.
+TEST(WorkerManager, StreamedLogprobsReachTheClientEvenWithoutText) {
+  Fixture f;
+  auto& w = f.start_ready();
+  Record r;
+  const auto id = f.run(f.job(r));
+  w.stream(id, "", nlohmann::json::parse("[[226, -0.5, []]]"));  // half a character
+  w.stream(id, "\xE2\x82\xAC", nlohmann::json::parse("[[130, -0.25, []]]"));
+  EXPECT_EQ(r.streamed, "\xE2\x82\xAC");
+  EXPECT_EQ(r.logprobs, nlohmann::json::parse("[[226, -0.5, []], [130, -0.25, []]]"));
+  w.reap(RecycleReason::crash);
+  ASSERT_EQ(r.done_calls, 1);
+  EXPECT_TRUE(f.requeued.empty());
 }
 
 }  // namespace

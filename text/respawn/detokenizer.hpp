@@ -2,7 +2,7 @@
 // Generated ids to text while they come, as Hugging Face's TextStreamer and vLLM's incremental
 // detokenizer do: each new id decodes a short window of the latest ids, and the text it adds
 // is handed out once it no longer ends in an incomplete UTF-8 sequence (U+FFFD). Special tokens
-// are skipped. The window starts in the prompt's last ids, so a first generated token keeps the
+// (is_special: what decode's skip_special_tokens drops) never enter the window. The window starts in the prompt's last ids, so a first generated token keeps the
 // leading space a decoder (Metaspace, Strip) drops at the start of a text. The pieces add up to
 // the text of the generated ids as they continue the prompt.
 //
