@@ -56,7 +56,10 @@ Sequence::Sequence(const GenerateRequest& request, std::size_t max_context,
   // An empty prompt still needs one token to condition on: a newline is a neutral start.
   if (ids_.empty()) {
     ids_.push_back('\n');
-    if (tokenizer) ids_.back() = tokenizer->encode("\n", false).at(0);
+    if (tokenizer) {
+      const auto newline = tokenizer->encode("\n", false);
+      ids_.back() = newline.empty() ? 0 : newline.front();  // a tokenizer may drop a newline
+    }
   }
   if (tokenizer) {
     std::vector<std::uint32_t> prompt(ids_.begin(), ids_.end());
