@@ -30,6 +30,11 @@ std::optional<Result<std::vector<std::int64_t>>> prompt_ids(const json& prompt) 
   const json& ids =
       prompt.is_array() && prompt.size() == 1 && prompt[0].is_array() ? prompt[0] : prompt;
   if (!ids.is_array() || ids.empty() || !ids[0].is_number()) return std::nullopt;
+  // As many ids as a text prompt may have bytes.
+  if (const auto most = GenerateLimits{}.max_prompt_bytes; ids.size() > most) {
+    return Result<std::vector<std::int64_t>>(
+        bad("prompt", "holds more than " + std::to_string(most) + " token ids"));
+  }
   std::vector<std::int64_t> out;
   out.reserve(ids.size());
   for (const auto& id : ids) {

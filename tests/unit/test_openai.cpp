@@ -313,6 +313,8 @@ TEST(OpenAiTranslation, ACompletionPromptMayBeTokenIds) {
   expect_bad_input(Kind::completion, R"({"prompt":[1, 2.5]})", "prompt", "token ids");
   expect_bad_input(Kind::completion, R"({"prompt":[[1], [2]]})", "prompt", "must be a string");
   expect_bad_input(Kind::completion, R"({"prompt":[]})", "prompt", "must be a string");
+  const json too_many = {{"prompt", std::vector<int>(GenerateLimits{}.max_prompt_bytes + 1, 7)}};
+  expect_bad_input(Kind::completion, too_many.dump(), "prompt", "holds more than 1048576");
 }
 
 TEST(OpenAiTranslation, LogprobsAskForTheChosenTokensAndTheMostLikelyOnes) {
