@@ -483,16 +483,24 @@ void Api::generate_stream(const HttpRequest& request, const json& body,
 
 void Api::submit_generate(const HttpRequest& request, GenerateRequest params,
                           bool add_special_tokens, const char* prompt_param, Job job,
-                          const RequestContext& context, Respond respond) {
+                          const RequestContext& context, Respond respond,
+                          std::function<Result<std::string>()> render) {
   json ipc_extra = json::object();
   if (auto error = add_fault(request, ipc_extra)) return respond(error_response(*error));
   const auto max_context =
       json_get<std::size_t>(scheduler_.manager().model_info(), "max_context", 1024);
-  const bool offload = !text_->byte_level() && params.prompt.size() >= kTokenizeOffloadBytes;
+  const bool offload =
+      !text_->byte_level() && (params.prompt.size() >= kTokenizeOffloadBytes ||
+                               (render && request.body().size() >= kTokenizeOffloadBytes));
   // Pure: runs on the helper thread for a long prompt.
   auto prepare = [text = text_, params = std::move(params), add_special_tokens, prompt_param,
-                  ipc_extra = std::move(ipc_extra), max_context,
-                  job = std::move(job)]() mutable -> Result<Job> {
+                  ipc_extra = std::move(ipc_extra), max_context, job = std::move(job),
+                  render = std::move(render)]() mutable -> Result<Job> {
+    if (render) {
+      auto prompt = render();
+      if (!prompt) return prompt.error();
+      params.prompt = std::move(*prompt);
+    }
     if (!params.prompt_ids.empty()) {
       // Ids from the client: the tokenizer must know them.
       if (auto known = text->decode({params.prompt_ids.begin(), params.prompt_ids.end()}); !known) {
@@ -562,13 +570,14 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
   const bool own_template = chat && text_->has_chat_template();
   auto parsed = openai::parse_request(kind, body, options_.model_name, !own_template);
   if (!parsed) return respond(error_response(parsed.error()));
+  std::function<Result<std::string>()> render;
   if (own_template) {
     // Rendered from the body read again in the client's key order: a template's tojson writes
     // keys in that order, as transformers does.
-    const auto ordered = nlohmann::ordered_json::parse(request.body(), nullptr, false);
-    auto prompt = text_->render_chat(ordered["messages"], true);
-    if (!prompt) return respond(error_response(prompt.error()));
-    parsed->params.prompt = std::move(*prompt);
+    render = [text = text_, raw = std::string(request.body())]() -> Result<std::string> {
+      const auto ordered = nlohmann::ordered_json::parse(raw, nullptr, false);
+      return text->render_chat(ordered["messages"], true);
+    };
   }
   Job job;
   job.type = ipc::MessageType::generate;
@@ -593,7 +602,7 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
       respond(with_worker_pid(json_response(http::status::ok, answer), *result));
     };
     return submit_generate(request, std::move(parsed->params), add_special_tokens, prompt_param,
-                           std::move(job), context, respond);
+                           std::move(job), context, respond, std::move(render));
   }
   StreamFormat format;
   auto first = std::make_shared<bool>(true);
@@ -627,7 +636,7 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
                record(label, status, since);
              });
   submit_generate(request, std::move(parsed->params), add_special_tokens, prompt_param,
-                  std::move(job), context, respond);
+                  std::move(job), context, respond, std::move(render));
 }
 
 }  // namespace respawn

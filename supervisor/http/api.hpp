@@ -53,12 +53,13 @@ class Api {
   HttpResponse put_fault(const nlohmann::json& body);
   // The X-Respawn-Fault header, when fault injection is on: added to the IPC request.
   std::optional<Error> add_fault(const HttpRequest& request, nlohmann::json& ipc_request) const;
-  // Completes a generate job and queues it: with a tokenizer, the prompt's ids (a long prompt
-  // is encoded on the helper thread), the EOS ids and the context check (`prompt_param` names
-  // the field a too-long prompt came from); then the IPC payload and memory weight.
+  // Completes a generate job and queues it: `render` (the chat template, if any) gives the
+  // prompt; with a tokenizer, the prompt's ids, the EOS ids and the context check
+  // (`prompt_param` names the field a too-long prompt came from); then the IPC payload and
+  // memory weight. A long prompt or body is rendered and encoded on the helper thread.
   void submit_generate(const HttpRequest& request, GenerateRequest params, bool add_special_tokens,
                        const char* prompt_param, Job job, const RequestContext& context,
-                       Respond respond);
+                       Respond respond, std::function<Result<std::string>()> render = nullptr);
   HttpResponse server_metadata() const;
   void record(const std::string& route, int status, std::chrono::steady_clock::time_point since);
   HttpResponse ready_response(bool model_route) const;

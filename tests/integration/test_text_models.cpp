@@ -221,6 +221,10 @@ TEST_F(TinyQwen, APromptLongerThanTheContextIsA400NamingIt) {
   EXPECT_EQ(r.json()["error"]["param"], "prompt") << r.body;
   r = server_->post("/v2/models/model/generate_stream", json{{"text_input", huge}}.dump());
   EXPECT_EQ(r.status, 400) << r.body;
+  r = server_->post("/v1/chat/completions",
+                    json{{"messages", {{{"role", "user"}, {"content", huge}}}}}.dump());
+  ASSERT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.json()["error"]["param"], "messages") << r.body;
   // Ids the tokenizer does not have (the model's padded rows among them).
   r = server_->post("/v1/completions", json{{"prompt", {5, 1700}}}.dump());
   ASSERT_EQ(r.status, 400) << r.body;
