@@ -98,24 +98,10 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
   return condition();
 }
 
-std::vector<HttpResult> post_all(int port, const std::string& target,
-                                 const std::vector<std::string>& bodies,
-                                 const std::map<std::string, std::string>& headers) {
-  std::vector<std::future<HttpResult>> futures;
-  for (const auto& body : bodies) {
-    futures.push_back(std::async(std::launch::async, [port, target, body, headers] {
-      return http_request(port, "POST", target, body, headers);
-    }));
-  }
-  std::vector<HttpResult> results;
-  for (auto& f : futures) results.push_back(f.get());
-  return results;
-}
-
-std::vector<HttpResult> post_all_while_the_worker_sleeps(const Server& server,
-                                                         const std::string& target,
-                                                         const std::string& blocker,
-                                                         const std::vector<std::string>& bodies) {
+std::vector<HttpResult> post_all_while_the_worker_sleeps(
+    const Server& server, const std::string& target, const std::string& blocker,
+    const std::vector<std::string>& bodies,
+    const std::vector<std::map<std::string, std::string>>& headers) {
   auto slow = std::async(std::launch::async, [&] {
     return http_request(server.port(), "POST", target, blocker, {{"X-Respawn-Fault", "slow:1500"}});
   });
@@ -124,7 +110,15 @@ std::vector<HttpResult> post_all_while_the_worker_sleeps(const Server& server,
     slow.wait();
     throw std::runtime_error("the slow request never reached the worker");
   }
-  auto results = post_all(server.port(), target, bodies);
+  std::vector<std::future<HttpResult>> futures;
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    const auto own = i < headers.size() ? headers[i] : std::map<std::string, std::string>();
+    futures.push_back(std::async(std::launch::async, [&server, target, body = bodies[i], own] {
+      return http_request(server.port(), "POST", target, body, own);
+    }));
+  }
+  std::vector<HttpResult> results;
+  for (auto& f : futures) results.push_back(f.get());
   const auto first = slow.get();
   if (first.status != 200) throw std::runtime_error("the slow request failed: " + first.body);
   return results;

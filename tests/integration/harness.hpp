@@ -73,17 +73,14 @@ double metric_value(const std::string& metrics_text, const std::string& series);
 
 class Server;
 
-// Each body POSTed on its own connection, all at once; the answers in the bodies' order.
-std::vector<HttpResult> post_all(int port, const std::string& target,
-                                 const std::vector<std::string>& bodies,
-                                 const std::map<std::string, std::string>& headers = {});
-// Like post_all, but sent while the worker sleeps in another request (`blocker`, with the fault
-// slow:MS), so they all wait together and share forwards however slowly they arrive. The server
-// must run with --enable-fault-injection.
-std::vector<HttpResult> post_all_while_the_worker_sleeps(const Server& server,
-                                                         const std::string& target,
-                                                         const std::string& blocker,
-                                                         const std::vector<std::string>& bodies);
+// Each body POSTed on its own connection, all at once (the answers in the bodies' order), while
+// the worker sleeps in another request (`blocker`, with the fault slow:MS), so they all wait
+// together and share forwards however slowly they arrive; `headers`, if given, holds each body's
+// own. The server must run with --enable-fault-injection.
+std::vector<HttpResult> post_all_while_the_worker_sleeps(
+    const Server& server, const std::string& target, const std::string& blocker,
+    const std::vector<std::string>& bodies,
+    const std::vector<std::map<std::string, std::string>>& headers = {});
 // The X-Respawn-Batch-Size of an answer; 0 without one.
 int batch_size(const HttpResult& result);
 

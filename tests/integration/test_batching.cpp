@@ -54,7 +54,8 @@ std::vector<std::string> mixed_generations() {
 }
 
 TEST(Batching, ConcurrentGenerationsMatchTheirSoloRuns) {
-  Server server({"--model", model_path("demo.pt"), "--max-batch-size", "8"});
+  Server server(
+      {"--model", model_path("demo.pt"), "--max-batch-size", "8", "--enable-fault-injection"});
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const auto bodies = mixed_generations();
   std::vector<json> solo;
@@ -64,17 +65,17 @@ TEST(Batching, ConcurrentGenerationsMatchTheirSoloRuns) {
     EXPECT_EQ(batch_size(r), 1);
     solo.push_back(r.json());
   }
+  // Sent while the worker sleeps in another request, they all wait and start together.
+  const auto together =
+      post_all_while_the_worker_sleeps(server, "/v2/models/demo/generate", bodies[0], bodies);
   int batched = 0;
-  for (int attempt = 0; attempt < 3 && batched == 0; ++attempt) {
-    const auto together = post_all(server.port(), "/v2/models/demo/generate", bodies);
-    for (std::size_t i = 0; i < bodies.size(); ++i) {
-      ASSERT_EQ(together[i].status, 200) << together[i].body;
-      const auto j = together[i].json();
-      EXPECT_EQ(j["text_output"], solo[i]["text_output"]) << bodies[i];
-      EXPECT_EQ(j["finish_reason"], solo[i]["finish_reason"]) << bodies[i];
-      EXPECT_EQ(j["usage"], solo[i]["usage"]) << bodies[i];
-      if (batch_size(together[i]) > 1) ++batched;
-    }
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    ASSERT_EQ(together[i].status, 200) << together[i].body;
+    const auto j = together[i].json();
+    EXPECT_EQ(j["text_output"], solo[i]["text_output"]) << bodies[i];
+    EXPECT_EQ(j["finish_reason"], solo[i]["finish_reason"]) << bodies[i];
+    EXPECT_EQ(j["usage"], solo[i]["usage"]) << bodies[i];
+    if (batch_size(together[i]) > 1) ++batched;
   }
   EXPECT_GT(batched, 0) << "no request shared a decode step";
 }
@@ -128,8 +129,7 @@ TEST(Batching, ConcurrentInfersMatchTheirSoloRuns) {
 }
 
 TEST(Batching, AnOutOfMemoryBatchIsRetriedSmallerAndLosesNothing) {
-  Server server({"--model", model_path("classifier.pt"), "--enable-fault-injection",
-                 "--max-batch-delay-us", "50000"});
+  Server server({"--model", model_path("classifier.pt"), "--enable-fault-injection"});
   ASSERT_TRUE(server.wait_ready()) << server.log();
   const pid_t pid = server.worker_pid();
   std::vector<std::string> bodies;
@@ -137,29 +137,17 @@ TEST(Batching, AnOutOfMemoryBatchIsRetriedSmallerAndLosesNothing) {
   std::vector<json> solo;
   for (const auto& body : bodies)
     solo.push_back(server.post("/v2/models/classifier/infer", body).json());
-  // Warm the worker into batching mode, then send a round with one request whose batch runs
-  // out of memory (a real failed allocation) whenever it shares a forward.
-  int retried = 0;
-  for (int attempt = 0; attempt < 5 && server.metric("respawn_batch_oom_retries_total") <= 0;
-       ++attempt) {
-    post_all(server.port(), "/v2/models/classifier/infer", bodies);
-    std::vector<std::future<HttpResult>> round;
-    for (std::size_t i = 0; i < bodies.size(); ++i) {
-      std::map<std::string, std::string> headers;
-      if (i == 0) headers["X-Respawn-Fault"] = "oom_if_batched";
-      round.push_back(std::async(std::launch::async, [&, i, headers] {
-        return http_request(server.port(), "POST", "/v2/models/classifier/infer", bodies[i],
-                            headers);
-      }));
-    }
-    for (std::size_t i = 0; i < round.size(); ++i) {
-      const auto r = round[i].get();
-      ASSERT_EQ(r.status, 200) << r.body;
-      expect_same_outputs(r.json(), solo[i]);
-    }
-    ++retried;
+  // Sent while the worker sleeps, the round shares forwards; its first request's batch runs out
+  // of memory (a real failed allocation) whenever it is not alone, and is retried smaller.
+  std::vector<std::map<std::string, std::string>> headers(bodies.size());
+  headers[0]["X-Respawn-Fault"] = "oom_if_batched";
+  const auto round = post_all_while_the_worker_sleeps(server, "/v2/models/classifier/infer",
+                                                      bodies[1], bodies, headers);
+  for (std::size_t i = 0; i < round.size(); ++i) {
+    ASSERT_EQ(round[i].status, 200) << round[i].body;
+    expect_same_outputs(round[i].json(), solo[i]);
   }
-  EXPECT_GT(server.metric("respawn_batch_oom_retries_total"), 0) << "never batched in " << retried;
+  EXPECT_GT(server.metric("respawn_batch_oom_retries_total"), 0) << "never batched";
   EXPECT_EQ(server.worker_pid(), pid) << "an OOM batch must not cost the worker";
 }
 
