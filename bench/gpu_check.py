@@ -447,6 +447,49 @@ def memory_checks(rep, label, srv, dev, cuda, post_alloc, post_device, note):
                post_load_device_used_bytes=post_device["used"])
 
 
+def nvidia_fds(pid: int) -> list:
+    """The /dev/nvidia* files pid has open (a CUDA context holds /dev/nvidiactl and others)."""
+    out = []
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("/dev/nvidia"):
+                out.append(target)
+    except OSError:
+        pass
+    return sorted(set(out))
+
+
+def compute_app_pids() -> set:
+    """The pids nvidia-smi lists as holding GPU memory; empty when it cannot say."""
+    try:
+        res = subprocess.run(["nvidia-smi", "--query-compute-apps=pid", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return set()
+    return {int(x) for x in res.stdout.split() if x.strip().isdigit()}
+
+
+def fork_server_checks(rep, w: dict, cuda: bool) -> None:
+    """The worker was forked by the fork server, which never touched the GPU."""
+    fs = w.get("fork_server") or {}
+    pid = int(fs.get("pid") or 0)
+    rep.expect("fork server: the worker was forked", w.get("forked") is True and pid > 0,
+               f"forked={w.get('forked')!r}, fork_server={fs}")
+    if not pid:
+        return
+    fds = nvidia_fds(pid)
+    apps = compute_app_pids() if cuda else set()
+    rep.expect("fork server: holds no CUDA context", not fds and pid not in apps,
+               f"fork server {pid} holds {fs.get('holds')!r}, rss {mib(fs.get('rss_bytes'))} MiB; "
+               f"/dev/nvidia* open: {fds or 'none'}; in nvidia-smi's compute apps: "
+               f"{pid in apps} (apps: {sorted(apps)}); worker {w.get('pid')} open: "
+               f"{nvidia_fds(int(w.get('pid') or 0)) or 'none'}")
+
+
 def big_model_phase(rep, args, tmp, device, dev, deadline):
     cuda = device == "cuda"
     # 1. Make the model with this machine's torch (a subprocess: its memory goes back).
@@ -503,6 +546,7 @@ def big_model_phase(rep, args, tmp, device, dev, deadline):
         rep.expect("big model: worker on device",
                    w.get("device") == want and (not cuda or built.get("cuda_build", True)),
                    f"/admin/workers device={w.get('device')!r} (expected {want!r}), {built}")
+        fork_server_checks(rep, w, cuda)
         if cuda:
             rep.expect("big model: loaded on the GPU",
                        post_alloc is not None and post_alloc >= info["weight_bytes"],

@@ -82,6 +82,9 @@ const Knob kKnobs[] = {
     RESPAWN_BOOL_KNOB(empty_cache_after_request,
                       "cuda: hand the allocator's cached blocks back after each batch "
                       "(true/false; no effect on cpu)"),
+    RESPAWN_BOOL_KNOB(fork_server,
+                      "start workers from a fork server that keeps libtorch and the model "
+                      "loaded (true/false; off = every worker starts cold)"),
 };
 
 #undef RESPAWN_UINT_KNOB

@@ -125,8 +125,19 @@ std::string Metrics::render() const {
   scalar(out, "respawn_requests_inflight", "gauge", "Requests the worker is running now.",
          inflight_);
   scalar(out, "respawn_ready", "gauge", "1 when a worker is ready to serve.", ready_ ? 1 : 0);
-  scalar(out, "respawn_worker_starts_total", "counter", "Worker processes spawned.",
+  scalar(out, "respawn_worker_starts_total", "counter", "Worker processes started.",
          worker_starts_);
+  scalar(out, "respawn_worker_forks_total", "counter",
+         "Workers started by the fork server (the rest started cold).", worker_forks_);
+  scalar(out, "respawn_fork_server_starts_total", "counter", "Fork servers started.",
+         fork_server_starts_);
+  scalar(out, "respawn_fork_server_failures_total", "counter",
+         "Fork servers that failed to load or ended while in use.", fork_server_failures_);
+  scalar(out, "respawn_fork_server_ready", "gauge", "1 when a fork server is ready to fork.",
+         fork_server_ready_ ? 1 : 0);
+  scalar(out, "respawn_fork_server_resident_memory_bytes", "gauge",
+         "The fork server's resident memory (shared copy-on-write with cpu workers).",
+         fork_server_rss_);
   header(out, "respawn_worker_recycles_total", "counter", recycle_reasons_help().c_str());
   for (const auto& [reason, n] : recycles_) {
     sample(out, "respawn_worker_recycles_total", "reason=\"" + reason + "\"", n);

@@ -30,7 +30,17 @@ class Metrics {
   void on_request(const std::string& route, int status, double seconds);
   void on_queue_wait(double seconds);
   void on_inference(double seconds);
-  void on_worker_start() { ++worker_starts_; }
+  void on_worker_start(bool forked) {
+    ++worker_starts_;
+    if (forked) ++worker_forks_;
+  }
+  void on_fork_server_start() { ++fork_server_starts_; }
+  void on_fork_server_failure() { ++fork_server_failures_; }
+  // The fork server's resident memory, and whether one is ready to fork (at scrape time).
+  void set_fork_server(bool ready, std::uint64_t rss) {
+    fork_server_ready_ = ready;
+    fork_server_rss_ = rss;
+  }
   void on_recycle(const std::string& reason) { ++recycles_[reason]; }
   void on_replayed() { ++replayed_; }
   void on_quarantined() { ++quarantined_; }
@@ -80,6 +90,11 @@ class Metrics {
   std::uint64_t prompt_tokens_ = 0;
   std::uint64_t generation_tokens_ = 0;
   std::uint64_t worker_starts_ = 0;
+  std::uint64_t worker_forks_ = 0;
+  std::uint64_t fork_server_starts_ = 0;
+  std::uint64_t fork_server_failures_ = 0;
+  bool fork_server_ready_ = false;
+  std::uint64_t fork_server_rss_ = 0;
   std::size_t queue_depth_ = 0;
   std::size_t inflight_ = 0;
   std::uint64_t worker_rss_ = 0;

@@ -14,9 +14,16 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 #include <chrono>
+
 #include <cstring>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <sstream>
 #include <stdexcept>
 
 #include "error_classifier.hpp"
@@ -334,16 +341,39 @@ struct ModelRunner::Impl {
   }
 };
 
+struct HostModel {
+  std::string path;
+  std::string bytes;                       // the file, for a worker that loads onto cuda
+  std::optional<torch::jit::Module> module;  // loaded on cpu, for a cpu worker
+  std::string spec;                        // the module's respawn.json
+};
+
+void release(HostModel* model) {
+  delete model;
+}
+
 namespace {
 
 std::string torch_message(const c10::Error& e) {
   return classify_failure(ExceptionFamily::torch_other, e.what()).message;
 }
 
+// A TorchScript module as torch::jit::load reads it onto `device`: from the bytes a fork server
+// holds, else from the file.
+torch::jit::Module read_torchscript(const std::string& path, const HostModel* host,
+                                    torch::Device device, torch::jit::ExtraFilesMap& extra) {
+  if (host && !host->bytes.empty()) {
+    std::istringstream in(host->bytes);
+    return torch::jit::load(in, device, extra);
+  }
+  return torch::jit::load(path, device, extra);
+}
+
 // A TorchScript file onto cuda:0 (--device cuda, or auto with a GPU) or cpu. `auto` falls back
-// to cpu, saying why, when there is no GPU or the model cannot load onto it.
+// to cpu, saying why, when there is no GPU or the model cannot load onto it. A fork server's
+// module is used as it is on cpu (its weights stay shared with the fork server until written).
 void load_torchscript(const LoadOptions& options, ModelRunner::Impl& impl,
-                      torch::jit::ExtraFilesMap& extra) {
+                      torch::jit::ExtraFilesMap& extra, const HostModel* host) {
   const bool cuda = torch::cuda::is_available();
   if (options.device == "cuda" && !cuda) {
     throw std::runtime_error("--device cuda: " + cuda_unavailable_reason());
@@ -351,7 +381,7 @@ void load_torchscript(const LoadOptions& options, ModelRunner::Impl& impl,
   if (options.device != "cpu" && cuda) {
     try {
       impl.device = torch::Device(torch::kCUDA, 0);
-      impl.module = torch::jit::load(options.model_path, impl.device, extra);
+      impl.module = read_torchscript(options.model_path, host, impl.device, extra);
       return;
     } catch (const c10::Error& e) {
       if (options.device == "cuda") throw;
@@ -364,7 +394,12 @@ void load_torchscript(const LoadOptions& options, ModelRunner::Impl& impl,
     spdlog::warn("--device auto: running on cpu: {}", impl.device_fallback);
   }
   impl.device = torch::Device(torch::kCPU);
-  impl.module = torch::jit::load(options.model_path, impl.device, extra);
+  if (host && host->module) {
+    impl.module = *host->module;
+    extra["respawn.json"] = host->spec;
+    return;
+  }
+  impl.module = read_torchscript(options.model_path, host, impl.device, extra);
 }
 
 // An AOTInductor package (torch._inductor.aoti_compile_and_package): its code was compiled for
@@ -411,8 +446,39 @@ void load_aoti_package(const LoadOptions& options, ModelRunner::Impl& impl, std:
 
 }  // namespace
 
-std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
+HostModelPtr ModelRunner::preload(const LoadOptions& options, std::string& what) {
+  HostModelPtr host(nullptr, release);
+  what = "nothing";
+  if (ends_with(options.model_path, ".pt2")) return host;
+  host.reset(new HostModel{options.model_path, {}, {}, {}});
+  // Where the worker will run, without asking CUDA (which must stay uninitialized here): a
+  // machine with an NVIDIA driver will most likely give `auto` a GPU.
+  const bool gpu_likely =
+      options.device == "cuda" || (options.device == "auto" && ::access("/dev/nvidiactl", F_OK) == 0);
+  try {
+    if (gpu_likely) {
+      std::ifstream in(options.model_path, std::ios::binary);
+      if (!in) throw std::runtime_error(std::strerror(errno));
+      host->bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      what = "file bytes";
+    } else {
+      torch::jit::ExtraFilesMap extra{{"respawn.json", ""}};
+      host->module = torch::jit::load(options.model_path, torch::kCPU, extra);
+      host->spec = extra["respawn.json"];
+      what = "module";
+    }
+  } catch (const c10::Error& e) {
+    throw std::runtime_error("cannot load model " + options.model_path + ": " + torch_message(e));
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error("cannot load model " + options.model_path + ": " + e.what());
+  }
+  return host;
+}
+
+std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options,
+                                               const HostModel* host) {
   const auto started = Clock::now();
+  if (host && host->path != options.model_path) host = nullptr;
   if (options.threads > 0) torch::set_num_threads(options.threads);
   auto impl = std::make_unique<Impl>();
   const bool package = ends_with(options.model_path, ".pt2");
@@ -422,7 +488,7 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options) {
       load_aoti_package(options, *impl, spec);
     } else {
       torch::jit::ExtraFilesMap extra{{"respawn.json", ""}};
-      load_torchscript(options, *impl, extra);
+      load_torchscript(options, *impl, extra, host);
       impl->module.eval();
       spec = extra["respawn.json"];
     }

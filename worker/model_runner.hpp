@@ -42,10 +42,25 @@ struct MemorySample {
   std::uint64_t peak_bytes = 0;  // the most since the last reset_peak_memory()
 };
 
+// A model read into host memory by the fork server (fork_server.hpp) before it forks any worker:
+// for a worker that will run on cpu the TorchScript module itself (its weights then shared
+// copy-on-write with every forked worker), for one that will run on cuda the file's bytes (the
+// worker deserializes them onto its device, as a cold load does from the file). Reading it never
+// initializes CUDA, starts no thread and runs no forward.
+struct HostModel;
+void release(HostModel* model);  // a unique_ptr deleter: HostModel is defined with libtorch
+using HostModelPtr = std::unique_ptr<HostModel, void (*)(HostModel*)>;
+
 class ModelRunner {
  public:
-  // Loads, evals and warms up the model. Throws std::runtime_error with the reason on failure.
-  static std::unique_ptr<ModelRunner> load(const LoadOptions& options);
+  // What a fork server holds for `options`: nullptr for an AOTInductor package (its code is
+  // loaded in the worker; the fork server still spares it libtorch's start-up). `what` is set to
+  // "module", "file bytes" or "nothing". Throws std::runtime_error when the file cannot be read.
+  static HostModelPtr preload(const LoadOptions& options, std::string& what);
+  // Loads, evals and warms up the model, from `host` when it holds this model file (a forked
+  // worker), else from the file. Throws std::runtime_error with the reason on failure.
+  static std::unique_ptr<ModelRunner> load(const LoadOptions& options,
+                                           const HostModel* host = nullptr);
   ~ModelRunner();
 
   // What the ready frame reports: task, device, inputs/outputs, load time, memory:

@@ -40,6 +40,7 @@ struct Policy {
   std::uint64_t max_batch_size = 8;         // requests in flight at the worker, batched; 1 = off
   std::uint64_t max_batch_delay_us = 1000;  // how long a tensor batch may wait to fill up
   bool empty_cache_after_request = true;    // cuda: release the allocator's cache after a batch
+  bool fork_server = true;  // fork workers from a process that holds the model, else cold spawn
 };
 
 enum class KnobType { uint, boolean };

@@ -168,6 +168,7 @@ bool takes_json_body(const Route& route, http::verb method) {
     case RouteId::metrics:
     case RouteId::admin_workers:
     case RouteId::admin_recycle:
+    case RouteId::admin_reload:
     case RouteId::admin_quarantine:
     case RouteId::method_not_allowed:
     case RouteId::not_found:
@@ -178,7 +179,8 @@ bool takes_json_body(const Route& route, http::verb method) {
 
 bool is_admin(const Route& route) {
   return route.id == RouteId::admin_workers || route.id == RouteId::admin_policy ||
-         route.id == RouteId::admin_recycle || route.id == RouteId::admin_fault ||
+         route.id == RouteId::admin_recycle || route.id == RouteId::admin_reload ||
+         route.id == RouteId::admin_fault ||
          route.id == RouteId::admin_quarantine;
 }
 
@@ -315,6 +317,7 @@ void Api::handle_route(const Route& route, const HttpRequest& request, const nlo
     case RouteId::admin_workers:
     case RouteId::admin_policy:
     case RouteId::admin_recycle:
+    case RouteId::admin_reload:
     case RouteId::admin_fault:
     case RouteId::admin_quarantine:
       return handle_admin(route, request, body, respond);
@@ -370,6 +373,9 @@ HttpResponse Api::metrics() {
   const auto memory = scheduler_.manager().current_memory();
   metrics_.set_worker_rss(memory.rss_bytes);
   metrics_.set_worker_gpu(memory.gpu_bytes);
+  const auto& fork_server = scheduler_.manager().fork_server();
+  metrics_.set_fork_server(fork_server && fork_server->state() == ForkServer::State::ready,
+                           fork_server ? fork_server->rss_bytes() : 0);
   scheduler_.manager().quarantine_size();  // expired entries leave the gauge too
   HttpResponse res{http::status::ok, 11};
   res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -160,6 +160,13 @@ void Api::handle_admin(const Route& route, const HttpRequest& request, const jso
       return respond(json_response(http::status::accepted,
                                    {{"recycling", now ? "now" : "graceful"}, {"pid", pid}}));
     }
+    case RouteId::admin_reload:
+      // Answered once the model has loaded again (or failed to): the worker then rolls over.
+      return manager.reload([respond, pid = manager.current_pid()](Result<json> result) {
+        if (!result) return respond(error_response(result.error()));
+        respond(json_response(http::status::ok,
+                              {{"reloaded", true}, {"recycling", pid}, {"fork_server", *result}}));
+      });
     case RouteId::admin_fault:
       return respond(put_fault(*body));
     case RouteId::admin_quarantine: {

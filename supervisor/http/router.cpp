@@ -79,6 +79,8 @@ std::string_view Route::label() const {
       return "admin_policy";
     case RouteId::admin_recycle:
       return "admin_recycle";
+    case RouteId::admin_reload:
+      return "admin_reload";
     case RouteId::admin_fault:
       return "admin_fault";
     case RouteId::admin_quarantine:
@@ -117,6 +119,7 @@ Route match_route(std::string_view method, std::string_view target) {
       return Route{RouteId::method_not_allowed, {}, "GET, PATCH", {}};
     }
     if (p[1] == "recycle") return with_method(RouteId::admin_recycle, "POST", method);
+    if (p[1] == "reload") return with_method(RouteId::admin_reload, "POST", method);
     if (p[1] == "fault") return with_method(RouteId::admin_fault, "PUT", method);
   }
   if (p[0] == "v1") {

@@ -24,6 +24,7 @@ enum class RouteId {
   admin_workers,       // GET /admin/workers
   admin_policy,        // GET or PATCH /admin/policy
   admin_recycle,       // POST /admin/recycle[?now=1]
+  admin_reload,        // POST /admin/reload
   admin_fault,         // PUT /admin/fault (with --enable-fault-injection)
   admin_quarantine,    // GET or DELETE /admin/quarantine, DELETE /admin/quarantine/{id}
   method_not_allowed,

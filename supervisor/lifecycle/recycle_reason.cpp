@@ -22,6 +22,8 @@ constexpr Traits traits(RecycleReason reason) {
       return {"max_age", true, false, true};
     case RecycleReason::by_operator:
       return {"operator", true, false, false};
+    case RecycleReason::reload:
+      return {"reload", true, false, false};
     case RecycleReason::shutdown:
       return {"shutdown", true, false, true};
     case RecycleReason::crash:

@@ -16,6 +16,7 @@ enum class RecycleReason {
   memory,        // above max_worker_rss_mb or max_gpu_memory_mb after a request
   max_age,       // older than max_worker_age_s
   by_operator,   // POST /admin/recycle ("operator")
+  reload,        // POST /admin/reload: the model file was read again
   shutdown,      // the server is stopping
   // Unplanned: something went wrong.
   crash,         // it died by itself after it was ready (or its socket closed)
@@ -29,7 +30,7 @@ enum class RecycleReason {
 
 inline constexpr std::array kAllRecycleReasons = {
     RecycleReason::max_requests, RecycleReason::memory,       RecycleReason::max_age,
-    RecycleReason::by_operator,  RecycleReason::shutdown,     RecycleReason::crash,
+    RecycleReason::by_operator,  RecycleReason::reload,       RecycleReason::shutdown,     RecycleReason::crash,
     RecycleReason::hang,         RecycleReason::oom,          RecycleReason::cuda_error,
     RecycleReason::protocol,     RecycleReason::load_failure, RecycleReason::timeout};
 

@@ -24,6 +24,7 @@ nlohmann::json Worker::status() const {
                       {"requests_served", served()},
                       {"requests_in_flight", inflight()},
                       {"age_s", age_s()},
+                      {"forked", forked},
                       {"rss_bytes", rss_bytes()},
                       {"gpu_memory_bytes", gpu_bytes_}};
   if (request_limit > 0) j["request_limit"] = request_limit;

@@ -87,6 +87,7 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::uint64_t gpu_bytes() const { return gpu_bytes_; }  // as of the last answer read
   void set_gpu_bytes(std::uint64_t bytes) { gpu_bytes_ = bytes; }
   std::uint64_t request_limit = 0;  // max_requests + this worker's jitter; 0 = none
+  bool forked = false;              // started by the fork server, not spawned cold
   // For /admin/workers: pid, state, requests, age, memory, and what it runs on.
   nlohmann::json status() const;
 
@@ -94,13 +95,16 @@ class Worker : public std::enable_shared_from_this<Worker> {
   std::uint64_t gpu_bytes_ = 0;
 };
 
+class ForkServer;
+
 // How to start a worker: the executable, its arguments, the load timeout and the environment
-// added to the supervisor's.
+// added to the supervisor's; and the fork server to ask first, if one is ready.
 struct WorkerLaunch {
   std::string exe;
   std::vector<std::string> args;
   std::chrono::milliseconds load_timeout{0};
   std::map<std::string, std::string> env;
+  std::shared_ptr<ForkServer> fork_server;
 };
 
 // Starts a worker that reports to `events`; nullptr (with the reason logged) when it could not

@@ -47,14 +47,23 @@ WorkerManager::WorkerManager(asio::io_context& io, const ServeOptions& options, 
     : io_(io),
       options_(options),
       metrics_(metrics),
+      process_workers_(!factory),
       factory_(factory ? std::move(factory) : worker_process_factory(io)),
       start_timer_(io),
-      housekeeping_timer_(io) {
+      housekeeping_timer_(io),
+      fork_server_timer_(io) {
   set_policy(policy);
 }
 
 void WorkerManager::set_policy(const Policy& policy) {
   policy_ = policy;
+  if (started_ && !stopping_) {
+    if (fork_server_wanted() && !fork_server_ && !next_fork_server_) start_fork_server(false);
+    if (!fork_server_wanted() && fork_server_) {
+      spdlog::info("fork_server switched off: workers start cold");
+      fork_server_.reset();  // killed and reaped; the workers it forked go on
+    }
+  }
   quarantine_.set_ttl(std::chrono::seconds(policy.quarantine_ttl_s));
   breaker_.set_limits({policy.crash_loop_failures, std::chrono::seconds(policy.crash_loop_window_s),
                        std::chrono::seconds(policy.crash_loop_cooldown_s)});
@@ -80,8 +89,92 @@ void WorkerManager::configure(Worker& worker) {
 }
 
 void WorkerManager::start() {
-  start_current();
+  started_ = true;
+  if (fork_server_wanted()) {
+    first_start_pending_ = true;  // the first worker is forked too, once it is ready
+    start_fork_server(false);
+  } else {
+    start_current();
+  }
   housekeep();
+}
+
+void WorkerManager::start_fork_server(bool for_reload) {
+  std::weak_ptr<WorkerManager> weak = shared_from_this();
+  ForkServer::Events events;
+  events.ready = [weak](ForkServer& s) {
+    if (auto self = weak.lock()) self->on_fork_server_ready(s);
+  };
+  events.exited = [weak](ForkServer& s) {
+    if (auto self = weak.lock()) self->on_fork_server_exited(s);
+  };
+  auto server = std::make_shared<ForkServer>(io_, std::move(events));
+  (for_reload ? next_fork_server_ : fork_server_) = server;
+  auto args = worker_args();
+  args.push_back("--fork-server");
+  metrics_.on_fork_server_start();
+  if (!server->start({options_.worker_bin, std::move(args), milliseconds(policy_.load_timeout_ms),
+                      worker_environment(options_), nullptr})) {
+    asio::post(io_, [weak, server] {
+      if (auto self = weak.lock()) self->on_fork_server_exited(*server);
+    });
+  }
+}
+
+void WorkerManager::on_fork_server_ready(ForkServer& server) {
+  if (&server == next_fork_server_.get()) {
+    // A reload: the new model loaded. The old fork server goes; the worker follows gracefully.
+    fork_server_ = std::move(next_fork_server_);
+    fork_server_failures_ = 0;
+    recycle_for(RecycleReason::reload, false);
+    return finish_reload(server.status());
+  }
+  if (&server != fork_server_.get()) return;
+  fork_server_failures_ = 0;
+  if (std::exchange(first_start_pending_, false)) start_current();
+}
+
+void WorkerManager::on_fork_server_exited(ForkServer& server) {
+  if (&server == next_fork_server_.get()) {
+    next_fork_server_.reset();
+    return finish_reload(make_error(
+        ErrorKind::internal,
+        "the model did not load again (" + server.error() + "); the running one still serves"));
+  }
+  if (&server != fork_server_.get()) return;  // replaced, or switched off
+  fork_server_.reset();
+  metrics_.on_fork_server_failure();
+  if (std::exchange(first_start_pending_, false)) start_current();  // cold
+  if (stopping_ || !fork_server_wanted()) return;
+  ++fork_server_failures_;
+  const double base = policy_.restart_backoff_ms * std::pow(2.0, fork_server_failures_ - 1);
+  const auto delay = milliseconds(
+      static_cast<long>(std::min<double>(base, static_cast<double>(policy_.restart_backoff_max_ms))));
+  spdlog::warn("workers start cold until the fork server is back (restarting it in {} ms)",
+               delay.count());
+  fork_server_timer_.expires_after(delay);
+  fork_server_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->stopping_ || !self->fork_server_wanted()) return;
+    if (!self->fork_server_ && !self->next_fork_server_) self->start_fork_server(false);
+  });
+}
+
+void WorkerManager::reload(std::function<void(Result<nlohmann::json>)> done) {
+  if (reload_done_) {
+    return done(make_error(ErrorKind::unavailable, "a reload is already in progress"));
+  }
+  if (!fork_server_wanted()) {
+    recycle_for(RecycleReason::reload, false);
+    return done(nlohmann::json(nullptr));
+  }
+  spdlog::info("reload: loading {} in a new fork server", options_.model);
+  reload_done_ = std::move(done);
+  start_fork_server(true);
+}
+
+void WorkerManager::finish_reload(Result<nlohmann::json> result) {
+  if (auto done = std::exchange(reload_done_, nullptr)) done(std::move(result));
 }
 
 // Age is checked at idle moments; a worker that stays idle is checked here once a second.
@@ -93,6 +186,19 @@ void WorkerManager::housekeep() {
     self->check_worker();
     self->housekeep();
   });
+}
+
+// A cold worker's command line (without the executable); a forked one gets the same.
+std::vector<std::string> WorkerManager::worker_args() const {
+  std::vector<std::string> args = {"--ipc-fd",     "3",
+                                   "--parent-pid", std::to_string(::getpid()),
+                                   "--model",      options_.model,
+                                   "--device",     options_.device,
+                                   "--threads",    std::to_string(options_.worker_threads)};
+  if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
+  if (!options_.tokenizer.empty()) args.insert(args.end(), {"--tokenizer", options_.tokenizer});
+  if (options_.enable_fault_injection) args.push_back("--enable-fault-injection");
+  return args;
 }
 
 std::shared_ptr<Worker> WorkerManager::spawn_worker() {
@@ -111,21 +217,15 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
   events.exited = [weak](Worker& w) {
     if (auto self = weak.lock()) self->on_exited(w);
   };
-  std::vector<std::string> args = {"--ipc-fd",     "3",
-                                   "--parent-pid", std::to_string(::getpid()),
-                                   "--model",      options_.model,
-                                   "--device",     options_.device,
-                                   "--threads",    std::to_string(options_.worker_threads)};
-  if (!options_.task.empty()) args.insert(args.end(), {"--task", options_.task});
-  if (!options_.tokenizer.empty()) args.insert(args.end(), {"--tokenizer", options_.tokenizer});
-  if (options_.enable_fault_injection) args.push_back("--enable-fault-injection");
+  auto args = worker_args();
   if (!start_fault_.empty()) args.insert(args.end(), {"--fault", start_fault_});
-  auto worker = factory_({options_.worker_bin, std::move(args),
-                          milliseconds(policy_.load_timeout_ms), worker_environment(options_)},
-                         std::move(events));
+  auto worker =
+      factory_({options_.worker_bin, std::move(args), milliseconds(policy_.load_timeout_ms),
+                worker_environment(options_), fork_server_},
+               std::move(events));
   if (!worker) return nullptr;
   ++starts_;
-  metrics_.on_worker_start();
+  metrics_.on_worker_start(worker->forked);
   worker->request_limit = draw_request_limit(policy_, rng_());
   configure(*worker);
   return worker;
@@ -507,12 +607,16 @@ bool WorkerManager::expire(std::uint64_t job_id, const Error& error, bool kill_w
 }
 
 void WorkerManager::recycle(bool now) {
+  recycle_for(RecycleReason::by_operator, now);
+}
+
+void WorkerManager::recycle_for(RecycleReason reason, bool now) {
   if (!current_) return;
   if (now || current_->state() == WorkerState::spawning) {
-    count_recycle(RecycleReason::by_operator);
-    return current_->kill(RecycleReason::by_operator);
+    count_recycle(reason);
+    return current_->kill(reason);
   }
-  pending_recycle_ = RecycleReason::by_operator;
+  pending_recycle_ = reason;
   maybe_prestart_spare();
   check_worker();
 }
@@ -528,6 +632,10 @@ void WorkerManager::stop(std::function<void()> done) {
   on_stopped_ = std::move(done);
   start_timer_.cancel();
   housekeeping_timer_.cancel();
+  fork_server_timer_.cancel();
+  fork_server_.reset();  // killed and reaped
+  next_fork_server_.reset();
+  finish_reload(make_error(ErrorKind::unavailable, "the server is stopping"));
   for (auto* w : {&current_, &spare_}) {
     if (!*w) continue;
     if ((*w)->state() == WorkerState::busy) {
@@ -566,6 +674,8 @@ nlohmann::json WorkerManager::status() const {
   j["requests_in_flight"] = inflight_.size();
   j["memory_budget"] = budget_.status();
   if (!start_fault_.empty()) j["start_fault"] = start_fault_;
+  j["fork_server"] = fork_server_ ? fork_server_->status() : nlohmann::json(nullptr);
+  if (next_fork_server_) j["next_fork_server"] = next_fork_server_->status();
   return j;
 }
 

@@ -33,6 +33,7 @@
 #include "lifecycle/recycle_rules.hpp"
 #include "lifecycle/worker.hpp"
 #include "metrics.hpp"
+#include "lifecycle/fork_server.hpp"
 #include "respawn/policy.hpp"
 #include "serve_options.hpp"
 
@@ -85,6 +86,12 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   std::size_t quarantine_size();
 
   void recycle(bool now);  // operator: graceful (after the request in flight) or now (SIGKILL)
+  // POST /admin/reload: reads the model file again. With the fork server on, a new fork server
+  // loads it while the old one goes on forking; once it is ready it takes over and the worker
+  // is recycled gracefully (reason reload), so no request fails. `done` gets the new fork
+  // server's status, or why it did not load (the old one then stays, and so does the worker).
+  // With the fork server off the graceful recycle alone reads the file again. One at a time.
+  void reload(std::function<void(Result<nlohmann::json>)> done);
   const Policy& policy() const { return policy_; }
   void set_policy(const Policy& policy);
   void set_start_fault(std::string spec) { start_fault_ = std::move(spec); }
@@ -106,10 +113,21 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   // the breaker, the memory budget.
   nlohmann::json status() const;
   const nlohmann::json& model_info() const { return model_info_; }  // the last ready frame
+  const std::shared_ptr<ForkServer>& fork_server() const { return fork_server_; }
 
  private:
   void housekeep();
+  std::vector<std::string> worker_args() const;
   std::shared_ptr<Worker> spawn_worker();
+  // The fork server (fork_server.hpp): started at start() and when the knob is switched on,
+  // restarted with backoff when it dies (workers start cold meanwhile), replaced by reload().
+  // Only for process workers (no factory given): unit tests' stand-ins need none.
+  bool fork_server_wanted() const { return policy_.fork_server && process_workers_; }
+  void start_fork_server(bool for_reload);
+  void on_fork_server_ready(ForkServer& server);
+  void on_fork_server_exited(ForkServer& server);
+  void finish_reload(Result<nlohmann::json> result);
+  void recycle_for(RecycleReason reason, bool now);
   void start_current();
   void schedule_start();
   void maybe_prestart_spare();
@@ -154,11 +172,19 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   const ServeOptions& options_;
   Policy policy_;
   Metrics& metrics_;
+  const bool process_workers_;  // workers are processes (no factory was given)
   WorkerFactory factory_;
   Hooks hooks_;
   CircuitBreaker breaker_;
   boost::asio::steady_timer start_timer_;
   boost::asio::steady_timer housekeeping_timer_;
+  std::shared_ptr<ForkServer> fork_server_;
+  std::shared_ptr<ForkServer> next_fork_server_;  // loading the model again for a reload
+  std::function<void(Result<nlohmann::json>)> reload_done_;
+  boost::asio::steady_timer fork_server_timer_;
+  unsigned fork_server_failures_ = 0;  // consecutive fork servers that ended
+  bool started_ = false;               // start() was called
+  bool first_start_pending_ = false;   // the first worker waits for the fork server
   std::shared_ptr<Worker> current_;
   std::shared_ptr<Worker> spare_;
   std::list<std::shared_ptr<Worker>> retiring_;

@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "lifecycle/fork_server.hpp"
 #include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"
 #include "respawn/worker_error.hpp"
@@ -23,6 +24,8 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr int kChildFd = 3;
+// A fork server answers in milliseconds; one that does not within this is broken.
+constexpr std::chrono::milliseconds kForkTimeout{5000};
 
 std::string describe_status(int status) {
   if (WIFSIGNALED(status)) return "killed by signal " + std::to_string(WTERMSIG(status));
@@ -35,7 +38,7 @@ std::string describe_status(int status) {
 // clears close-on-exec) and every other descriptor above it is closed in the child, so no
 // client socket or listener leaks into the worker.
 // The child gets its environment as posix_spawn's envp: the supervisor's own stays untouched.
-Result<pid_t> spawn_process(const std::string& exe, const std::vector<std::string>& args,
+Result<pid_t> posix_spawn_with_fd(const std::string& exe, const std::vector<std::string>& args,
                             int child_fd, const std::map<std::string, std::string>& env) {
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(exe.c_str()));
@@ -56,7 +59,29 @@ Result<pid_t> spawn_process(const std::string& exe, const std::vector<std::strin
   return pid;
 }
 
+// A pidfd for a child that already runs; without one it is killed and reaped.
+Result<ChildProcess> watch_child(pid_t pid) {
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    const std::string why = std::strerror(errno);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return make_error(ErrorKind::internal, "pidfd_open (Linux >= 5.3): " + why);
+  }
+  return ChildProcess{pid, pidfd};
+}
+
 }  // namespace
+
+Result<ChildProcess> spawn_child(const std::string& exe, const std::vector<std::string>& args,
+                                 int child_fd, const std::map<std::string, std::string>& env) {
+  // dup2 onto itself would not clear close-on-exec: a socket already on fd 3 is copied first.
+  const int moved = child_fd == kChildFd ? ::fcntl(child_fd, F_DUPFD_CLOEXEC, kChildFd + 1) : -1;
+  auto pid = posix_spawn_with_fd(exe, args, moved >= 0 ? moved : child_fd, env);
+  if (moved >= 0) ::close(moved);
+  if (!pid) return pid.error();
+  return watch_child(*pid);
+}
 
 WorkerFactory worker_process_factory(asio::io_context& io) {
   return [&io](const WorkerLaunch& launch, Worker::Events events) -> std::shared_ptr<Worker> {
@@ -104,31 +129,29 @@ Result<pid_t> WorkerProcess::spawn(const WorkerLaunch& launch) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     return make_error(ErrorKind::internal, std::string("socketpair: ") + std::strerror(errno));
   }
-  if (fds[1] == kChildFd) {  // make sure dup2 really copies, so close-on-exec is cleared
-    const int moved = ::fcntl(fds[1], F_DUPFD_CLOEXEC, kChildFd + 1);
-    ::close(fds[1]);
-    fds[1] = moved;
+  std::optional<Result<ChildProcess>> child;
+  if (launch.fork_server && launch.fork_server->state() == ForkServer::State::ready) {
+    std::vector<std::string> argv = {launch.exe};
+    argv.insert(argv.end(), launch.args.begin(), launch.args.end());
+    auto pid = launch.fork_server->fork(argv, fds[1], kForkTimeout);
+    if (pid) {
+      child = watch_child(*pid);
+      forked = true;
+    } else {
+      spdlog::warn("starting a worker cold: the fork server could not fork one: {}",
+                   pid.error().message);
+    }
   }
-  auto pid = spawn_process(launch.exe, launch.args, fds[1], launch.env);
+  if (!child) child = spawn_child(launch.exe, launch.args, fds[1], launch.env);
   ::close(fds[1]);
-  if (!pid) {
+  if (!*child) {
     ::close(fds[0]);
     exit_reason_ = RecycleReason::load_failure;
     state_ = WorkerState::exited;
-    return pid;
+    return child->error();
   }
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0));
-  if (pidfd < 0) {
-    const std::string why = std::strerror(errno);
-    ::kill(*pid, SIGKILL);
-    ::waitpid(*pid, nullptr, 0);
-    ::close(fds[0]);
-    exit_reason_ = RecycleReason::load_failure;
-    state_ = WorkerState::exited;
-    return make_error(ErrorKind::internal, "pidfd_open (Linux >= 5.3): " + why);
-  }
-  pidfd_.assign(pidfd);
-  pid_ = *pid;
+  pidfd_.assign((*child)->pidfd);
+  pid_ = (*child)->pid;
   spawned_at_ = Clock::now();
   oom_kills_at_spawn_ = system_oom_kills();
   channel_ = std::make_shared<IpcChannel>(
@@ -144,8 +167,8 @@ Result<pid_t> WorkerProcess::spawn(const WorkerLaunch& launch) {
       });
   watch_exit();
   arm(load_timer_, launch.load_timeout, RecycleReason::load_failure);
-  spdlog::info("worker {} spawned", pid_);
-  return pid;
+  spdlog::info("worker {} {}", pid_, forked ? "forked" : "spawned");
+  return pid_;
 }
 
 // The reap never blocks: a wake-up while the process still runs (epoll can report readiness of

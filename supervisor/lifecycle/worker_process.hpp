@@ -30,6 +30,17 @@ namespace respawn {
 std::vector<std::string> child_environment(char* const* base,
                                            const std::map<std::string, std::string>& overrides);
 
+// A child process and a pidfd on it (readable once it exits; signals through it cannot reach a
+// reused pid).
+struct ChildProcess {
+  pid_t pid = 0;
+  int pidfd = -1;
+};
+// Starts `exe` with the supervisor's environment plus `env` (which wins over a variable of the
+// same name), `child_fd` as its fd 3 and every other descriptor closed.
+Result<ChildProcess> spawn_child(const std::string& exe, const std::vector<std::string>& args,
+                                 int child_fd, const std::map<std::string, std::string>& env);
+
 // The factory the server uses: a WorkerProcess, spawned.
 WorkerFactory worker_process_factory(boost::asio::io_context& io);
 
@@ -38,8 +49,9 @@ class WorkerProcess final : public Worker {
   WorkerProcess(boost::asio::io_context& io, Events events);
   ~WorkerProcess() override;
 
-  // Starts the process with the supervisor's environment plus `launch.env` (which wins over a
-  // variable of the same name); on success the load timeout runs until the ready frame.
+  // Starts the process: forked by `launch.fork_server` when it is ready, else (or when that
+  // fails) spawned with the supervisor's environment plus `launch.env` (which wins over a
+  // variable of the same name). On success the load timeout runs until the ready frame.
   Result<pid_t> spawn(const WorkerLaunch& launch);
 
   void send(const Job& job, std::uint64_t request_id,

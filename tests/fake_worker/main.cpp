@@ -8,6 +8,9 @@
 //   "stream-then-crash"  stream one chunk, then exit(1)
 // Infer requests echo their input tensors as outputs. The injected faults of the real worker
 // (a request's "fault", --fault at start; see common/respawn/fault.hpp) work the same way.
+// With --fork-server it is a fork server (common/respawn/fork_server.hpp) holding nothing: it
+// says ready at once and forks fake workers; RESPAWN_FAKE_FORK_SERVER=fail-load makes it report
+// a load failure instead.
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -17,11 +20,14 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "respawn/fault.hpp"
+#include "respawn/fork_server.hpp"
 #include "respawn/frame.hpp"
+#include "respawn/proc_stats.hpp"
 
 namespace {
 
@@ -114,16 +120,32 @@ void answer_infer(int fd, const Frame& frame) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run(const std::vector<std::string>& args) {
   int fd = -1;
   std::string start_fault;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--ipc-fd") == 0) fd = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--fault") == 0) start_fault = argv[i + 1];
+  bool fork_server = false;
+  for (std::size_t i = 1; i < args.size(); ++i) {
+    if (args[i] == "--fork-server") fork_server = true;
+    if (i + 1 == args.size()) continue;
+    if (args[i] == "--ipc-fd") fd = std::atoi(args[i + 1].c_str());
+    if (args[i] == "--fault") start_fault = args[i + 1];
   }
   if (fd < 0) return 64;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   std::signal(SIGPIPE, SIG_IGN);
+  if (fork_server) {
+    if (env_or("RESPAWN_FAKE_FORK_SERVER", "") == "fail-load") {
+      respawn::send_control(fd, {{"type", "error"}, {"message", "fake fork server load failure"}});
+      return 2;
+    }
+    respawn::send_control(fd, {{"type", "ready"},
+                               {"pid", ::getpid()},
+                               {"holds", "nothing"},
+                               {"load_ms", 0},
+                               {"rss_bytes", respawn::rss_bytes(0)}});
+    auto child = respawn::serve_forks(fd);
+    return child ? run(*child) : 0;
+  }
   std::this_thread::sleep_for(
       std::chrono::milliseconds(std::atoi(env_or("RESPAWN_FAKE_LOAD_MS", "0").c_str())));
   if (start_fault.rfind("slow_load:", 0) == 0) {
@@ -156,4 +178,8 @@ int main(int argc, char** argv) {
     }
     if (decoder.error()) return 1;
   }
+}
+
+int main(int argc, char** argv) {
+  return run(std::vector<std::string>(argv, argv + argc));
 }

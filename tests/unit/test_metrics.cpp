@@ -158,14 +158,15 @@ TEST(Metrics, StartupHistogramUsesItsOwnBounds) {
 
 TEST(Metrics, WorkerExitsByReason) {
   Metrics m;
-  m.on_worker_start();
-  m.on_worker_start();
-  m.on_worker_start();
+  m.on_worker_start(false);
+  m.on_worker_start(true);
+  m.on_worker_start(true);
   m.on_recycle("crash");
   m.on_recycle("oom_kill");
   m.on_recycle("crash");
   const std::string text = m.render();
   EXPECT_TRUE(has_line(text, "respawn_worker_starts_total 3"));
+  EXPECT_TRUE(has_line(text, "respawn_worker_forks_total 2"));
   EXPECT_TRUE(has_line(text, R"(respawn_worker_recycles_total{reason="crash"} 2)")) << text;
   EXPECT_TRUE(has_line(text, R"(respawn_worker_recycles_total{reason="oom_kill"} 1)"));
 }
@@ -179,7 +180,10 @@ TEST(Metrics, Gauges) {
   m.set_inflight(1);
   m.set_ready(true);
   m.set_worker_rss(123456789);
+  m.set_fork_server(true, 4096);
   const std::string after = m.render();
+  EXPECT_TRUE(has_line(after, "respawn_fork_server_ready 1"));
+  EXPECT_TRUE(has_line(after, "respawn_fork_server_resident_memory_bytes 4096"));
   EXPECT_TRUE(has_line(after, "respawn_queue_depth 5"));
   EXPECT_TRUE(has_line(after, "respawn_requests_inflight 1"));
   EXPECT_TRUE(has_line(after, "respawn_ready 1"));

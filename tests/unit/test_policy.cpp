@@ -49,7 +49,8 @@ TEST(Policy, DefaultsAreTheDocumentedOnesAndValid) {
   EXPECT_EQ(j["max_batch_delay_us"], 1000u);
   EXPECT_EQ(j["empty_cache_after_request"], true);
   EXPECT_EQ(j["quarantine_ttl_s"], 3600u);
-  EXPECT_EQ(j.size(), 21u);
+  EXPECT_EQ(j["fork_server"], true);
+  EXPECT_EQ(j.size(), 22u);
   EXPECT_FALSE(validate(Policy{}).has_value());
 }
 
@@ -61,12 +62,14 @@ TEST(Policy, KnobTableListsEveryFieldInStructOrder) {
       "poison_threshold",       "quarantine_ttl_s",    "restart_backoff_ms",
       "restart_backoff_max_ms", "crash_loop_failures", "crash_loop_window_s",
       "crash_loop_cooldown_s",  "prestart_spare",      "drain_timeout_ms",
-      "max_batch_size",         "max_batch_delay_us",  "empty_cache_after_request"};
+      "max_batch_size",         "max_batch_delay_us",  "empty_cache_after_request",
+      "fork_server"};
   std::vector<std::string> names;
   for (const KnobInfo& info : policy_knobs()) {
     names.emplace_back(info.name);
     EXPECT_FALSE(info.help.empty()) << info.name;
-    const bool boolean = info.name == "prestart_spare" || info.name == "empty_cache_after_request";
+    const bool boolean = info.name == "prestart_spare" ||
+                         info.name == "empty_cache_after_request" || info.name == "fork_server";
     EXPECT_EQ(info.type, boolean ? KnobType::boolean : KnobType::uint);
     if (info.type == KnobType::uint) {
       EXPECT_LE(info.min, info.max) << info.name;
@@ -81,7 +84,7 @@ TEST(Policy, KnobTableListsEveryFieldInStructOrder) {
 TEST(Policy, JsonUsesUnsignedNumbersAndBooleans) {
   const json j = to_json(Policy{});  // items() must not outlive the json it walks
   for (const auto& [name, value] : j.items()) {
-    if (name == "prestart_spare" || name == "empty_cache_after_request") {
+    if (name == "prestart_spare" || name == "empty_cache_after_request" || name == "fork_server") {
       EXPECT_TRUE(value.is_boolean());
     } else {
       EXPECT_TRUE(value.is_number_unsigned()) << name;

@@ -18,7 +18,7 @@ TEST(RecycleReason, EveryReasonHasItsOwnNameThatReadsBack) {
     EXPECT_TRUE(names.insert(name).second) << name << " twice";
     EXPECT_EQ(recycle_reason_from_string(name), reason) << name;
   }
-  EXPECT_EQ(names.size(), 12u);
+  EXPECT_EQ(names.size(), 13u);
   EXPECT_EQ(to_string(RecycleReason::by_operator), "operator");
   EXPECT_FALSE(recycle_reason_from_string("by_operator"));
   EXPECT_FALSE(recycle_reason_from_string(""));
@@ -30,7 +30,8 @@ TEST(RecycleReason, PlannedReasonsAreTheHealthyRetirements) {
     if (is_planned(reason)) planned.insert(std::string(to_string(reason)));
   }
   EXPECT_EQ(planned,
-            (std::set<std::string>{"max_requests", "memory", "max_age", "operator", "shutdown"}));
+            (std::set<std::string>{"max_requests", "memory", "max_age", "operator", "reload",
+                                   "shutdown"}));
 }
 
 TEST(RecycleReason, NoPlannedReasonCountsForTheBreaker) {
@@ -44,7 +45,8 @@ TEST(RecycleReason, NoPlannedReasonCountsForTheBreaker) {
 
 TEST(RecycleReason, OnlyAnOperatorOrAnotherRequestsDeadlineSparesTheRequestsInFlight) {
   for (const auto reason : kAllRecycleReasons) {
-    const bool spared = reason == RecycleReason::by_operator || reason == RecycleReason::timeout;
+    const bool spared = reason == RecycleReason::by_operator || reason == RecycleReason::reload ||
+                        reason == RecycleReason::timeout;
     EXPECT_EQ(charges_requests_in_flight(reason), !spared) << to_string(reason);
   }
 }
@@ -52,7 +54,7 @@ TEST(RecycleReason, OnlyAnOperatorOrAnotherRequestsDeadlineSparesTheRequestsInFl
 TEST(RecycleReason, TheMetricsHelpListsEveryCountedReasonOnce) {
   const auto help = recycle_reasons_help();
   EXPECT_EQ(help,
-            "Workers replaced, by reason (planned: max_requests, memory, max_age, operator; "
+            "Workers replaced, by reason (planned: max_requests, memory, max_age, operator, reload; "
             "unplanned: crash, hang, oom, cuda_error, protocol, load_failure, timeout).");
 }
 

@@ -138,6 +138,7 @@ TEST(Router, LabelValues) {
       {RouteId::generate, "generate"},
       {RouteId::metrics, "metrics"},
       {RouteId::admin_workers, "admin_workers"},
+      {RouteId::admin_reload, "admin_reload"},
       {RouteId::method_not_allowed, "method_not_allowed"},
       {RouteId::not_found, "not_found"},
   };
@@ -182,6 +183,7 @@ TEST(Router, AdminPolicyOtherMethodsAreNotAllowed) {
 TEST(Router, AdminRecycle) {
   expect_route("POST", "/admin/recycle", RouteId::admin_recycle);
   expect_route("POST", "/admin/recycle?now=1", RouteId::admin_recycle);
+  expect_route("POST", "/admin/reload", RouteId::admin_reload);
   expect_route("POST", "/admin/recycle?now=0", RouteId::admin_recycle);
   expect_route("POST", "/admin/recycle/?now=1", RouteId::admin_recycle);
   for (const char* method : {"GET", "PUT", "PATCH", "DELETE", "post"}) {
@@ -227,6 +229,7 @@ TEST(Router, UnknownAdminPathsAreNotFound) {
 TEST(Router, AdminLabelValues) {
   const std::pair<RouteId, const char*> labels[] = {
       {RouteId::admin_workers, "admin_workers"},
+      {RouteId::admin_reload, "admin_reload"},
       {RouteId::admin_policy, "admin_policy"},
       {RouteId::admin_recycle, "admin_recycle"},
       {RouteId::admin_fault, "admin_fault"},
