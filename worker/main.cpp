@@ -52,15 +52,21 @@ int fork_server(const Options& o) {
   Preloaded preloaded;
   std::string holds;
   try {
-    const char* fault = std::getenv("RESPAWN_FORK_SERVER_FAULT");
-    if (o.fault_injection && fault && std::string_view(fault) == "fail_load") {
+    // Test hooks, obeyed only with fault injection: fail to load; hold the file's bytes (as for
+    // a GPU) on cpu too.
+    const auto test_hook = [&](const char* name, std::string_view value) {
+      const char* set = std::getenv(name);
+      return o.fault_injection && set && std::string_view(set) == value;
+    };
+    if (test_hook("RESPAWN_FORK_SERVER_FAULT", "fail_load")) {
       throw std::runtime_error("injected fork server load failure");
     }
     if (!o.tokenizer_path.empty()) {
       preloaded.tokenizer_path = o.tokenizer_path;
       preloaded.tokenizer = respawn::TextFiles(o.tokenizer_path).tokenizer();
     }
-    preloaded.model = respawn::worker::ModelRunner::preload(o.load, holds);
+    preloaded.model = respawn::worker::ModelRunner::preload(
+        o.load, holds, test_hook("RESPAWN_FORK_SERVER_HOLDS", "file bytes"));
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     send_control(o.fd, {{"type", "error"}, {"message", e.what()}});
@@ -75,8 +81,7 @@ int fork_server(const Options& o) {
     send_control(o.fd, {{"type", "error"}, {"message", why}});
     return 2;
   }
-  const double load_ms =
-      std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+  const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
   spdlog::info("fork server ready: holds the {} of {} ({:.0f} ms, rss {} MB)", holds,
                o.load.model_path, load_ms, respawn::rss_bytes(0) >> 20);
   if (!send_control(o.fd, {{"type", "ready"},
@@ -115,15 +120,16 @@ int worker(const Options& o, const Preloaded* preloaded) {
     } else if (!o.tokenizer_path.empty()) {
       tokens = &tokenizer.emplace(respawn::TextFiles(o.tokenizer_path).tokenizer());
     }
-    runner = respawn::worker::ModelRunner::load(o.load, preloaded ? preloaded->model.get() : nullptr);
+    runner =
+        respawn::worker::ModelRunner::load(o.load, preloaded ? preloaded->model.get() : nullptr);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     respawn::worker::report_load_failure(o.fd, e.what());
     return 2;
   }
   spdlog::info("ready: task={} device={} load_ms={:.0f}{}", runner->task(),
-               runner->info()["device"].get<std::string>(),
-               runner->info()["load_ms"].get<double>(), preloaded ? " (forked)" : "");
+               runner->info()["device"].get<std::string>(), runner->info()["load_ms"].get<double>(),
+               preloaded ? " (forked)" : "");
   return respawn::worker::WorkerServer(o.fd, *runner, o.fault_injection, tokens).run();
 }
 

@@ -1,5 +1,6 @@
 #include "model_runner.hpp"
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 #include <torch/torch.h>
@@ -343,9 +344,9 @@ struct ModelRunner::Impl {
 
 struct HostModel {
   std::string path;
-  std::string bytes;                       // the file, for a worker that loads onto cuda
+  std::string bytes;                         // the file, for a worker that loads onto cuda
   std::optional<torch::jit::Module> module;  // loaded on cpu, for a cpu worker
-  std::string spec;                        // the module's respawn.json
+  std::string spec;                          // the module's respawn.json
 };
 
 void release(HostModel* model) {
@@ -446,20 +447,27 @@ void load_aoti_package(const LoadOptions& options, ModelRunner::Impl& impl, std:
 
 }  // namespace
 
-HostModelPtr ModelRunner::preload(const LoadOptions& options, std::string& what) {
+HostModelPtr ModelRunner::preload(const LoadOptions& options, std::string& what, bool bytes) {
   HostModelPtr host(nullptr, release);
   what = "nothing";
   if (ends_with(options.model_path, ".pt2")) return host;
   host.reset(new HostModel{options.model_path, {}, {}, {}});
   // Where the worker will run, without asking CUDA (which must stay uninitialized here): a
   // machine with an NVIDIA driver will most likely give `auto` a GPU.
-  const bool gpu_likely =
-      options.device == "cuda" || (options.device == "auto" && ::access("/dev/nvidiactl", F_OK) == 0);
+  const bool gpu_likely = options.device == "cuda" ||
+                          (options.device == "auto" && ::access("/dev/nvidiactl", F_OK) == 0);
   try {
-    if (gpu_likely) {
+    if (gpu_likely || bytes) {
       std::ifstream in(options.model_path, std::ios::binary);
       if (!in) throw std::runtime_error(std::strerror(errno));
       host->bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+      // Deserializing would need a device; the archive's table of contents does not. A file
+      // that is no TorchScript archive fails here (at a reload, before the worker goes).
+      std::istringstream archive(host->bytes);
+      caffe2::serialize::PyTorchStreamReader reader(&archive);
+      if (!reader.hasRecord("data.pkl") || !reader.hasRecord("constants.pkl")) {
+        throw std::runtime_error("not a TorchScript archive (torch.jit.save)");
+      }
       what = "file bytes";
     } else {
       torch::jit::ExtraFilesMap extra{{"respawn.json", ""}};
@@ -475,8 +483,7 @@ HostModelPtr ModelRunner::preload(const LoadOptions& options, std::string& what)
   return host;
 }
 
-std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options,
-                                               const HostModel* host) {
+std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options, const HostModel* host) {
   const auto started = Clock::now();
   if (host && host->path != options.model_path) host = nullptr;
   if (options.threads > 0) torch::set_num_threads(options.threads);

@@ -55,8 +55,9 @@ class ModelRunner {
  public:
   // What a fork server holds for `options`: nullptr for an AOTInductor package (its code is
   // loaded in the worker; the fork server still spares it libtorch's start-up). `what` is set to
-  // "module", "file bytes" or "nothing". Throws std::runtime_error when the file cannot be read.
-  static HostModelPtr preload(const LoadOptions& options, std::string& what);
+  // "module", "file bytes" or "nothing". `bytes` holds the file's bytes whatever the device (the
+  // tests use it to run that path on cpu). Throws std::runtime_error when the file cannot be read.
+  static HostModelPtr preload(const LoadOptions& options, std::string& what, bool bytes = false);
   // Loads, evals and warms up the model, from `host` when it holds this model file (a forked
   // worker), else from the file. Throws std::runtime_error with the reason on failure.
   static std::unique_ptr<ModelRunner> load(const LoadOptions& options,

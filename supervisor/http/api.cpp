@@ -180,8 +180,7 @@ bool takes_json_body(const Route& route, http::verb method) {
 bool is_admin(const Route& route) {
   return route.id == RouteId::admin_workers || route.id == RouteId::admin_policy ||
          route.id == RouteId::admin_recycle || route.id == RouteId::admin_reload ||
-         route.id == RouteId::admin_fault ||
-         route.id == RouteId::admin_quarantine;
+         route.id == RouteId::admin_fault || route.id == RouteId::admin_quarantine;
 }
 
 bool is_openai_generate(const Route& route) {

@@ -144,7 +144,8 @@ void ForkServer::on_message(const nlohmann::json& message) {
 Result<pid_t> ForkServer::fork(const std::vector<std::string>& argv, int ipc_fd,
                                std::chrono::milliseconds timeout) {
   if (state_ != State::ready) {
-    return make_error(ErrorKind::unavailable, "the fork server is " + std::string(to_string(state_)));
+    return make_error(ErrorKind::unavailable,
+                      "the fork server is " + std::string(to_string(state_)));
   }
   const int fd = control_.native_handle();
   if (!send_fork_request(fd, nlohmann::json{{"args", argv}}.dump(), ipc_fd)) {
@@ -160,16 +161,17 @@ Result<pid_t> ForkServer::fork(const std::vector<std::string>& argv, int ipc_fd,
   bool eof = false;
   const auto reply = ready > 0 ? receive_message(fd, eof) : std::nullopt;
   if (!reply) {
-    const std::string why = ready == 0 ? "no answer to a fork request within " +
-                                             std::to_string(timeout.count()) + " ms"
-                                       : "its socket closed during a fork request";
+    const std::string why =
+        ready == 0 ? "no answer to a fork request within " + std::to_string(timeout.count()) + " ms"
+                   : "its socket closed during a fork request";
     kill(why);
     return make_error(ErrorKind::internal, why);
   }
   const auto pid = json_get<std::int64_t>(*reply, "pid", 0);
   if (pid <= 0) {
-    return make_error(ErrorKind::internal,
-                      json_get<std::string>(*reply, "error", "a malformed answer: " + reply->dump()));
+    return make_error(
+        ErrorKind::internal,
+        json_get<std::string>(*reply, "error", "a malformed answer: " + reply->dump()));
   }
   ++forks_;
   return static_cast<pid_t>(pid);
@@ -208,8 +210,7 @@ void ForkServer::on_reaped(int status) {
   }
   const bool was_ready = state_ == State::ready;
   state_ = State::exited;
-  spdlog::warn("fork server {} ended{}: {}", pid_, was_ready ? "" : " before it was ready",
-               error_);
+  spdlog::warn("fork server {} ended{}: {}", pid_, was_ready ? "" : " before it was ready", error_);
   if (events_.exited) events_.exited(*this);
 }
 
@@ -218,10 +219,8 @@ std::uint64_t ForkServer::rss_bytes() const {
 }
 
 nlohmann::json ForkServer::status() const {
-  nlohmann::json j = {{"pid", pid_},
-                      {"state", to_string(state_)},
-                      {"rss_bytes", rss_bytes()},
-                      {"forks", forks_}};
+  nlohmann::json j = {
+      {"pid", pid_}, {"state", to_string(state_)}, {"rss_bytes", rss_bytes()}, {"forks", forks_}};
   if (state_ != State::starting) {
     for (const char* key : {"holds", "load_ms"}) {
       if (ready_.contains(key)) j[key] = ready_[key];

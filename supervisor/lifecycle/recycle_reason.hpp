@@ -29,10 +29,11 @@ enum class RecycleReason {
 };
 
 inline constexpr std::array kAllRecycleReasons = {
-    RecycleReason::max_requests, RecycleReason::memory,       RecycleReason::max_age,
-    RecycleReason::by_operator,  RecycleReason::reload,       RecycleReason::shutdown,     RecycleReason::crash,
-    RecycleReason::hang,         RecycleReason::oom,          RecycleReason::cuda_error,
-    RecycleReason::protocol,     RecycleReason::load_failure, RecycleReason::timeout};
+    RecycleReason::max_requests, RecycleReason::memory,   RecycleReason::max_age,
+    RecycleReason::by_operator,  RecycleReason::reload,   RecycleReason::shutdown,
+    RecycleReason::crash,        RecycleReason::hang,     RecycleReason::oom,
+    RecycleReason::cuda_error,   RecycleReason::protocol, RecycleReason::load_failure,
+    RecycleReason::timeout};
 
 std::string_view to_string(RecycleReason reason);
 std::optional<RecycleReason> recycle_reason_from_string(std::string_view name);

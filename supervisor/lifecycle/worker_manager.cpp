@@ -148,8 +148,8 @@ void WorkerManager::on_fork_server_exited(ForkServer& server) {
   if (stopping_ || !fork_server_wanted()) return;
   ++fork_server_failures_;
   const double base = policy_.restart_backoff_ms * std::pow(2.0, fork_server_failures_ - 1);
-  const auto delay = milliseconds(
-      static_cast<long>(std::min<double>(base, static_cast<double>(policy_.restart_backoff_max_ms))));
+  const auto delay = milliseconds(static_cast<long>(
+      std::min<double>(base, static_cast<double>(policy_.restart_backoff_max_ms))));
   spdlog::warn("workers start cold until the fork server is back (restarting it in {} ms)",
                delay.count());
   fork_server_timer_.expires_after(delay);

@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lifecycle/circuit_breaker.hpp"
+#include "lifecycle/fork_server.hpp"
 #include "lifecycle/job.hpp"
 #include "lifecycle/memory_budget.hpp"
 #include "lifecycle/quarantine.hpp"
@@ -33,7 +34,6 @@
 #include "lifecycle/recycle_rules.hpp"
 #include "lifecycle/worker.hpp"
 #include "metrics.hpp"
-#include "lifecycle/fork_server.hpp"
 #include "respawn/policy.hpp"
 #include "serve_options.hpp"
 

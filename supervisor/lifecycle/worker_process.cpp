@@ -39,7 +39,7 @@ std::string describe_status(int status) {
 // client socket or listener leaks into the worker.
 // The child gets its environment as posix_spawn's envp: the supervisor's own stays untouched.
 Result<pid_t> posix_spawn_with_fd(const std::string& exe, const std::vector<std::string>& args,
-                            int child_fd, const std::map<std::string, std::string>& env) {
+                                  int child_fd, const std::map<std::string, std::string>& env) {
   std::vector<char*> argv;
   argv.push_back(const_cast<char*>(exe.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));

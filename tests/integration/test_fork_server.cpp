@@ -108,6 +108,31 @@ TEST(ForkServer, WorkersAreForkedFromItAndAnswerLikeColdOnes) {
   EXPECT_NE(std::find(kids.begin(), kids.end(), worker), kids.end()) << worker;
 }
 
+// What a GPU machine gets (the fork server holds the file, the worker deserializes it onto its
+// device), run on cpu through the test hook.
+TEST(ForkServer, AForkServerHoldingTheFileBytesServesTheSameAndRefusesABrokenFile) {
+  TempDir dir("respawn-bytes-");
+  const auto model = dir.path() / "demo.pt";
+  std::filesystem::copy_file(model_path("demo.pt"), model);
+  const std::map<std::string, std::string> hold_bytes = {
+      {"RESPAWN_FORK_SERVER_HOLDS", "file bytes"}};
+  Server cold(real_args({"--fork-server", "off"}));
+  Server server({"--model", model.string(), "--enable-fault-injection"}, hold_bytes);
+  ASSERT_TRUE(cold.wait_ready());
+  ASSERT_TRUE(server.wait_ready());
+  EXPECT_EQ(fork_server(server).value("holds", ""), "file bytes") << server.workers().dump();
+  EXPECT_EQ(server.workers().value("forked", false), true);
+  const auto want = generate(cold, "bytes");
+  const auto got = generate(server, "bytes");
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.json()["text_output"], want.json()["text_output"]);
+  // Not a TorchScript archive: the new fork server refuses it from the table of contents alone.
+  std::ofstream(model, std::ios::trunc) << "PK but not really";
+  const auto reload = server.post("/admin/reload", "");
+  EXPECT_EQ(reload.status, 500) << reload.body;
+  EXPECT_EQ(generate(server, "bytes").status, 200);
+}
+
 TEST(ForkServer, TwoHundredForkedWorkersLeaveNoZombie) {
   Server server(fake_args({"--max-requests", "1"}));
   ASSERT_TRUE(server.wait_ready());
@@ -175,8 +200,8 @@ TEST(ForkServer, TheSupervisorsDeathLeavesNoProcessBehind) {
   ASSERT_GT(fork_server, 0);
   ASSERT_GT(worker, 0);
   server.stop(SIGKILL);
-  EXPECT_TRUE(wait_until([&] { return process_gone(fork_server) && process_gone(worker); },
-                         seconds(10)));
+  EXPECT_TRUE(
+      wait_until([&] { return process_gone(fork_server) && process_gone(worker); }, seconds(10)));
 }
 
 TEST(ForkServer, ReloadUnderLoadLosesNothing) {
@@ -256,9 +281,9 @@ TEST(ForkServer, SwitchingItOffLiveStopsItAndWorkersStartCold) {
   const pid_t fork_server = fork_server_pid(server);
   ASSERT_GT(fork_server, 0);
   EXPECT_EQ(server.workers().value("forked", false), true);
-  const auto patched = http_request(server.port(), "PATCH", "/admin/policy",
-                                    R"({"fork_server": false})",
-                                    {{"Content-Type", "application/json"}});
+  const auto patched =
+      http_request(server.port(), "PATCH", "/admin/policy", R"({"fork_server": false})",
+                   {{"Content-Type", "application/json"}});
   ASSERT_EQ(patched.status, 200) << patched.body;
   EXPECT_TRUE(server.workers()["fork_server"].is_null());
   EXPECT_TRUE(wait_until([&] { return process_gone(fork_server); }, seconds(5)));

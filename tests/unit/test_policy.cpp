@@ -55,15 +55,28 @@ TEST(Policy, DefaultsAreTheDocumentedOnesAndValid) {
 }
 
 TEST(Policy, KnobTableListsEveryFieldInStructOrder) {
-  const std::vector<std::string> expected = {
-      "max_requests",           "max_requests_jitter", "max_worker_age_s",
-      "max_worker_rss_mb",      "max_gpu_memory_mb",   "request_timeout_ms",
-      "hang_timeout_ms",        "load_timeout_ms",     "replay_limit",
-      "poison_threshold",       "quarantine_ttl_s",    "restart_backoff_ms",
-      "restart_backoff_max_ms", "crash_loop_failures", "crash_loop_window_s",
-      "crash_loop_cooldown_s",  "prestart_spare",      "drain_timeout_ms",
-      "max_batch_size",         "max_batch_delay_us",  "empty_cache_after_request",
-      "fork_server"};
+  const std::vector<std::string> expected = {"max_requests",
+                                             "max_requests_jitter",
+                                             "max_worker_age_s",
+                                             "max_worker_rss_mb",
+                                             "max_gpu_memory_mb",
+                                             "request_timeout_ms",
+                                             "hang_timeout_ms",
+                                             "load_timeout_ms",
+                                             "replay_limit",
+                                             "poison_threshold",
+                                             "quarantine_ttl_s",
+                                             "restart_backoff_ms",
+                                             "restart_backoff_max_ms",
+                                             "crash_loop_failures",
+                                             "crash_loop_window_s",
+                                             "crash_loop_cooldown_s",
+                                             "prestart_spare",
+                                             "drain_timeout_ms",
+                                             "max_batch_size",
+                                             "max_batch_delay_us",
+                                             "empty_cache_after_request",
+                                             "fork_server"};
   std::vector<std::string> names;
   for (const KnobInfo& info : policy_knobs()) {
     names.emplace_back(info.name);

@@ -29,9 +29,8 @@ TEST(RecycleReason, PlannedReasonsAreTheHealthyRetirements) {
   for (const auto reason : kAllRecycleReasons) {
     if (is_planned(reason)) planned.insert(std::string(to_string(reason)));
   }
-  EXPECT_EQ(planned,
-            (std::set<std::string>{"max_requests", "memory", "max_age", "operator", "reload",
-                                   "shutdown"}));
+  EXPECT_EQ(planned, (std::set<std::string>{"max_requests", "memory", "max_age", "operator",
+                                            "reload", "shutdown"}));
 }
 
 TEST(RecycleReason, NoPlannedReasonCountsForTheBreaker) {
@@ -53,9 +52,10 @@ TEST(RecycleReason, OnlyAnOperatorOrAnotherRequestsDeadlineSparesTheRequestsInFl
 
 TEST(RecycleReason, TheMetricsHelpListsEveryCountedReasonOnce) {
   const auto help = recycle_reasons_help();
-  EXPECT_EQ(help,
-            "Workers replaced, by reason (planned: max_requests, memory, max_age, operator, reload; "
-            "unplanned: crash, hang, oom, cuda_error, protocol, load_failure, timeout).");
+  EXPECT_EQ(
+      help,
+      "Workers replaced, by reason (planned: max_requests, memory, max_age, operator, reload; "
+      "unplanned: crash, hang, oom, cuda_error, protocol, load_failure, timeout).");
 }
 
 }  // namespace

@@ -228,10 +228,8 @@ TEST(Router, UnknownAdminPathsAreNotFound) {
 
 TEST(Router, AdminLabelValues) {
   const std::pair<RouteId, const char*> labels[] = {
-      {RouteId::admin_workers, "admin_workers"},
-      {RouteId::admin_reload, "admin_reload"},
-      {RouteId::admin_policy, "admin_policy"},
-      {RouteId::admin_recycle, "admin_recycle"},
+      {RouteId::admin_workers, "admin_workers"}, {RouteId::admin_reload, "admin_reload"},
+      {RouteId::admin_policy, "admin_policy"},   {RouteId::admin_recycle, "admin_recycle"},
       {RouteId::admin_fault, "admin_fault"},
   };
   for (const auto& [id, label] : labels) {
