@@ -347,6 +347,7 @@ struct HostModel {
   std::string bytes;                         // the file, for a worker that loads onto cuda
   std::optional<torch::jit::Module> module;  // loaded on cpu, for a cpu worker
   std::string spec;                          // the module's respawn.json
+  int threads = 0;  // libtorch's default intra-op threads, which a forked worker goes back to
 };
 
 void release(HostModel* model) {
@@ -375,7 +376,8 @@ torch::jit::Module read_torchscript(const std::string& path, const HostModel* ho
 // module is used as it is on cpu (its weights stay shared with the fork server until written).
 void load_torchscript(const LoadOptions& options, ModelRunner::Impl& impl,
                       torch::jit::ExtraFilesMap& extra, const HostModel* host) {
-  const bool cuda = torch::cuda::is_available();
+  // Not asked for cpu: the fork server's warm-up must leave CUDA uninitialized.
+  const bool cuda = options.device != "cpu" && torch::cuda::is_available();
   if (options.device == "cuda" && !cuda) {
     throw std::runtime_error("--device cuda: " + cuda_unavailable_reason());
   }
@@ -451,7 +453,7 @@ HostModelPtr ModelRunner::preload(const LoadOptions& options, std::string& what,
   HostModelPtr host(nullptr, release);
   what = "nothing";
   if (ends_with(options.model_path, ".pt2")) return host;
-  host.reset(new HostModel{options.model_path, {}, {}, {}});
+  host.reset(new HostModel{options.model_path, {}, {}, {}, 0});
   // Where the worker will run, without asking CUDA (which must stay uninitialized here): a
   // machine with an NVIDIA driver will most likely give `auto` a GPU.
   const bool gpu_likely = options.device == "cuda" ||
@@ -480,13 +482,26 @@ HostModelPtr ModelRunner::preload(const LoadOptions& options, std::string& what,
   } catch (const std::runtime_error& e) {
     throw std::runtime_error("cannot load model " + options.model_path + ": " + e.what());
   }
+  if (host->module) {
+    // The warm-up's product, TorchScript's profiled and optimized plan of each method, is host
+    // data that every forked worker then shares instead of building it again (most of a forked
+    // worker's start). It runs on one intra-op thread, which OpenMP runs inline, so no thread is
+    // started (the fork server checks); the workers go back to the default.
+    host->threads = at::get_num_threads();
+    at::set_num_threads(1);
+    LoadOptions warm = options;
+    warm.device = "cpu";
+    warm.threads = 1;
+    load(warm, host.get());
+  }
   return host;
 }
 
 std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options, const HostModel* host) {
   const auto started = Clock::now();
   if (host && host->path != options.model_path) host = nullptr;
-  if (options.threads > 0) torch::set_num_threads(options.threads);
+  const int threads = options.threads > 0 ? options.threads : (host ? host->threads : 0);
+  if (threads > 0) torch::set_num_threads(threads);
   auto impl = std::make_unique<Impl>();
   const bool package = ends_with(options.model_path, ".pt2");
   std::string spec;

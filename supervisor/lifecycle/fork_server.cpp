@@ -75,11 +75,9 @@ ForkServer::ForkServer(asio::io_context& io, Events events)
 
 ForkServer::~ForkServer() {
   if (pidfd_.is_open()) {
-    ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
+    kill_through(pidfd_);
     ::waitpid(pid_, nullptr, 0);
-    boost::system::error_code ignored;
-    pidfd_.cancel(ignored);
-    ::close(pidfd_.release());
+    close_pidfd(pidfd_);
   }
 }
 
@@ -100,7 +98,7 @@ Result<pid_t> ForkServer::start(const WorkerLaunch& launch) {
   pidfd_.assign(child->pidfd);
   control_.assign(fds[0]);
   control_.non_blocking(true);
-  watch_exit();
+  reap_when_exited(weak_from_this(), pidfd_, pid_, [this](int status) { on_reaped(status); });
   read_ready();
   load_timer_.expires_after(launch.load_timeout);
   load_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
@@ -181,28 +179,14 @@ void ForkServer::kill(const std::string& why) {
   if (error_.empty()) error_ = why;
   if (state_ != State::exited && pidfd_.is_open()) {
     spdlog::warn("fork server {}: {}; killing it", pid_, why);
-    ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
+    kill_through(pidfd_);
   }
-}
-
-// As WorkerProcess::watch_exit: a wake-up while it still runs just waits again.
-void ForkServer::watch_exit() {
-  pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
-                    [weak = weak_from_this()](const boost::system::error_code& ec) {
-                      auto self = weak.lock();
-                      if (ec || !self) return;
-                      int status = 0;
-                      const pid_t reaped = ::waitpid(self->pid_, &status, WNOHANG);
-                      if (reaped == 0) return self->watch_exit();
-                      self->on_reaped(reaped == self->pid_ ? status : 0);
-                    });
 }
 
 void ForkServer::on_reaped(int status) {
   load_timer_.cancel();
+  close_pidfd(pidfd_);
   boost::system::error_code ignored;
-  pidfd_.cancel(ignored);
-  ::close(pidfd_.release());
   control_.close(ignored);
   if (error_.empty()) {
     error_ = WIFSIGNALED(status) ? "killed by signal " + std::to_string(WTERMSIG(status))

@@ -62,7 +62,6 @@ class ForkServer : public std::enable_shared_from_this<ForkServer> {
  private:
   void read_ready();
   void on_message(const nlohmann::json& message);
-  void watch_exit();
   void on_reaped(int status);
 
   boost::asio::io_context& io_;

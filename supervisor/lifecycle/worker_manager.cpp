@@ -62,6 +62,7 @@ void WorkerManager::set_policy(const Policy& policy) {
     if (!fork_server_wanted() && fork_server_) {
       spdlog::info("fork_server switched off: workers start cold");
       fork_server_.reset();  // killed and reaped; the workers it forked go on
+      if (std::exchange(first_start_pending_, false)) start_current();
     }
   }
   quarantine_.set_ttl(std::chrono::seconds(policy.quarantine_ttl_s));
@@ -137,14 +138,17 @@ void WorkerManager::on_fork_server_ready(ForkServer& server) {
 void WorkerManager::on_fork_server_exited(ForkServer& server) {
   if (&server == next_fork_server_.get()) {
     next_fork_server_.reset();
-    return finish_reload(make_error(
+    finish_reload(make_error(
         ErrorKind::internal,
         "the model did not load again (" + server.error() + "); the running one still serves"));
+    if (fork_server_) return;  // the old one goes on; else one is started as after a failure
+  } else if (&server == fork_server_.get()) {
+    fork_server_.reset();
+    metrics_.on_fork_server_failure();
+    if (std::exchange(first_start_pending_, false)) start_current();  // cold
+  } else {
+    return;  // replaced, or switched off
   }
-  if (&server != fork_server_.get()) return;  // replaced, or switched off
-  fork_server_.reset();
-  metrics_.on_fork_server_failure();
-  if (std::exchange(first_start_pending_, false)) start_current();  // cold
   if (stopping_ || !fork_server_wanted()) return;
   ++fork_server_failures_;
   const double base = policy_.restart_backoff_ms * std::pow(2.0, fork_server_failures_ - 1);

@@ -83,6 +83,30 @@ Result<ChildProcess> spawn_child(const std::string& exe, const std::vector<std::
   return watch_child(*pid);
 }
 
+void reap_when_exited(std::weak_ptr<const void> owner, asio::posix::stream_descriptor& pidfd,
+                      pid_t pid, std::function<void(int)> reaped) {
+  pidfd.async_wait(asio::posix::descriptor_base::wait_read,
+                   [owner, &pidfd, pid,
+                    reaped = std::move(reaped)](const boost::system::error_code& ec) mutable {
+                     const auto alive = owner.lock();
+                     if (ec || !alive) return;
+                     int status = 0;
+                     const pid_t got = ::waitpid(pid, &status, WNOHANG);
+                     if (got == 0) return reap_when_exited(owner, pidfd, pid, std::move(reaped));
+                     reaped(got == pid ? status : 0);
+                   });
+}
+
+void close_pidfd(asio::posix::stream_descriptor& pidfd) {
+  boost::system::error_code ignored;
+  pidfd.cancel(ignored);
+  ::close(pidfd.release());
+}
+
+void kill_through(asio::posix::stream_descriptor& pidfd) {
+  ::syscall(SYS_pidfd_send_signal, pidfd.native_handle(), SIGKILL, nullptr, 0);
+}
+
 WorkerFactory worker_process_factory(asio::io_context& io) {
   return [&io](const WorkerLaunch& launch, Worker::Events events) -> std::shared_ptr<Worker> {
     auto worker = std::make_shared<WorkerProcess>(io, std::move(events));
@@ -118,9 +142,9 @@ WorkerProcess::WorkerProcess(asio::io_context& io, Events events)
 WorkerProcess::~WorkerProcess() {
   // Normally the worker was reaped before; this is the last defence against an orphan.
   if (pidfd_.is_open()) {
-    send_sigkill();
+    kill_through(pidfd_);
     if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
-    close_pidfd();
+    close_pidfd(pidfd_);
   }
 }
 
@@ -165,38 +189,10 @@ Result<pid_t> WorkerProcess::spawn(const WorkerLaunch& launch) {
       [weak](const std::string& reason, bool protocol) {
         if (auto self = weak.lock()) self->on_channel_closed(reason, protocol);
       });
-  watch_exit();
+  reap_when_exited(weak_self(), pidfd_, pid_, [this](int status) { on_reaped(status); });
   arm(load_timer_, launch.load_timeout, RecycleReason::load_failure);
   spdlog::info("worker {} {}", pid_, forked ? "forked" : "spawned");
   return pid_;
-}
-
-// The reap never blocks: a wake-up while the process still runs (epoll can report readiness of
-// a descriptor number that was closed and reused, e.g. while a forked child held it) just
-// waits again. A blocking waitpid here would stall the whole server.
-void WorkerProcess::watch_exit() {
-  pidfd_.async_wait(asio::posix::descriptor_base::wait_read,
-                    [weak = weak_self()](const boost::system::error_code& ec) {
-                      auto self = weak.lock();
-                      if (ec || !self) return;
-                      int status = 0;
-                      const pid_t reaped = ::waitpid(self->pid_, &status, WNOHANG);
-                      if (reaped == 0) return self->watch_exit();
-                      self->on_reaped(reaped == self->pid_ ? status : 0);
-                    });
-}
-
-void WorkerProcess::send_sigkill() {
-  // Through the pidfd, so it can never reach another process that reused the pid.
-  ::syscall(SYS_pidfd_send_signal, pidfd_.native_handle(), SIGKILL, nullptr, 0);
-}
-
-void WorkerProcess::close_pidfd() {
-  // release() takes the descriptor out of epoll explicitly (close() alone would not while
-  // another process shares it), then it is closed.
-  boost::system::error_code ignored;
-  pidfd_.cancel(ignored);
-  ::close(pidfd_.release());
 }
 
 std::weak_ptr<WorkerProcess> WorkerProcess::weak_self() {
@@ -330,7 +326,7 @@ void WorkerProcess::kill(RecycleReason reason) {
   hang_timer_.cancel();
   load_timer_.cancel();
   if (channel_) channel_->close();
-  if (pidfd_.is_open()) send_sigkill();  // on_reaped follows from watch_exit
+  if (pidfd_.is_open()) kill_through(pidfd_);  // on_reaped follows
 }
 
 void WorkerProcess::on_channel_closed(const std::string& reason, bool protocol) {
@@ -350,7 +346,7 @@ void WorkerProcess::on_reaped(int native_status) {
   spdlog::warn("worker {} {} (reason: {}, served {})", pid_, describe_status(native_status),
                to_string(exit_reason()), served_);
   state_ = WorkerState::exited;
-  close_pidfd();
+  close_pidfd(pidfd_);
   events_.exited(*this);
 }
 

@@ -10,6 +10,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -40,6 +41,19 @@ struct ChildProcess {
 // same name), `child_fd` as its fd 3 and every other descriptor closed.
 Result<ChildProcess> spawn_child(const std::string& exe, const std::vector<std::string>& args,
                                  int child_fd, const std::map<std::string, std::string>& env);
+
+// Waits (asynchronously) for the pidfd of child `pid` to say it exited, reaps it and calls
+// `reaped` with its wait status, while `owner` (which holds `pidfd`) lives. The reap never
+// blocks: a wake-up while the process still runs (epoll can report readiness of a descriptor
+// number that was closed and reused, e.g. while a forked child held it) just waits again. A
+// blocking waitpid here would stall the whole server.
+void reap_when_exited(std::weak_ptr<const void> owner, boost::asio::posix::stream_descriptor& pidfd,
+                      pid_t pid, std::function<void(int status)> reaped);
+// Takes the pidfd out of epoll explicitly (close() alone would not while another process shares
+// it), then closes it.
+void close_pidfd(boost::asio::posix::stream_descriptor& pidfd);
+// SIGKILL through the pidfd, so it can never reach another process that reused the pid.
+void kill_through(boost::asio::posix::stream_descriptor& pidfd);
 
 // The factory the server uses: a WorkerProcess, spawned.
 WorkerFactory worker_process_factory(boost::asio::io_context& io);
@@ -79,11 +93,7 @@ class WorkerProcess final : public Worker {
   void on_ready(const ipc::Frame& frame);
   void on_answer(ipc::Frame frame);
   void on_channel_closed(const std::string& reason, bool protocol);
-  // Waits (asynchronously) for the pidfd to say the process exited, then reaps it.
-  void watch_exit();
   void on_reaped(int native_status);
-  void send_sigkill();  // only while pidfd_ is open
-  void close_pidfd();
   void arm(boost::asio::steady_timer& timer, std::chrono::milliseconds after, RecycleReason reason);
   std::weak_ptr<WorkerProcess> weak_self();
 
