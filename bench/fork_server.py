@@ -8,11 +8,13 @@ Every part runs each configuration in the same run on the same machine, with the
 model, and prints a Markdown table (medians, and the ratio fork/cold):
   spawn    worker spawn -> ready (the supervisor's "worker N ready in X ms" log line) over 30
            workers recycled after every request (--max-requests 1)
-  smoke    wall time of `respawn smoke --suite smoke/demo.jsonl --restart-per-test`, 3 runs each
-  recycle  throughput of --requests 8-token generates at concurrency 8: never recycled, recycled
-           every 10 requests (--max-requests 10) with the fork server, and without it
-  kill     60 generates of 64 tokens at concurrency 8 while another thread SIGKILLs the current
-           worker every 1.5 s: the share that succeeds (default policy: replay_limit 1)
+  smoke    wall time of `respawn smoke --restart-per-test` on smoke/demo.jsonl and on its tests
+           five times over, 3 runs each
+  recycle  throughput of --requests generates of --tokens tokens at concurrency 8: never
+           recycled, recycled every 10 requests (--max-requests 10) with the fork server (with
+           and without --prestart-spare), and without it
+  kill     60 (and 600) generates of 64 tokens at concurrency 8 while another thread SIGKILLs
+           the current worker every 1.5 s: the share that succeeds (default policy: replay_limit 1)
 Talks only to 127.0.0.1, stops every server it started (by pid). Stdlib only.
 """
 import argparse
@@ -120,7 +122,7 @@ def part_spawn(args):
             conn.close()
             time.sleep(0.5)
             log = srv.log()
-        times = [float(m) for m in re.findall(r"worker \d+ ready in ([\d.]+) ms", log)][1:]
+        times = [float(m) for m in re.findall(r"worker \d+ ready in ([\d.]+) ms", log)][1:31]
         medians[mode] = median(times)
         rows.append((mode, len(times), f"{median(times):.1f}", f"{min(times):.1f}",
                      f"{max(times):.1f}"))
@@ -133,25 +135,42 @@ def part_spawn(args):
 
 def part_smoke(args):
     suite = os.path.join(ROOT, "smoke", "demo.jsonl")
-    walls = {"cold (--fork-server off)": [], "forked (default)": []}
-    for _ in range(3):  # interleaved, so a noisy moment hits both
-        for mode, flags in (("cold (--fork-server off)", COLD), ("forked (default)", [])):
-            with tempfile.TemporaryDirectory() as reports:
-                cmd = [args.bin, "smoke", "--suite", suite, "--restart-per-test",
-                       "--report-dir", reports]
-                if flags:
-                    cmd += ["--", *flags]
-                t = time.monotonic()
-                rc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-                walls[mode].append(time.monotonic() - t)
-                if rc != 0:
-                    print(f"PROBLEM: {' '.join(cmd)} exited {rc}")
-    rows = [(mode, " / ".join(f"{w:.2f}" for w in ws), f"{median(ws):.2f}")
-            for mode, ws in walls.items()]
-    print("### `respawn smoke --suite smoke/demo.jsonl --restart-per-test` (11 tests)\n")
-    table(("workers", "wall s (3 runs)", "median s"), rows)
-    cold, fork = (median(w) for w in walls.values())
-    print(f"Summary (smoke): {cold / fork:.1f}x faster with the fork server (target >= 5x).\n")
+    modes = (("cold (--fork-server off)", COLD), ("forked (default)", []))
+    with tempfile.TemporaryDirectory() as tmp:
+        # The same tests five times over (renamed): the per-test cost without the server's start.
+        with open(suite) as f:
+            cases = [json.loads(l) for l in f if l.strip() and not l.startswith("#")]
+        longer = os.path.join(tmp, "demo-x5.jsonl")
+        with open(longer, "w") as f:
+            for i in range(5):
+                for c in cases:
+                    f.write(json.dumps({**c, "name": f"{c['name']}_{i}"}) + "\n")
+        rows, ratios = [], {}
+        for label, path, n in (("demo.jsonl", suite, len(cases)),
+                               ("demo.jsonl x5", longer, 5 * len(cases))):
+            walls = {mode: [] for mode, _ in modes}
+            for _ in range(3):  # interleaved, so a noisy moment hits both
+                for mode, flags in modes:
+                    cmd = [args.bin, "smoke", "--suite", path, "--restart-per-test",
+                           "--report-dir", os.path.join(tmp, "report")]
+                    if flags:
+                        cmd += ["--", *flags]
+                    t = time.monotonic()
+                    rc = subprocess.run(cmd, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL).returncode
+                    walls[mode].append(time.monotonic() - t)
+                    if rc != 0:
+                        print(f"PROBLEM: {' '.join(cmd)} exited {rc}")
+            for mode, ws in walls.items():
+                rows.append((f"{label} ({n} tests)", mode, " / ".join(f"{w:.2f}" for w in ws),
+                             f"{median(ws):.2f}"))
+            cold, fork = (median(w) for w in walls.values())
+            ratios[label] = cold / fork
+    print("### `respawn smoke --restart-per-test` (a fresh worker for every test that uses one)\n")
+    table(("suite", "workers", "wall s (3 runs)", "median s"), rows)
+    print(f"Summary (smoke): {ratios['demo.jsonl']:.1f}x faster with the fork server on the "
+          f"bundled suite, {ratios['demo.jsonl x5']:.1f}x on it five times over "
+          f"(target >= 5x).\n")
 
 
 def throughput(srv, requests, concurrency=8, tokens=8):
@@ -167,63 +186,65 @@ def throughput(srv, requests, concurrency=8, tokens=8):
         return ok
 
     t = time.monotonic()
+    shares = [requests // concurrency + (i < requests % concurrency) for i in range(concurrency)]
     with ThreadPoolExecutor(concurrency) as pool:
-        ok = sum(pool.map(client, [requests // concurrency] * concurrency))
+        ok = sum(pool.map(client, shares))
     return ok, time.monotonic() - t
 
 
 def part_recycle(args):
     rows, rates = [], {}
     configs = (("never recycled", []), ("every 10, forked", ["--max-requests", "10"]),
+               ("every 10, forked, prestart_spare", ["--max-requests", "10", "--prestart-spare"]),
                ("every 10, cold", ["--max-requests", "10", *COLD]))
     for name, flags in configs:
-        with Server(args, flags, "recycle-" + name.replace(" ", "").replace(",", "-")) as srv:
-            throughput(srv, 64)  # warm-up
-            ok, wall = throughput(srv, args.requests)
+        with Server(args, flags, "recycle-" + re.sub(r"\W+", "-", name)) as srv:
+            throughput(srv, 16, tokens=args.tokens)  # warm-up
+            ok, wall = throughput(srv, args.requests, tokens=args.tokens)
             starts = srv.get("/metrics")[1].decode()
             m = re.search(r"^respawn_worker_starts_total (\S+)", starts, re.M)
         rates[name] = ok / wall
         rows.append((name, args.requests, ok, f"{wall:.2f}", f"{ok / wall:.1f}",
                      m.group(1) if m else "?"))
-    print("### Throughput at concurrency 8 (8-token generates)\n")
+    print(f"### Throughput at concurrency 8 ({args.tokens}-token generates)\n")
     table(("workers", "requests", "HTTP 200", "wall s", "req/s", "worker starts"), rows)
     base = rates["never recycled"]
     print(f"Summary (recycle): recycling every 10 keeps {rates['every 10, forked'] / base:.2f} of "
-          f"the never-recycled throughput with the fork server, "
+          f"the never-recycled throughput with the fork server "
+          f"({rates['every 10, forked, prestart_spare'] / base:.2f} with a spare), "
           f"{rates['every 10, cold'] / base:.2f} cold (target >= 0.90).\n")
 
 
 def part_kill(args):
     rows, shares = [], {}
-    for mode, flags in (("cold (--fork-server off)", COLD), ("forked (default)", [])):
-        with Server(args, flags, "kill-" + mode.split()[0]) as srv:
-            stop = threading.Event()
-            kills = [0]
+    for n in (60, 600):
+        for mode, flags in (("cold (--fork-server off)", COLD), ("forked (default)", [])):
+            with Server(args, flags, f"kill-{n}-" + mode.split()[0]) as srv:
+                stop = threading.Event()
+                kills = [0]
 
-            def killer():
-                while not stop.wait(1.5):
-                    pid = int(srv.workers().get("pid") or 0)
-                    if pid and ppid_of(pid) == srv.proc.pid:  # only our server's own worker
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                            kills[0] += 1
-                        except ProcessLookupError:
-                            pass
+                def killer():
+                    while not stop.wait(1.5):
+                        pid = int(srv.workers().get("pid") or 0)
+                        if pid and ppid_of(pid) == srv.proc.pid:  # only our server's own worker
+                            try:
+                                os.kill(pid, signal.SIGKILL)
+                                kills[0] += 1
+                            except ProcessLookupError:
+                                pass
 
-            thread = threading.Thread(target=killer, daemon=True)
-            thread.start()
-            t = time.monotonic()
-            ok, _ = throughput(srv, 60, tokens=64)
-            wall = time.monotonic() - t
-            stop.set()
-            thread.join()
-        shares[mode] = ok / 60
-        rows.append((mode, 60, ok, kills[0], f"{wall:.1f}"))
-    print("### SIGKILL of the worker every 1.5 s (60 generates of 64 tokens, concurrency 8)\n")
+                thread = threading.Thread(target=killer, daemon=True)
+                thread.start()
+                ok, wall = throughput(srv, n, tokens=64)
+                stop.set()
+                thread.join()
+            shares[(n, mode)] = ok / n
+            rows.append((mode, n, ok, kills[0], f"{wall:.1f}"))
+    print("### SIGKILL of the worker every 1.5 s (generates of 64 tokens, concurrency 8)\n")
     table(("workers", "requests", "HTTP 200", "kills", "wall s"), rows)
-    cold, fork = shares.values()
-    print(f"Summary (kill): {fork:.1%} succeed with the fork server, {cold:.1%} cold "
-          f"(target >= 99%).\n")
+    summary = ", ".join(f"{n} requests: {shares[(n, 'forked (default)')]:.1%} forked, "
+                        f"{shares[(n, 'cold (--fork-server off)')]:.1%} cold" for n in (60, 600))
+    print(f"Summary (kill): {summary} succeed (target >= 99%).\n")
 
 
 def main() -> int:
@@ -231,6 +252,7 @@ def main() -> int:
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bin", "respawn"))
     ap.add_argument("--part", choices=("all", "spawn", "smoke", "recycle", "kill"), default="all")
     ap.add_argument("--requests", type=int, default=400, help="requests per throughput run")
+    ap.add_argument("--tokens", type=int, default=64, help="tokens per generate (recycle part)")
     ap.add_argument("--logs", help="keep each server's stderr in DIR (default: a temp dir)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

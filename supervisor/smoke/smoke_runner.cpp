@@ -26,7 +26,9 @@ constexpr auto kListenLimit = std::chrono::seconds(30);
 constexpr auto kReadyLimit = std::chrono::seconds(60);
 constexpr auto kFreshWorkerLimit = std::chrono::seconds(60);
 constexpr auto kStopLimit = std::chrono::seconds(15);
-constexpr auto kPollInterval = milliseconds(100);
+// A forked worker is ready within ~20 ms of the last test: a coarser poll would be most of the
+// time between tests. Each poll is one loopback GET.
+constexpr auto kPollInterval = milliseconds(10);
 constexpr auto kProbeTimeout = milliseconds(5000);  // one health/admin request
 
 // One request on a fresh connection (`Connection: close`); never throws for network trouble:
