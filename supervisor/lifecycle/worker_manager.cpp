@@ -277,10 +277,16 @@ bool WorkerManager::can_run(const Job& job) const {
   if (job.replays > 0 || inflight_.begin()->second.job.replays > 0) return false;
   if (inflight_.size() >= policy_.max_batch_size) return false;
   if (current_->request_limit > 0 &&
-      current_->served() + inflight_.size() >= current_->request_limit) {
+      current_->served() + inflight_on(*current_) >= current_->request_limit) {
     return false;  // the rest of this worker's requests are in flight already
   }
   return budget_.admits(inflight_weight(), job.weight);
+}
+
+std::size_t WorkerManager::inflight_on(const Worker& worker) const {
+  return static_cast<std::size_t>(
+      std::count_if(inflight_.begin(), inflight_.end(),
+                    [&](const auto& f) { return f.second.worker == &worker; }));
 }
 
 std::uint64_t WorkerManager::inflight_weight() const {
@@ -326,7 +332,8 @@ void WorkerManager::run(Job job) {
   assert(can_run(job) && "WorkerManager::run without can_run");
   const std::uint64_t id = next_request_id_++;
   current_->send(job, id, milliseconds(policy_.hang_timeout_ms));
-  inflight_.emplace(id, InFlight{std::move(job), Clock::now(), false, std::nullopt});
+  inflight_.emplace(id,
+                    InFlight{std::move(job), Clock::now(), false, std::nullopt, current_.get()});
   metrics_.set_inflight(inflight_.size());
   maybe_prestart_spare();
 }
@@ -353,12 +360,26 @@ void WorkerManager::on_ready(Worker& worker) {
   breaker_.on_ready();
   failed_starts_ = 0;
   if (&worker == spare_.get()) {
-    if (!current_) promote_spare();
-    return;
+    if (!current_) return promote_spare();
+    return check_worker();  // a recycle due may hand over to it now
   }
   metrics_.set_ready(ready());
   check_worker();
   maybe_prestart_spare();
+}
+
+// A cpu worker forked by the fork server costs a few milliseconds and, its weights being shared
+// copy-on-write, little memory: instead of letting the batch in flight drain before the
+// replacement even starts, the replacement is forked as the recycle becomes due, and takes over
+// (as a spare would) once ready. Not on a GPU: two workers there hold two copies of the model
+// (prestart_spare is the operator's say-so for that).
+void WorkerManager::fork_successor() {
+  if (stopping_ || !fork_server_ || fork_server_->state() != ForkServer::State::ready) return;
+  if (json_get<std::string>(model_info_, "device", "") != "cpu") return;
+  if (breaker_.state(Clock::now()) != CircuitBreaker::State::closed) return;
+  spdlog::info("forking the successor of worker {} while it finishes its requests",
+               current_->pid());
+  spare_ = spawn_worker();
 }
 
 void WorkerManager::promote_spare() {
@@ -375,7 +396,7 @@ void WorkerManager::promote_spare() {
 void WorkerManager::on_token(Worker& worker, std::uint64_t request_id, std::string_view text,
                              const nlohmann::json& logprobs) {
   const auto it = inflight_.find(request_id);
-  if (&worker != current_.get() || it == inflight_.end()) return;
+  if (it == inflight_.end() || it->second.worker != &worker) return;
   auto& flight = it->second;
   if (!flight.first_token) flight.first_token = Clock::now();
   if (flight.answered || (text.empty() && logprobs.is_null()) || !flight.job.on_text) return;
@@ -401,7 +422,7 @@ void WorkerManager::count_result(const InFlight& flight, const nlohmann::json& r
 
 void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
   const auto it = inflight_.find(frame.request_id);
-  if (&worker != current_.get() || it == inflight_.end()) return;
+  if (it == inflight_.end() || it->second.worker != &worker) return;
   InFlight flight = std::move(it->second);
   Job& job = flight.job;
   const bool answered = flight.answered;
@@ -415,11 +436,11 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
       // request, which may only be a victim, a fresh worker. Only a request that ran alone can
       // be blamed.
       const RecycleReason reason = unhealthy_reason(error.kind);
-      current_->kill(reason);  // first: from here on it takes no work
+      worker.kill(reason);  // first: from here on it takes no work
       if (answered) return;
       ++job.failures;
       std::optional<std::string> evidence;
-      if (inflight_.empty()) {
+      if (inflight_on(worker) == 0) {
         evidence = "the worker reported itself broken (" + std::string(to_string(reason)) + ")";
       }
       return handle_failed_job(std::move(job), reason, to_client_error(error), evidence);
@@ -458,11 +479,16 @@ void WorkerManager::check_worker(bool after_request) {
   if (state != WorkerState::ready && state != WorkerState::busy) return;
   if (!pending_recycle_) {
     auto u = usage(*current_, after_request);
-    u.served += inflight_.size();  // the ones in flight will count once answered
+    u.served += inflight_on(*current_);  // the ones in flight will count once answered
     pending_recycle_ = planned_recycle_reason(policy_, u);
   }
   if (pending_recycle_) {
-    if (!inflight_.empty()) return;  // retired once those are answered
+    // Retired once its requests are answered; or at once when a ready spare can take the new
+    // ones meanwhile (the retiring worker still answers those it runs).
+    if (inflight_on(*current_) > 0) {
+      if (!spare_) fork_successor();
+      if (!spare_ || !spare_->reached_ready()) return;
+    }
     return retire_current(*std::exchange(pending_recycle_, std::nullopt));
   }
   if (hooks_.idle) hooks_.idle();
@@ -488,7 +514,8 @@ void WorkerManager::on_exited(Worker& worker) {
     if (!stopping_) count_recycle(reason);
     return finish_stop_if_done();
   }
-  if (&worker != current_.get()) {  // a retiring worker is gone
+  if (&worker != current_.get()) {       // a retiring worker is gone
+    handle_caught_jobs(worker, reason);  // those it ran when a spare took over
     retiring_.remove(keep);
     if (!current_ && !spare_) start_current();
     return finish_stop_if_done();
@@ -496,11 +523,29 @@ void WorkerManager::on_exited(Worker& worker) {
   current_.reset();
   pending_recycle_.reset();
   metrics_.set_ready(false);
-  // Newest first, as each goes back to the head of the queue: they keep their order.
-  auto caught = std::exchange(inflight_, {});
-  metrics_.set_inflight(0);
+  handle_caught_jobs(worker, reason);
+  if (stopping_) return finish_stop_if_done();
+  if (reason == RecycleReason::by_operator) {
+    if (spare_) return promote_spare();
+    return start_current();
+  }
+  on_current_failed(reason, worker.reached_ready());
+}
+
+void WorkerManager::handle_caught_jobs(Worker& worker, RecycleReason reason) {
+  std::map<std::uint64_t, InFlight> caught;
+  for (auto it = inflight_.begin(); it != inflight_.end();) {
+    if (it->second.worker == &worker) {
+      caught.insert(inflight_.extract(it++));
+    } else {
+      ++it;
+    }
+  }
+  if (caught.empty()) return;
+  metrics_.set_inflight(inflight_.size());
   // A death is evidence against a request only if that request ran alone.
   const auto evidence = caught.size() == 1 ? worker.fault_evidence() : std::nullopt;
+  // Newest first, as each goes back to the head of the queue: they keep their order.
   for (auto it = caught.rbegin(); it != caught.rend(); ++it) {
     if (it->second.answered) continue;  // its client's deadline answered it already
     Job job = std::move(it->second.job);
@@ -519,12 +564,6 @@ void WorkerManager::on_exited(Worker& worker) {
           evidence);
     }
   }
-  if (stopping_) return finish_stop_if_done();
-  if (reason == RecycleReason::by_operator) {
-    if (spare_) return promote_spare();
-    return start_current();
-  }
-  on_current_failed(reason, worker.reached_ready());
 }
 
 void WorkerManager::on_current_failed(RecycleReason reason, bool reached_ready) {
@@ -591,8 +630,8 @@ std::size_t WorkerManager::quarantine_size() {
 
 bool WorkerManager::cancel(std::uint64_t job_id) {
   const auto it = find_job(job_id);
-  if (it == inflight_.end() || !current_) return false;
-  current_->cancel(it->first);
+  if (it == inflight_.end()) return false;
+  it->second.worker->cancel(it->first);
   return true;
 }
 
@@ -600,13 +639,14 @@ bool WorkerManager::expire(std::uint64_t job_id, const Error& error, bool kill_w
   const auto it = find_job(job_id);
   if (it == inflight_.end()) return false;
   if (!std::exchange(it->second.answered, true)) it->second.job.done(error);
+  Worker& worker = *it->second.worker;
   if (kill_worker) {
     inflight_.erase(it);
     metrics_.set_inflight(inflight_.size());
-    if (current_) current_->kill(RecycleReason::timeout);
+    worker.kill(RecycleReason::timeout);
     return false;
   }
-  if (current_) current_->cancel(it->first);
+  worker.cancel(it->first);
   return true;
 }
 

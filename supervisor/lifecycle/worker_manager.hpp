@@ -131,6 +131,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void start_current();
   void schedule_start();
   void maybe_prestart_spare();
+  void fork_successor();
   void promote_spare();
   void retire_current(RecycleReason reason);
   // Non-empty while the breaker is open: why new requests are refused, with Retry-After.
@@ -148,7 +149,12 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
     std::chrono::steady_clock::time_point started;
     bool answered = false;  // its client deadline passed: the worker's answer goes nowhere
     std::optional<std::chrono::steady_clock::time_point> first_token;  // generate only
+    Worker* worker = nullptr;  // the one running it: the current, or one retiring since
   };
+  // Jobs in flight on `worker`.
+  std::size_t inflight_on(const Worker& worker) const;
+  // Jobs caught in `worker`'s exit: put back, replayed or failed, by `reason`.
+  void handle_caught_jobs(Worker& worker, RecycleReason reason);
   // The metrics of a request the worker answered with a result: its batch's size and, for a
   // generation, its tokens, time to first token and time per output token.
   void count_result(const InFlight& flight, const nlohmann::json& result);

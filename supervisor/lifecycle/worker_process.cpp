@@ -211,8 +211,17 @@ void WorkerProcess::arm(asio::steady_timer& timer, std::chrono::milliseconds aft
 }
 
 void WorkerProcess::on_frame(ipc::Frame frame) {
-  // A worker asked to stop may still finish loading or say goodbye; none of it matters now.
-  if (state_ == WorkerState::draining) return;
+  // A worker asked to stop may still finish loading or say goodbye; none of it matters now,
+  // except the answers and tokens of the requests it still runs (a recycle handed over to a
+  // spare while they ran).
+  if (state_ == WorkerState::draining) {
+    if (inflight_.count(frame.request_id) == 0) return;
+    if (frame.type == ipc::MessageType::result || frame.type == ipc::MessageType::error) {
+      return on_answer(std::move(frame));
+    }
+    if (frame.type == ipc::MessageType::token) deliver_token(frame);
+    return;
+  }
   switch (frame.type) {
     case ipc::MessageType::ready:
       if (state_ == WorkerState::spawning) return on_ready(frame);
@@ -233,13 +242,7 @@ void WorkerProcess::on_frame(ipc::Frame frame) {
       if (state_ != WorkerState::busy) return;
       arm(hang_timer_, hang_timeout_, RecycleReason::hang);
       if (frame.type == ipc::MessageType::token && inflight_.count(frame.request_id) > 0) {
-        const auto token = parse_json(frame.json);
-        const auto& text = json_field(token, "text");
-        const auto& logprobs = json_field(token, "logprobs");
-        events_.token(*this, frame.request_id,
-                      text.is_string() ? std::string_view(text.get_ref<const std::string&>())
-                                       : std::string_view(),
-                      logprobs.is_array() ? logprobs : nlohmann::json());
+        deliver_token(frame);
       }
       return;
     default:
@@ -248,6 +251,16 @@ void WorkerProcess::on_frame(ipc::Frame frame) {
   spdlog::error("worker {} sent an unexpected {} frame (request {})", pid_,
                 ipc::to_string(frame.type), frame.request_id);
   kill(RecycleReason::protocol);
+}
+
+void WorkerProcess::deliver_token(const ipc::Frame& frame) {
+  const auto token = parse_json(frame.json);
+  const auto& text = json_field(token, "text");
+  const auto& logprobs = json_field(token, "logprobs");
+  events_.token(
+      *this, frame.request_id,
+      text.is_string() ? std::string_view(text.get_ref<const std::string&>()) : std::string_view(),
+      logprobs.is_array() ? logprobs : nlohmann::json());
 }
 
 void WorkerProcess::on_ready(const ipc::Frame& frame) {
@@ -282,7 +295,9 @@ void WorkerProcess::send(const Job& job, std::uint64_t request_id,
 void WorkerProcess::on_answer(ipc::Frame frame) {
   inflight_.erase(frame.request_id);
   ++served_;
-  if (inflight_.empty()) {
+  if (state_ == WorkerState::draining) {
+    // Finishing what it ran when it was retired; the drain timer bounds that.
+  } else if (inflight_.empty()) {
     hang_timer_.cancel();
     state_ = WorkerState::ready;
   } else {

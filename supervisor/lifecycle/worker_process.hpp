@@ -92,6 +92,7 @@ class WorkerProcess final : public Worker {
   void on_frame(ipc::Frame frame);
   void on_ready(const ipc::Frame& frame);
   void on_answer(ipc::Frame frame);
+  void deliver_token(const ipc::Frame& frame);
   void on_channel_closed(const std::string& reason, bool protocol);
   void on_reaped(int native_status);
   void arm(boost::asio::steady_timer& timer, std::chrono::milliseconds after, RecycleReason reason);

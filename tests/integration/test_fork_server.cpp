@@ -299,3 +299,63 @@ TEST(ForkServer, SwitchingItOffLiveStopsItAndWorkersStartCold) {
 
 }  // namespace
 }  // namespace respawn::test
+
+namespace respawn::test {
+namespace {
+
+pid_t answered_by(const HttpResult& r) {
+  const auto it = r.headers.find("x-respawn-worker-pid");
+  return it == r.headers.end() ? 0 : std::stoi(it->second);
+}
+
+// A planned recycle does not wait for the batch in flight: a ready spare, or on cpu a successor
+// forked as the recycle becomes due, takes the new requests at once while the retiring worker
+// finishes (and answers) its own.
+void expect_a_hand_over(bool spare) {
+  Server server(real_args(spare
+                              ? std::vector<std::string>{"--max-requests", "3", "--prestart-spare"}
+                              : std::vector<std::string>{"--max-requests", "3"}));
+  ASSERT_TRUE(server.wait_ready());
+  ASSERT_TRUE(!spare || wait_until(
+                            [&] {
+                              const auto s = server.workers()["spare"];
+                              return s.is_object() && s.value("state", "") == "ready";
+                            },
+                            seconds(20)))
+      << server.workers().dump();
+  const pid_t old_worker = server.worker_pid();
+  const int port = server.port();
+  auto long_one = std::async(std::launch::async, [port] {
+    return http_request(port, "POST", "/v2/models/demo/generate",
+                        json{{"text_input", "long"}, {"parameters", {{"max_tokens", 900}}}}.dump());
+  });
+  ASSERT_TRUE(
+      wait_until([&] { return server.metric("respawn_requests_inflight") == 1; }, seconds(10)));
+  // Two more reach the limit (3) while the long one runs: the recycle is due.
+  for (const char* text : {"b", "c"}) {
+    const auto r = generate(server, text);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(answered_by(r), old_worker);
+  }
+  const auto next = generate(server, "d");
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_NE(answered_by(next), old_worker);
+  EXPECT_EQ(long_one.wait_for(milliseconds(0)), std::future_status::timeout)
+      << "the new worker answered only after the old one had finished";
+  const auto long_answer = long_one.get();
+  EXPECT_EQ(long_answer.status, 200) << long_answer.body;
+  EXPECT_EQ(answered_by(long_answer), old_worker);
+  EXPECT_TRUE(wait_until([&] { return process_gone(old_worker); }, seconds(10)));
+  EXPECT_EQ(server.metric("respawn_worker_recycles_total{reason=\"max_requests\"}"), 1);
+}
+
+TEST(ForkServer, ARecycleHandsOverToAReadySpareWhileTheOldWorkerFinishesItsRequests) {
+  expect_a_hand_over(true);
+}
+
+TEST(ForkServer, ARecycleForksTheSuccessorAtOnceOnCpuAndHandsOverToIt) {
+  expect_a_hand_over(false);
+}
+
+}  // namespace
+}  // namespace respawn::test
