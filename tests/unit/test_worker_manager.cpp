@@ -438,6 +438,58 @@ TEST(WorkerManager, TheHotSpareTakesOverAtAPlannedRecycle) {
   EXPECT_EQ(f.workers.made.size(), 3u) << "and a new spare loads behind it";
 }
 
+// A recycle due while requests run hands over to a ready spare at once: new jobs go to the spare,
+// and the retiring worker's answers still complete the jobs it runs.
+Policy with_spare_and_max_requests_2() {
+  Policy policy = test::policy_with({{&Policy::max_requests, 2}});
+  policy.prestart_spare = true;
+  return policy;
+}
+
+struct HandOver {
+  Fixture f{with_spare_and_max_requests_2()};
+  ScriptedWorker* first = nullptr;
+  ScriptedWorker* spare = nullptr;
+  Record a, b, c;
+  std::uint64_t b_id = 0;
+
+  HandOver() {
+    first = &f.start_ready();
+    spare = f.workers.made.at(1).get();
+    spare->become_ready();
+    const auto a_id = f.run(f.job(a));
+    b_id = f.run(f.job(b));
+    first->answer(a_id);  // the limit is reached with b still running
+  }
+};
+
+TEST(WorkerManager, APlannedRecycleHandsOverToAReadySpareWhileTheOldWorkerFinishes) {
+  HandOver h;
+  ASSERT_TRUE(h.first->drained) << "retired at once, b still in flight";
+  EXPECT_EQ(*h.first->drained, RecycleReason::max_requests);
+  EXPECT_EQ(h.f.manager->current_pid(), h.spare->pid());
+  const auto c_id = h.f.run(h.f.job(h.c));  // the new job goes to the spare
+  EXPECT_EQ(h.spare->last_sent(), c_id);
+  h.first->answer(h.b_id);
+  EXPECT_TRUE(h.b.ok()) << "the retiring worker's answer completes its job";
+  h.spare->answer(c_id);
+  EXPECT_TRUE(h.c.ok());
+  h.first->reap();
+  EXPECT_TRUE(h.f.requeued.empty());
+  EXPECT_EQ(h.b.done_calls, 1);
+}
+
+TEST(WorkerManager, ARetiringWorkerThatDiesHasItsRequestsReplayed) {
+  HandOver h;
+  ASSERT_TRUE(h.first->drained);
+  h.first->reap(RecycleReason::crash);
+  ASSERT_EQ(h.f.requeued.size(), 1u);
+  EXPECT_EQ(h.f.requeued[0].failures, 1u);
+  EXPECT_EQ(h.f.requeued[0].replays, 1u);
+  EXPECT_EQ(h.b.done_calls, 0);
+  EXPECT_EQ(h.f.manager->current_pid(), h.spare->pid()) << "the current worker is not touched";
+}
+
 TEST(WorkerManager, AMemoryLimitRecyclesRightAfterARequestOnly) {
   Fixture f(test::policy_with({{&Policy::max_worker_rss_mb, 100}}));
   auto& w = f.start_ready();
