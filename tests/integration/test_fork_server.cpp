@@ -66,6 +66,13 @@ Children children_of(pid_t parent) {
   return out;
 }
 
+// The demo model copied into `dir`, for tests that replace the file under a running server.
+std::filesystem::path copy_of_demo(const TempDir& dir) {
+  const auto model = dir.path() / "demo.pt";
+  std::filesystem::copy_file(model_path("demo.pt"), model);
+  return model;
+}
+
 std::vector<std::string> real_args(std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {"--model", model_path("demo.pt")};
   args.insert(args.end(), extra.begin(), extra.end());
@@ -112,8 +119,7 @@ TEST(ForkServer, WorkersAreForkedFromItAndAnswerLikeColdOnes) {
 // device), run on cpu through the test hook.
 TEST(ForkServer, AForkServerHoldingTheFileBytesServesTheSameAndRefusesABrokenFile) {
   TempDir dir("respawn-bytes-");
-  const auto model = dir.path() / "demo.pt";
-  std::filesystem::copy_file(model_path("demo.pt"), model);
+  const auto model = copy_of_demo(dir);
   const std::map<std::string, std::string> hold_bytes = {
       {"RESPAWN_FORK_SERVER_HOLDS", "file bytes"}};
   Server cold(real_args({"--fork-server", "off"}));
@@ -206,8 +212,7 @@ TEST(ForkServer, TheSupervisorsDeathLeavesNoProcessBehind) {
 
 TEST(ForkServer, ReloadUnderLoadLosesNothing) {
   TempDir dir("respawn-reload-");
-  const auto model = dir.path() / "demo.pt";
-  std::filesystem::copy_file(model_path("demo.pt"), model);
+  const auto model = copy_of_demo(dir);
   Server server({"--model", model.string()});
   ASSERT_TRUE(server.wait_ready());
   const pid_t old_fork_server = fork_server_pid(server);
@@ -247,8 +252,7 @@ TEST(ForkServer, ReloadUnderLoadLosesNothing) {
 
 TEST(ForkServer, AReloadOfABrokenFileKeepsTheRunningModel) {
   TempDir dir("respawn-reload-");
-  const auto model = dir.path() / "demo.pt";
-  std::filesystem::copy_file(model_path("demo.pt"), model);
+  const auto model = copy_of_demo(dir);
   Server server({"--model", model.string()});
   ASSERT_TRUE(server.wait_ready());
   const pid_t fork_server = fork_server_pid(server);
