@@ -150,9 +150,11 @@ WorkerProcess::~WorkerProcess() {
 
 Result<pid_t> WorkerProcess::spawn(const WorkerLaunch& launch) {
   int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+  const auto open_socketpair = [&fds]() -> std::optional<Error> {
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0) return std::nullopt;
     return make_error(ErrorKind::internal, std::string("socketpair: ") + std::strerror(errno));
-  }
+  };
+  if (auto error = open_socketpair()) return *error;
   std::optional<Result<ChildProcess>> child;
   if (launch.fork_server && launch.fork_server->state() == ForkServer::State::ready) {
     std::vector<std::string> argv = {launch.exe};
@@ -164,6 +166,11 @@ Result<pid_t> WorkerProcess::spawn(const WorkerLaunch& launch) {
     } else {
       spdlog::warn("starting a worker cold: the fork server could not fork one: {}",
                    pid.error().message);
+      // It may have forked one before it failed: that one must not share the cold worker's
+      // socket. It sees EOF and exits.
+      ::close(fds[0]);
+      ::close(fds[1]);
+      if (auto error = open_socketpair()) return *error;
     }
   }
   if (!child) child = spawn_child(launch.exe, launch.args, fds[1], launch.env);
