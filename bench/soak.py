@@ -900,8 +900,9 @@ def run(args, out):
         kids = children_of(spid)
         zombies = sorted(p for p, s in kids.items() if s == "Z" and p in z1)
         keep = {int(w.get("pid") or 0)}
-        if isinstance(w.get("spare"), dict):
-            keep.add(int(w["spare"].get("pid") or 0))
+        for other in ("spare", "fork_server"):  # the fork server is the supervisor's child too
+            if isinstance(w.get(other), dict):
+                keep.add(int(w[other].get("pid") or 0))
         strays = sorted(p for p, s in kids.items() if s != "Z" and p not in keep)
         with srv.lock:
             seen = set(srv.seen_workers)
@@ -995,7 +996,8 @@ def run(args, out):
     if zombies:
         problems.append(f"zombie children: {zombies}")
     if stray_desc:
-        problems.append(f"stray processes (not the current worker or spare): {stray_desc}")
+        problems.append(f"stray processes (not the current worker, spare or fork server): "
+                        f"{stray_desc}")
     if not_cut:
         problems.append(f"{len(not_cut)} slowloris connections not cut by the header timeout")
     if late_cuts:

@@ -71,7 +71,7 @@ std::string_view to_string(ForkServer::State state) {
 }
 
 ForkServer::ForkServer(asio::io_context& io, Events events)
-    : io_(io), events_(std::move(events)), control_(io), pidfd_(io), load_timer_(io) {}
+    : events_(std::move(events)), control_(io), pidfd_(io), load_timer_(io) {}
 
 ForkServer::~ForkServer() {
   if (pidfd_.is_open()) {

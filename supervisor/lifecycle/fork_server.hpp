@@ -64,7 +64,6 @@ class ForkServer : public std::enable_shared_from_this<ForkServer> {
   void on_message(const nlohmann::json& message);
   void on_reaped(int status);
 
-  boost::asio::io_context& io_;
   Events events_;
   boost::asio::posix::stream_descriptor control_;
   boost::asio::posix::stream_descriptor pidfd_;
