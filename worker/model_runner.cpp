@@ -19,7 +19,6 @@
 
 #include <spdlog/spdlog.h>
 #include <chrono>
-
 #include <cstring>
 #include <fstream>
 #include <iterator>
