@@ -6,8 +6,8 @@
 
 scripts/python runs the venv with torch==2.11.0 from PyPI that scripts/common.sh installs, the
 same torch the worker links. --only makes just the named models (demo, classifier,
-embedding_bag, classifier_pt2), the same bytes as a full run makes of them, and leaves the
-others as they are. Writes:
+embedding_bag, classifier_pt2, datatypes, schema_only), the same bytes as a full run makes of
+them, and leaves the others as they are. Writes:
   demo.pt                  task `generate`: a tiny byte-level causal LM,
                            forward(input_ids int64 [B,T]) -> logits float32 [B,T,256].
   classifier.pt            task `tensor`: a fixed-weight classifier,
@@ -20,6 +20,14 @@ others as they are. Writes:
                            ids outside 0..15, or weights of another shape than ids, fail inside
                            forward (the input spec cannot say so), which the tests of model
                            input errors use.
+  datatypes.pt             task `tensor`: one input per datatype beyond the first eight, returned
+                           trivially transformed: forward(half float16 [B], bfloat bfloat16 [B],
+                           u16 uint16 [B], u32 uint32 [B], u64 uint64 [B], text List[str] [B])
+                           -> (half + 1, bfloat * 2, u16, u32, u64 (copies), each of text
+                           upper-cased (ASCII letters only: TorchScript's str.upper)).
+  schema_only.pt           task `tensor` with NO respawn.json: the worker takes its metadata and
+                           input order from forward's schema, forward(a Tensor, b Tensor,
+                           scale float, tags List[str]) -> ((a - b) * scale, tags each + "!").
   classifier.pt2           the same classifier, same weights, as an AOTInductor package compiled
                            for cpu (torch.export, then torch._inductor.aoti_compile_and_package),
                            batch dimension 1..1024, built to run on any CPU of the build
@@ -29,7 +37,7 @@ and, with classifier_pt2, into --tests-data (default: tests/data/):
                            a stand-in (compiling for cuda needs a GPU) for the test that the worker
                            refuses a cuda package at load on a machine without one.
 
-Each .pt carries `respawn.json` as a TorchScript extra file, and each .pt2 the same JSON as the
+Each .pt but schema_only.pt carries `respawn.json` as a TorchScript extra file, and each .pt2 the same JSON as the
 package metadata key "respawn.json": the task, and the inputs and outputs (name, datatype,
 shape with -1 for a free dimension) that the worker validates. Training runs on 1 thread with
 fixed seeds, so two runs on one machine write the same bytes. Elsewhere the demo's weights may
@@ -52,7 +60,7 @@ import tempfile
 import time
 import warnings
 import zipfile
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, List, Tuple
 
 # TorchScript writes a module's constants in set order, which follows Python's string hashing:
 # without a fixed seed two runs write different (equivalent) files. Before torch is imported.
@@ -286,6 +294,25 @@ class EmbeddingBag(nn.Module):
 
     def forward(self, ids: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return (self.emb(ids) * weights.unsqueeze(-1)).sum(1)
+
+
+class Datatypes(nn.Module):
+    """The datatypes the worker maps beyond the first eight, one input each. uint16/32/64 have
+    few kernels in torch 2.11 (no add on cpu), so those come back as copies."""
+
+    def forward(self, half: torch.Tensor, bfloat: torch.Tensor, u16: torch.Tensor,
+                u32: torch.Tensor, u64: torch.Tensor, text: List[str]
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                           List[str]]:
+        return half + 1, bfloat * 2, u16.clone(), u32.clone(), u64.clone(), [s.upper() for s in text]
+
+
+class SchemaOnly(nn.Module):
+    """Saved without respawn.json: forward's schema is all the worker knows about it."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, scale: float, tags: List[str]
+                ) -> Tuple[torch.Tensor, List[str]]:
+        return (a - b) * scale, [t + "!" for t in tags]
 
 
 def spec(task: str, inputs, outputs, **extra) -> dict:
@@ -525,8 +552,37 @@ def make_embedding_bag(out: str, tests_data: str) -> None:
     )
 
 
+DATATYPES_SPEC = spec(
+    "tensor",
+    [("half", "FP16", [-1]), ("bfloat", "BF16", [-1]), ("u16", "UINT16", [-1]),
+     ("u32", "UINT32", [-1]), ("u64", "UINT64", [-1]), ("text", "BYTES", [-1])],
+    [("half_plus_one", "FP16", [-1]), ("bfloat_times_two", "BF16", [-1]), ("u16", "UINT16", [-1]),
+     ("u32", "UINT32", [-1]), ("u64", "UINT64", [-1]), ("text_upper", "BYTES", [-1])])
+
+
+def make_datatypes(out: str, tests_data: str) -> None:
+    path = os.path.join(out, "datatypes.pt")
+    save(Datatypes().eval(), path, DATATYPES_SPEC)
+    got = torch.jit.load(path)(
+        torch.tensor([2048.0, 0.5], dtype=torch.float16), torch.tensor([1 / 3], dtype=torch.bfloat16),
+        torch.tensor([65535], dtype=torch.uint16), torch.tensor([2**32 - 1], dtype=torch.uint32),
+        torch.tensor([2**64 - 1], dtype=torch.uint64), ["h\u00e9llo", ""])
+    assert got[0].tolist() == [2048.0, 1.5], got  # 2049 is no float16: it rounds to even
+    assert got[4].dtype == torch.uint64 and got[5] == ["H\u00e9LLO", ""], got
+
+
+def make_schema_only(out: str, tests_data: str) -> None:
+    path = os.path.join(out, "schema_only.pt")
+    scripted = torch.jit.script(SchemaOnly().eval())
+    torch.jit.save(scripted, path)  # no _extra_files: no respawn.json
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)")
+    got = torch.jit.load(path)(torch.tensor([3.0]), torch.tensor([1.0]), 0.5, ["x"])
+    assert got[0].tolist() == [1.0] and got[1] == ["x!"], got
+
+
 MODELS = {"demo": make_demo, "classifier": make_classifier, "embedding_bag": make_embedding_bag,
-          "classifier_pt2": make_classifier_pt2}
+          "classifier_pt2": make_classifier_pt2, "datatypes": make_datatypes,
+          "schema_only": make_schema_only}
 
 
 def main() -> None:

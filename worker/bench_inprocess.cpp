@@ -40,8 +40,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using respawn::DataType;
 using respawn::TensorMeta;
+using respawn::worker::forward_outputs;
 using respawn::worker::from_scalar_type;
-using respawn::worker::output_tensors;
 using respawn::worker::to_scalar_type;
 
 // Zero-filled inputs as the supervisor would hand them over: metadata + one host blob.
@@ -59,7 +59,10 @@ std::vector<TensorMeta> pack_inputs(const nlohmann::json& spec, std::int64_t bat
       first = false;
     }
     const auto type = respawn::parse_datatype(in.value("datatype", "FP32"));
-    if (!type) throw std::runtime_error("unsupported datatype in the model's spec");
+    // The bench times tensor inputs only: BYTES (a List[str]) is not a tensor.
+    if (!type || !to_scalar_type(*type)) {
+      throw std::runtime_error("unsupported datatype in the model's spec");
+    }
     const auto count = respawn::element_count(shape).value_or(0);
     const std::string zeros(count * respawn::element_size(*type), '\0');
     metas.push_back(respawn::append_tensor(blob, in.value("name", "input"), *type, shape, zeros));
@@ -74,7 +77,7 @@ std::size_t infer_once(torch::jit::Module& module, const torch::Device& device,
   std::vector<torch::IValue> args;
   for (const auto& in : inputs) {
     auto t = torch::from_blob(const_cast<char*>(blob.data() + in.offset), in.shape,
-                              torch::dtype(to_scalar_type(in.datatype)))
+                              torch::dtype(*to_scalar_type(in.datatype)))
                  .to(device, /*non_blocking=*/false, /*copy=*/true);
     args.emplace_back(std::move(t));
   }
@@ -83,11 +86,12 @@ std::size_t infer_once(torch::jit::Module& module, const torch::Device& device,
     c10::InferenceMode guard;
     result = module.forward(std::move(args));
   }
-  const auto tensors = output_tensors(result);
-  if (tensors.empty()) throw std::runtime_error("forward returned no tensor");
+  const auto outputs = forward_outputs(result);
+  if (outputs.empty()) throw std::runtime_error("forward returned no tensor");
   std::string out;
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const auto host = tensors[i].to(torch::kCPU).contiguous();
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    if (outputs[i].is_bytes()) throw std::runtime_error("the bench takes tensor outputs only");
+    const auto host = outputs[i].tensor.to(torch::kCPU).contiguous();
     const auto type = from_scalar_type(host.scalar_type());
     if (!type) throw std::runtime_error("unsupported output dtype");
     const std::string_view bytes(static_cast<const char*>(host.data_ptr()), host.nbytes());

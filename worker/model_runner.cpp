@@ -21,8 +21,10 @@
 #include <stdexcept>
 
 #include "error_classifier.hpp"
+#include "forward_schema.hpp"
 #include "host_model.hpp"
 #include "respawn/proc_stats.hpp"
+#include "tensor_io.hpp"
 #include "torch_types.hpp"
 
 // c10::AcceleratorError (a failed CUDA call, with its cudaError_t) came with libtorch 2.8.
@@ -114,6 +116,11 @@ bool spec_has_batch_dim(const nlohmann::json& spec) {
   return true;
 }
 
+std::uint64_t nanoseconds(Clock::duration d) {
+  return static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
 std::string shape_string(const std::vector<std::int64_t>& shape) {
   return nlohmann::json(shape).dump();
 }
@@ -172,6 +179,8 @@ struct ModelRunner::Impl {
   std::string task;
   std::size_t max_context = 1024;
   bool batchable = false;  // see ModelRunner::batchable()
+  // forward's declared arguments and results (a TorchScript model; forward_schema.hpp).
+  std::optional<ForwardSchema> schema;
   // The KV cache, when the model offers prefill/step: [layers, slots, heads, context, head_dim].
   bool kv = false;
   std::int64_t kv_layers = 0, kv_heads = 0, kv_head_dim = 0;
@@ -246,8 +255,21 @@ struct ModelRunner::Impl {
   Result<std::vector<const TensorMeta*>, WorkerError> order_inputs(
       const std::vector<TensorMeta>& inputs) const {
     std::vector<const TensorMeta*> ordered;
+    if (aoti) {
+      for (const auto& in : inputs) {
+        if (in.datatype == DataType::BYTES) {
+          return bad_input("input '" + in.name + "': an AOTInductor package takes tensors only");
+        }
+      }
+    }
     if (!spec.contains("inputs")) {
-      for (const auto& in : inputs) ordered.push_back(&in);
+      // By forward's argument names when the request names exactly those, else as sent.
+      std::vector<std::string> names;
+      for (const auto& in : inputs) names.push_back(in.name);
+      const auto positions = schema ? order_by_schema(schema->args, names) : std::nullopt;
+      for (std::size_t k = 0; k < inputs.size(); ++k) {
+        ordered.push_back(&inputs[positions ? (*positions)[k] : k]);
+      }
       return ordered;
     }
     const auto& declared = spec["inputs"];
@@ -266,6 +288,14 @@ struct ModelRunner::Impl {
     return ordered;
   }
 
+  // The ready frame's "inputs" or "outputs": respawn.json's; else, for a TorchScript tensor
+  // model, what forward's schema says (forward_schema.hpp); else [].
+  nlohmann::json io_metadata(const char* key) const {
+    if (spec.contains(key)) return spec[key];
+    if (!schema || task != "tensor") return nlohmann::json::array();
+    return std::string_view(key) == "inputs" ? schema->inputs : schema->outputs;
+  }
+
   std::string output_name(std::size_t index, std::size_t count) const {
     if (spec.contains("outputs") && spec["outputs"].size() == count) {
       return spec["outputs"][index].value("name", "output__" + std::to_string(index));
@@ -273,29 +303,11 @@ struct ModelRunner::Impl {
     return "output__" + std::to_string(index);
   }
 
-  Result<TensorOutputs, WorkerError> encode_outputs(
-      const std::vector<torch::Tensor>& tensors) const {
-    TensorOutputs out;
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-      const auto host = tensors[i].to(torch::kCPU).contiguous();
-      const auto type = from_scalar_type(host.scalar_type());
-      if (!type) {
-        return WorkerError{
-            WorkerErrorKind::internal,
-            "unsupported output dtype " + std::string(c10::toString(host.scalar_type())), true};
-      }
-      const std::string_view bytes(static_cast<const char*>(host.data_ptr()), host.nbytes());
-      out.tensors.push_back(append_tensor(out.blob, output_name(i, tensors.size()), *type,
-                                          host.sizes().vec(), bytes));
-    }
-    return out;
-  }
-
-  torch::Tensor to_tensor(const TensorMeta& meta, std::string_view blob) const {
-    // from_blob does not copy; the copy to the device owns memory that outlives `blob`.
-    return torch::from_blob(const_cast<char*>(blob.data() + meta.offset), meta.shape,
-                            torch::dtype(to_scalar_type(meta.datatype)))
-        .to(device, /*non_blocking=*/false, /*copy=*/true);
+  // On cuda, waits for the kernels forward queued, so that their time counts as infer.
+  void synchronize() const {
+#if RESPAWN_WITH_CUDA
+    if (uses_cuda_allocator()) c10::cuda::device_synchronize();
+#endif
   }
 
   torch::IValue forward(std::vector<torch::IValue> inputs) {
@@ -320,11 +332,24 @@ struct ModelRunner::Impl {
         auto shape = in.value("shape", std::vector<std::int64_t>{});
         for (auto& d : shape) d = d < 0 ? 1 : d;
         const auto type = parse_datatype(in.value("datatype", "FP32")).value_or(DataType::FP32);
-        inputs.emplace_back(torch::zeros(shape, torch::dtype(to_scalar_type(type)).device(device)));
+        if (type == DataType::BYTES) {  // one empty string per element
+          const auto count = static_cast<std::size_t>(element_count(shape).value_or(1));
+          inputs.emplace_back(c10::List<std::string>(std::vector<std::string>(count)));
+          continue;
+        }
+        const auto scalar = to_scalar_type(type);
+        if (!scalar) {
+          throw std::runtime_error("the spec's datatype " + std::string(to_string(type)) +
+                                   " has no tensor type in this libtorch");
+        }
+        inputs.emplace_back(torch::zeros(shape, torch::dtype(*scalar).device(device)));
       }
     } else {
       spdlog::info("no input spec in the model; skipping the warm-up forward");
       return;
+    }
+    for (std::size_t k = 0; schema && k < inputs.size() && k < schema->args.size(); ++k) {
+      if (auto why = adapt_argument(schema->args[k], inputs[k])) throw std::runtime_error(*why);
     }
     for (int i = 0; i < 2; ++i) forward(inputs);
     if (!kv) return;
@@ -454,6 +479,11 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options, const
     throw std::runtime_error("an AOTInductor package serves the tensor task only, not '" +
                              impl->task + "'");
   }
+  if (!impl->aoti) {
+    if (const auto forward = impl->module.find_method("forward")) {
+      impl->schema = read_forward_schema(forward->function().getSchema());
+    }
+  }
   impl->max_context = impl->spec.value("max_context", std::size_t{1024});
   impl->batchable = spec_has_batch_dim(impl->spec);
   const auto kv = impl->spec.value("kv_cache", nlohmann::json());
@@ -486,8 +516,8 @@ std::unique_ptr<ModelRunner> ModelRunner::load(const LoadOptions& options, const
   const auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   info = {{"task", runner->impl_->task},
           {"device", runner->impl_->device.str()},
-          {"inputs", runner->impl_->spec.value("inputs", nlohmann::json::array())},
-          {"outputs", runner->impl_->spec.value("outputs", nlohmann::json::array())},
+          {"inputs", runner->impl_->io_metadata("inputs")},
+          {"outputs", runner->impl_->io_metadata("outputs")},
           {"load_ms", ms(loaded - started)},
           {"warmup_ms", ms(warmed - loaded)},
           {"rss_bytes", rss_bytes(0)},
@@ -524,55 +554,42 @@ bool ModelRunner::batchable() const {
   return impl_->batchable;
 }
 
-Result<std::vector<TensorOutputs>, WorkerError> ModelRunner::infer(
-    const std::vector<InferInput>& requests) {
+Result<InferResult, WorkerError> ModelRunner::infer(const std::vector<InferInput>& requests) {
   std::vector<std::vector<const TensorMeta*>> ordered;
   for (const auto& r : requests) {
     auto o = impl_->order_inputs(*r.inputs);
     if (!o) return o.error();
     ordered.push_back(std::move(*o));
   }
-  using Out = std::vector<TensorOutputs>;
-  return impl_->run_guarded<Out>([&]() -> Result<Out, WorkerError> {
+  return impl_->run_guarded<InferResult>([&]() -> Result<InferResult, WorkerError> {
+    const auto started = Clock::now();
     std::vector<torch::IValue> args;
     std::vector<std::int64_t> rows;
+    const auto& schema = impl_->schema;
     for (std::size_t k = 0; k < ordered[0].size(); ++k) {
-      std::vector<torch::Tensor> parts;
-      for (std::size_t i = 0; i < requests.size(); ++i) {
-        parts.push_back(impl_->to_tensor(*ordered[i][k], requests[i].blob));
-        if (k == 0) rows.push_back(parts.back().dim() > 0 ? parts.back().size(0) : 1);
-      }
-      args.emplace_back(parts.size() == 1 ? parts[0] : torch::cat(parts, 0));
+      const ForwardArg* schema_arg = schema && k < schema->args.size() ? &schema->args[k] : nullptr;
+      auto arg = make_argument(k, requests, ordered, impl_->device, schema_arg, rows);
+      if (!arg) return arg.error();
+      args.push_back(std::move(*arg));
     }
-    const auto outputs = output_tensors(impl_->forward(std::move(args)));
+    if (rows.empty()) rows.assign(requests.size(), 1);  // a model without inputs
+    const auto built = Clock::now();
+    const auto result = impl_->forward(std::move(args));
+    impl_->synchronize();
+    const auto ran = Clock::now();
+    const auto outputs = forward_outputs(result);
     if (outputs.empty()) {
       return WorkerError{WorkerErrorKind::internal,
-                         "forward must return a tensor or a tuple/list of tensors", true};
+                         "forward must return a tensor, a List[str], or a tuple/list of them",
+                         true};
     }
-    if (requests.size() == 1) {
-      auto one = impl_->encode_outputs(outputs);
-      if (!one) return one.error();
-      return Out{std::move(*one)};
-    }
-    std::int64_t total = 0;
-    for (auto r : rows) total += r;
-    for (const auto& t : outputs) {
-      if (t.dim() == 0 || t.size(0) != total) {
-        return WorkerError{WorkerErrorKind::internal,
-                           "an output's first dimension is not the batch; cannot split it", true};
-      }
-    }
-    Out out;
-    std::int64_t at = 0;
-    for (auto r : rows) {
-      std::vector<torch::Tensor> mine;
-      for (const auto& t : outputs) mine.push_back(t.narrow(0, at, r));
-      auto encoded = impl_->encode_outputs(mine);
-      if (!encoded) return encoded.error();
-      out.push_back(std::move(*encoded));
-      at += r;
-    }
-    return out;
+    auto split = split_outputs(outputs, rows, [&](std::size_t index, std::size_t count) {
+      return impl_->output_name(index, count);
+    });
+    if (!split) return split.error();
+    const ComputeTimes compute{nanoseconds(built - started), nanoseconds(ran - built),
+                               nanoseconds(Clock::now() - ran)};
+    return InferResult{std::move(*split), compute};
   });
 }
 

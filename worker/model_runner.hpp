@@ -30,6 +30,21 @@ struct TensorOutputs {
   std::string blob;
 };
 
+// Where one forward's time went, for the whole batch (Triton's statistics extension splits
+// compute the same way): input = building the arguments (tensors from the blobs, copies to the
+// device, concatenation), infer = forward() (on cuda up to a device synchronize, so its kernels
+// count here and not in output), output = splitting and encoding the outputs into blobs.
+struct ComputeTimes {
+  std::uint64_t input_ns = 0;
+  std::uint64_t infer_ns = 0;
+  std::uint64_t output_ns = 0;
+};
+
+struct InferResult {
+  std::vector<TensorOutputs> outputs;  // one per request, in the requests' order
+  ComputeTimes compute;
+};
+
 // One infer request's input tensors; `blob` holds their bytes at each TensorMeta's offset.
 struct InferInput {
   const std::vector<TensorMeta>* inputs;
@@ -64,7 +79,8 @@ class ModelRunner {
                                            const HostModel* host = nullptr);
   ~ModelRunner();
 
-  // What the ready frame reports: task, device, inputs/outputs, load time, memory:
+  // What the ready frame reports: task, device, inputs/outputs (respawn.json's; for a TorchScript
+  // tensor model without them, what forward's schema says: forward_schema.hpp), load time, memory:
   // "memory_bytes" (the base the supervisor's memory budget starts from: on cuda the allocated
   // bytes after load and warm-up, on cpu the RSS), "memory" (memory_report() after warm-up),
   // "rss_bytes", "cuda_build" (built_with_cuda()), "cuda_version" (a CUDA build),
@@ -77,9 +93,10 @@ class ModelRunner {
   // Whether requests may be stacked along dim 0: the model declares its inputs in respawn.json
   // and every one has a free (-1) first dimension.
   bool batchable() const;
-  // Runs the requests as one forward, concatenated along dim 0, and splits every output back
-  // by each request's rows. Any failure fails the whole call (the caller decides how to retry).
-  Result<std::vector<TensorOutputs>, WorkerError> infer(const std::vector<InferInput>& requests);
+  // Runs the requests as one forward, concatenated along dim 0 (BYTES inputs: their lists
+  // concatenated), and splits every output back by each request's rows. Any failure fails the
+  // whole call (the caller decides how to retry).
+  Result<InferResult, WorkerError> infer(const std::vector<InferInput>& requests);
   // Next-token logits for several sequences in one forward (continuous batching): right-padded
   // to the longest, each read at its own last position. Exact for causal models, whose logits
   // at position t never depend on later positions; the contract for a generate model.

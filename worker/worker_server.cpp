@@ -230,17 +230,21 @@ void WorkerServer::run_tensor_group(const std::vector<TensorJob*>& group,
     injected_oom |= job->oom_if_batched && group.size() > 1;
   }
   begin_measure();
-  auto out = injected_oom
-                 ? Result<std::vector<TensorOutputs>, WorkerError>(runner_.allocate_too_much())
-                 : runner_.infer(inputs);
+  auto out = injected_oom ? Result<InferResult, WorkerError>(runner_.allocate_too_much())
+                          : runner_.infer(inputs);
   if (out) {
     const auto memory = end_measure(group.size(), weight);
+    // The whole forward's times, in every request's answer (docs/ipc.md).
+    const nlohmann::json compute = {{"input", out->compute.input_ns},
+                                    {"infer", out->compute.infer_ns},
+                                    {"output", out->compute.output_ns}};
     for (std::size_t i = 0; i < group.size(); ++i) {
-      nlohmann::json reply = {{"outputs", nlohmann::json::array()}};
-      for (const auto& t : (*out)[i].tensors) reply["outputs"].push_back(to_json(t));
+      auto& mine = out->outputs[i];
+      nlohmann::json reply = {{"outputs", nlohmann::json::array()}, {"compute_ns", compute}};
+      for (const auto& t : mine.tensors) reply["outputs"].push_back(to_json(t));
       send_result(group[i]->frame.request_id, std::move(reply), group.size(),
                   measure_memory_ ? std::optional(memory) : std::nullopt, oom,
-                  std::move((*out)[i].blob));
+                  std::move(mine.blob));
     }
     return;
   }

@@ -3,10 +3,12 @@
 #include <malloc.h>
 
 #include <boost/asio/post.hpp>
+#include <boost/beast/core/string.hpp>
 #include <chrono>
 
 #include "http/generation.hpp"
 #include "http/openai.hpp"
+#include "http/triton.hpp"
 #include "respawn/generate_request.hpp"
 #include "respawn/json_util.hpp"
 #include "respawn/proc_stats.hpp"
@@ -44,71 +46,61 @@ json generate_parameters(const json& body) {
   return params;
 }
 
-// Which outputs the client asked for (KServe "outputs": [{"name": ...}]); empty = all.
-Result<std::vector<std::string>> requested_outputs(const json& body) {
-  std::vector<std::string> names;
-  if (!body.contains("outputs")) return names;
-  if (!body["outputs"].is_array())
-    return make_error(ErrorKind::bad_input, "'outputs' must be an array");
-  for (const auto& o : body["outputs"]) {
-    if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
-      return make_error(ErrorKind::bad_input, "each of 'outputs' needs a string 'name'");
-    }
-    names.push_back(o["name"]);
-  }
-  return names;
-}
+// A request's own deadline and priority. In a KServe body's `parameters` they keep Triton's
+// meaning (its schedule_policy extension): `timeout` in microseconds (0: none), `priority` 1
+// first, 2 next and so on, 0 the default. The /v1 body and the X-Respawn-Timeout-Ms /
+// X-Respawn-Priority headers take respawn's own: milliseconds, and 0 (default) .. 9 (first).
+enum class Units { triton, respawn };
 
-Result<json> infer_outputs(const json& meta, const std::string& blob,
-                           const std::vector<std::string>& wanted) {
-  auto tensors = parse_tensor_list(json_field(meta, "outputs"), blob);
-  if (!tensors) {
-    return make_error(ErrorKind::internal,
-                      "the worker sent a malformed result: " + tensors.error().message);
-  }
-  json outputs = json::array();
-  for (const auto& name : wanted) {
-    const auto found = std::find_if(tensors->begin(), tensors->end(),
-                                    [&](const TensorMeta& t) { return t.name == name; });
-    if (found == tensors->end()) {
-      return make_error(ErrorKind::bad_input, "the model has no output '" + name + "'");
-    }
-  }
-  for (const auto& t : *tensors) {
-    if (wanted.empty() || std::find(wanted.begin(), wanted.end(), t.name) != wanted.end()) {
-      outputs.push_back(tensor_to_kserve_json(t, blob));
-    }
-  }
-  return outputs;
-}
-
-// A request's own deadline and priority: `timeout` (ms) and `priority` (0..9, higher first)
-// from the body's parameters, else the X-Respawn-Timeout-Ms / X-Respawn-Priority headers.
-std::optional<Error> read_job_options(const HttpRequest& request, const json& params, Job& job) {
-  struct Option {
-    const char* key;
-    const char* header;
-    std::int64_t min, max;
-  };
-  const Option options[] = {{kJobOptionKeys[0], "X-Respawn-Timeout-Ms", 1, 86400000},
-                            {kJobOptionKeys[1], "X-Respawn-Priority", 0, kPriorityLevels - 1}};
-  for (const auto& o : options) {
-    json value = json_field(params, o.key);
-    if (value.is_null() && !request[o.header].empty()) {
-      value = parse_json(std::string(request[o.header]));
-      if (value.is_discarded()) value = std::string(request[o.header]);
-    }
-    if (value.is_null()) continue;
-    if (!value.is_number_integer() || value.get<std::int64_t>() < o.min ||
-        value.get<std::int64_t>() > o.max) {
+std::optional<Error> read_job_options(const HttpRequest& request, const json& params, Units units,
+                                      Job& job) {
+  const auto integer = [](const json& v, const char* key, std::int64_t min,
+                          std::int64_t max) -> Result<std::int64_t> {
+    const bool ok =
+        v.is_number_integer() &&
+        (v.is_number_unsigned() ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(max)
+                                : v.get<std::int64_t>() >= min && v.get<std::int64_t>() <= max);
+    if (!ok) {
       return make_error(ErrorKind::bad_input,
-                        std::string("'") + o.key + "' must be an integer between " +
-                            std::to_string(o.min) + " and " + std::to_string(o.max));
+                        std::string("'") + key + "' must be an integer between " +
+                            std::to_string(min) + " and " + std::to_string(max));
     }
-    if (std::string_view(o.key) == "timeout") {
-      job.timeout = std::chrono::milliseconds(value.get<std::int64_t>());
+    return v.get<std::int64_t>();
+  };
+  // The body's value, else the header's (as JSON if it parses, so "soon" is refused as text).
+  const auto value = [&](const char* key, const char* header, Units& from) -> json {
+    from = units;
+    if (const auto& v = json_field(params, key); !v.is_null()) return v;
+    from = Units::respawn;
+    const std::string text(request[header]);
+    if (text.empty()) return nullptr;
+    auto parsed = parse_json(text);
+    return parsed.is_discarded() ? json(text) : parsed;
+  };
+  Units from{};
+  if (const auto timeout = value(kJobOptionKeys[0], "X-Respawn-Timeout-Ms", from);
+      !timeout.is_null()) {
+    if (from == Units::triton) {
+      auto us = integer(timeout, "timeout", 0, std::int64_t{86400} * 1000000);
+      if (!us) return us.error();
+      if (*us > 0) job.timeout = std::chrono::milliseconds((*us + 999) / 1000);
     } else {
-      job.priority = value.get<int>();
+      auto ms = integer(timeout, "timeout", 1, 86400000);
+      if (!ms) return ms.error();
+      job.timeout = std::chrono::milliseconds(*ms);
+    }
+  }
+  if (const auto priority = value(kJobOptionKeys[1], "X-Respawn-Priority", from);
+      !priority.is_null()) {
+    if (from == Units::triton) {
+      // 1 -> 9 (first) ... 9 -> 1; 0 and anything past the last level -> the default 0.
+      auto p = integer(priority, "priority", 0, std::numeric_limits<std::int64_t>::max());
+      if (!p) return p.error();
+      job.priority = *p > 0 && *p < kPriorityLevels ? kPriorityLevels - static_cast<int>(*p) : 0;
+    } else {
+      auto p = integer(priority, "priority", 0, kPriorityLevels - 1);
+      if (!p) return p.error();
+      job.priority = static_cast<int>(*p);
     }
   }
   return std::nullopt;
@@ -164,6 +156,7 @@ bool takes_json_body(const Route& route, http::verb method) {
     case RouteId::health_ready:
     case RouteId::model_metadata:
     case RouteId::model_ready:
+    case RouteId::model_stats:
     case RouteId::openai_models:
     case RouteId::metrics:
     case RouteId::admin_workers:
@@ -221,14 +214,33 @@ void Api::handle(HttpRequest request, const RequestContext& context, Respond res
       return recorded(
           error_response(make_error(ErrorKind::not_found, "unknown model '" + route.model + "'")));
     }
+    if (!route.version.empty() && route.version != kModelVersion) {
+      return recorded(error_response(make_error(
+          ErrorKind::not_found, "model '" + route.model + "' has no version '" + route.version +
+                                    "' (it has version " + kModelVersion + ")")));
+    }
     if (is_admin(route)) {
       if (auto refused = admin_refusal(request, context)) return recorded(std::move(*refused));
     }
     if (!takes_json_body(route, request.method())) {
       return handle_route(route, request, nullptr, context, recorded);
     }
-    if (request.body().size() < kParseOffloadBytes) {
-      auto body = parse_json_body(request);
+    if (const auto coding = request[http::field::content_encoding];
+        !coding.empty() && !boost::beast::iequals(coding, "identity")) {
+      return recorded(error_response(make_error(
+          ErrorKind::bad_input, "Content-Encoding '" + sanitize_utf8(std::string(coding)) +
+                                    "' is not supported; send the body uncompressed")));
+    }
+    // Triton's binary tensor data: only the JSON header is JSON.
+    auto header = triton::json_header_length(request);
+    if (!header) return recorded(error_response(header.error()));
+    if (*header && route.id != RouteId::infer) {
+      return recorded(error_response(make_error(
+          ErrorKind::bad_input, std::string(triton::kHeaderLength) + " is only for infer")));
+    }
+    const auto json_size = header->value_or(request.body().size());
+    if (json_size < kParseOffloadBytes) {
+      auto body = parse_json_object(std::string_view(request.body()).substr(0, json_size));
       if (!body) return recorded(error_response(body.error()));
       return handle_route(route, request, &*body, context, recorded);
     }
@@ -237,8 +249,9 @@ void Api::handle(HttpRequest request, const RequestContext& context, Respond res
     // Everything the helper thread holds is moved on to the I/O thread's handler, so that the
     // session and its socket are only ever released on the I/O thread.
     auto shared = std::make_shared<HttpRequest>(std::move(request));
-    boost::asio::post(parse_pool_, [this, route, shared, context, recorded]() mutable {
-      auto body = std::make_shared<Result<nlohmann::json>>(parse_json_body(*shared));
+    boost::asio::post(parse_pool_, [this, route, shared, json_size, context, recorded]() mutable {
+      auto body = std::make_shared<Result<nlohmann::json>>(
+          parse_json_object(std::string_view(shared->body()).substr(0, json_size)));
       boost::asio::post(
           scheduler_.io(),
           [this, route = std::move(route), shared = std::move(shared), body = std::move(body),
@@ -294,6 +307,10 @@ void Api::handle_route(const Route& route, const HttpRequest& request, const nlo
       return respond(ready_response(true));
     case RouteId::model_metadata:
       return respond(model_metadata());
+    case RouteId::model_stats:
+      return respond(
+          json_response(http::status::ok,
+                        {{"model_stats", {stats_.to_json(options_.model_name, kModelVersion)}}}));
     case RouteId::metrics:
       return respond(metrics());
     case RouteId::tokenize:
@@ -334,8 +351,12 @@ void Api::handle_route(const Route& route, const HttpRequest& request, const nlo
 }
 
 HttpResponse Api::server_metadata() const {
-  return json_response(http::status::ok,
-                       {{"name", "respawn"}, {"version", kVersion}, {"extensions", {"generate"}}});
+  return json_response(
+      http::status::ok,
+      {{"name", "respawn"},
+       {"version", kVersion},
+       {"extensions",
+        {"binary_tensor_data", "parameters", "schedule_policy", "statistics", "generate"}}});
 }
 
 HttpResponse Api::ready_response(bool model_route) const {
@@ -383,8 +404,31 @@ HttpResponse Api::metrics() {
 }
 
 void Api::submit(Job job, const RequestContext& context, Respond& respond) {
+  // The statistics extension: every request that runs the model, timed from here.
+  using Clock = std::chrono::steady_clock;
+  auto dispatched = std::make_shared<std::optional<Clock::time_point>>();
+  job.on_dispatch = [dispatched] { *dispatched = Clock::now(); };
+  job.done = [this, done = std::move(job.done), dispatched,
+              tensors = job.type == ipc::MessageType::infer,
+              submitted = Clock::now()](JobOutcome outcome) {
+    const auto now = Clock::now();
+    if (!outcome) {
+      stats_.on_failure(now - submitted);
+    } else {
+      // Only a tensor answer's small JSON is read again; a generate's may be long (logprobs).
+      const auto meta = tensors ? parse_json(outcome->json) : json();
+      std::optional<std::chrono::nanoseconds> queued;
+      if (*dispatched) queued = **dispatched - submitted;
+      stats_.on_success(now - submitted, queued, ModelStats::compute_from(meta),
+                        json_get<std::size_t>(meta, "batch_size", 1));
+    }
+    done(std::move(outcome));
+  };
   auto id = scheduler_.submit(std::move(job));
-  if (!id) return respond(error_response(id.error()));
+  if (!id) {
+    stats_.on_failure(std::chrono::nanoseconds(0));
+    return respond(error_response(id.error()));
+  }
   if (context.on_disconnect) {
     context.on_disconnect([this, id = *id] { scheduler_.cancel(id); });
   }
@@ -392,14 +436,17 @@ void Api::submit(Job job, const RequestContext& context, Respond& respond) {
 
 void Api::infer(const HttpRequest& request, const json& body, const RequestContext& context,
                 Respond respond) {
-  auto wanted = requested_outputs(body);
-  if (!wanted) return respond(error_response(wanted.error()));
+  auto selection = triton::requested_outputs(body);
+  if (!selection) return respond(error_response(selection.error()));
   Job job;
   job.type = ipc::MessageType::infer;
-  if (auto error = read_job_options(request, json_field(body, "parameters"), job)) {
+  if (auto error = read_job_options(request, json_field(body, "parameters"), Units::triton, job)) {
     return respond(error_response(*error));
   }
-  auto inputs = pack_kserve_inputs(json_field(body, "inputs"), job.binary);
+  // Checked by handle(): the header is a length within the body.
+  const auto json_size = triton::json_header_length(request)->value_or(request.body().size());
+  auto inputs = triton::pack_inputs(json_field(body, "inputs"),
+                                    std::string_view(request.body()).substr(json_size), job.binary);
   if (!inputs) return respond(error_response(inputs.error()));
   json meta = {{"inputs", json::array()}};
   for (const auto& t : *inputs) meta["inputs"].push_back(to_json(t));
@@ -414,13 +461,12 @@ void Api::infer(const HttpRequest& request, const json& body, const RequestConte
   }
   json reply = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   if (json_field(body, "id").is_string()) reply["id"] = body["id"];
-  job.done = [respond, wanted = std::move(*wanted), reply](JobOutcome outcome) mutable {
+  job.done = [respond, selection = std::move(*selection), reply](JobOutcome outcome) mutable {
     if (!outcome) return respond(error_response(outcome.error()));
     const auto meta = parse_json(outcome->json);
-    auto outputs = infer_outputs(meta, outcome->binary, wanted);
-    if (!outputs) return respond(error_response(outputs.error()));
-    reply["outputs"] = std::move(*outputs);
-    respond(with_worker_pid(json_response(http::status::ok, reply), meta));
+    auto res = triton::infer_response(std::move(reply), meta, outcome->binary, selection);
+    if (!res) return respond(error_response(res.error()));
+    respond(with_worker_pid(std::move(*res), meta));
   };
   submit(std::move(job), context, respond);
 }
@@ -434,7 +480,7 @@ Result<Api::GenerateJob> Api::generate_job(const HttpRequest& request, const jso
   if (!params) return params.error();
   Job job;
   job.type = ipc::MessageType::generate;
-  if (auto error = read_job_options(request, merged, job)) return *error;
+  if (auto error = read_job_options(request, merged, Units::triton, job)) return *error;
   return GenerateJob{std::move(*params), std::move(job)};
 }
 
@@ -586,7 +632,9 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
   }
   Job job;
   job.type = ipc::MessageType::generate;
-  if (auto error = read_job_options(request, body, job)) return respond(error_response(*error));
+  if (auto error = read_job_options(request, body, Units::respawn, job)) {
+    return respond(error_response(*error));
+  }
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const openai::Ids ids{std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(started_unix_) +
                             "-" + std::to_string(next_openai_id_++),

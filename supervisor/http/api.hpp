@@ -8,6 +8,7 @@
 #include <boost/asio/thread_pool.hpp>
 
 #include "http/http_types.hpp"
+#include "http/model_stats.hpp"
 #include "http/router.hpp"
 #include "http/text_model.hpp"
 #include "metrics.hpp"
@@ -90,6 +91,7 @@ class Api {
   Metrics& metrics_;
   const ServeOptions& options_;
   std::shared_ptr<const TextModel> text_ = std::make_shared<TextModel>();
+  ModelStats stats_;                        // GET /v2/models/stats
   boost::asio::thread_pool parse_pool_{1};  // large JSON bodies, long prompts to tokenize
 };
 

@@ -28,8 +28,8 @@ http::status http_status(ErrorKind kind) {
   return http::status::internal_server_error;
 }
 
-Result<nlohmann::json> parse_json_body(const HttpRequest& request) {
-  auto body = parse_json(request.body());
+Result<nlohmann::json> parse_json_object(std::string_view text) {
+  auto body = parse_json(text);
   if (body.is_discarded()) {
     return make_error(ErrorKind::bad_input,
                       "request body is not valid JSON (or nests deeper than " +

@@ -37,9 +37,9 @@ struct RequestContext {
 
 http::status http_status(ErrorKind kind);
 HttpResponse json_response(http::status status, const nlohmann::json& body);
-// The request body as a JSON object, or a bad_input error that says what is wrong (invalid
-// JSON, nesting deeper than respawn's limit, or not an object).
-Result<nlohmann::json> parse_json_body(const HttpRequest& request);
+// A request body (or its JSON part) as a JSON object, or a bad_input error that says what is
+// wrong (invalid JSON, nesting deeper than respawn's limit, or not an object).
+Result<nlohmann::json> parse_json_object(std::string_view text);
 
 // {"error": message} with the kind's status; 503s carry Retry-After.
 HttpResponse error_response(const Error& error);

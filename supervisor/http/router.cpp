@@ -18,26 +18,34 @@ std::vector<std::string_view> split_path(std::string_view path) {
 }
 
 Route with_method(RouteId id, std::string_view want, std::string_view method,
-                  std::string model = {}) {
-  if (method != want)
-    return Route{RouteId::method_not_allowed, std::move(model), std::string(want), {}};
-  return Route{id, std::move(model), {}, {}};
+                  std::string model = {}, std::string version = {}) {
+  if (method != want) {
+    return Route{
+        RouteId::method_not_allowed, std::move(model), std::move(version), std::string(want), {}};
+  }
+  return Route{id, std::move(model), std::move(version), {}, {}};
 }
 
 // /v2/models/{m}[/versions/{v}][/action]
 Route match_model_route(std::string_view method, const std::vector<std::string_view>& p) {
   std::string model(p[2]);
+  std::string version;
   std::size_t next = 3;
-  if (p.size() >= 5 && p[3] == "versions") next = 5;
-  if (p.size() == next) return with_method(RouteId::model_metadata, "GET", method, model);
+  if (p.size() >= 5 && p[3] == "versions") {
+    version = std::string(p[4]);
+    next = 5;
+  }
+  const auto route = [&](RouteId id, std::string_view want) {
+    return with_method(id, want, method, model, version);
+  };
+  if (p.size() == next) return route(RouteId::model_metadata, "GET");
   if (p.size() != next + 1) return {};
   const auto action = p[next];
-  if (action == "ready") return with_method(RouteId::model_ready, "GET", method, model);
-  if (action == "infer") return with_method(RouteId::infer, "POST", method, model);
-  if (action == "generate") return with_method(RouteId::generate, "POST", method, model);
-  if (action == "generate_stream") {
-    return with_method(RouteId::generate_stream, "POST", method, model);
-  }
+  if (action == "ready") return route(RouteId::model_ready, "GET");
+  if (action == "stats") return route(RouteId::model_stats, "GET");
+  if (action == "infer") return route(RouteId::infer, "POST");
+  if (action == "generate") return route(RouteId::generate, "POST");
+  if (action == "generate_stream") return route(RouteId::generate_stream, "POST");
   return {};
 }
 
@@ -55,6 +63,8 @@ std::string_view Route::label() const {
       return "model_metadata";
     case RouteId::model_ready:
       return "model_ready";
+    case RouteId::model_stats:
+      return "model_stats";
     case RouteId::infer:
       return "infer";
     case RouteId::generate:
@@ -110,13 +120,13 @@ Route match_route(std::string_view method, std::string_view target) {
   if (p[0] == "admin" && p.size() == 2) {
     if (p[1] == "quarantine") {
       if (method == "GET" || method == "DELETE")
-        return Route{RouteId::admin_quarantine, {}, {}, {}};
-      return Route{RouteId::method_not_allowed, {}, "GET, DELETE", {}};
+        return Route{RouteId::admin_quarantine, {}, {}, {}, {}};
+      return Route{RouteId::method_not_allowed, {}, {}, "GET, DELETE", {}};
     }
     if (p[1] == "workers") return with_method(RouteId::admin_workers, "GET", method);
     if (p[1] == "policy") {
-      if (method == "GET" || method == "PATCH") return Route{RouteId::admin_policy, {}, {}, {}};
-      return Route{RouteId::method_not_allowed, {}, "GET, PATCH", {}};
+      if (method == "GET" || method == "PATCH") return Route{RouteId::admin_policy, {}, {}, {}, {}};
+      return Route{RouteId::method_not_allowed, {}, {}, "GET, PATCH", {}};
     }
     if (p[1] == "recycle") return with_method(RouteId::admin_recycle, "POST", method);
     if (p[1] == "reload") return with_method(RouteId::admin_reload, "POST", method);
@@ -139,6 +149,9 @@ Route match_route(std::string_view method, std::string_view target) {
     if (p[2] == "live") return with_method(RouteId::health_live, "GET", method);
     if (p[2] == "ready") return with_method(RouteId::health_ready, "GET", method);
     return {};
+  }
+  if (p[1] == "models" && p.size() == 3 && p[2] == "stats") {
+    return with_method(RouteId::model_stats, "GET", method);
   }
   if (p[1] == "models" && p.size() >= 3) return match_model_route(method, p);
   return {};

@@ -11,6 +11,7 @@ enum class RouteId {
   health_live,         // GET /v2/health/live
   health_ready,        // GET /v2/health/ready
   model_metadata,      // GET /v2/models/{m}[/versions/{v}]
+  model_stats,         // GET /v2/models[/{m}[/versions/{v}]]/stats (Triton's statistics extension)
   model_ready,         // GET /v2/models/{m}[/versions/{v}]/ready
   infer,               // POST /v2/models/{m}[/versions/{v}]/infer
   generate,            // POST /v2/models/{m}[/versions/{v}]/generate
@@ -34,6 +35,7 @@ enum class RouteId {
 struct Route {
   RouteId id = RouteId::not_found;
   std::string model;               // for model routes
+  std::string version;             // for model routes: the {v} of /versions/{v}, if given
   std::string allow;               // for method_not_allowed: the method the path takes
   std::string item;                // for admin_quarantine: one entry's id, if named
   std::string_view label() const;  // a bounded name for metrics labels

@@ -33,6 +33,8 @@ struct Job {
   std::uint64_t weight = 0;
   std::function<void(JobOutcome)> done;
   std::chrono::steady_clock::time_point enqueued{};
+  // Called each time the scheduler hands it to the worker (the statistics' queue time).
+  std::function<void()> on_dispatch;
   unsigned failures = 0;  // worker failures this request was present at
   unsigned replays = 0;   // times it was re-sent to a fresh worker
   // Streaming: text that became final, as the worker produces it, and the logprobs of the

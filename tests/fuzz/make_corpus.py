@@ -68,6 +68,20 @@ def tensors():
                                                                     9223372036854775807]},
         {"name": "f64", "datatype": "FP64", "shape": [1], "data": [1e308]},
     ]))
+    write("fuzz_tensor_codec", "new_types", json.dumps([
+        {"name": "u16", "datatype": "UINT16", "shape": [2], "data": [0, 65535]},
+        {"name": "u32", "datatype": "UINT32", "shape": [1], "data": [4294967295]},
+        {"name": "u64", "datatype": "UINT64", "shape": [1], "data": [18446744073709551615]},
+        {"name": "f16", "datatype": "FP16", "shape": [3], "data": [0.1, 2049, 65504]},
+        {"name": "bf16", "datatype": "BF16", "shape": [2], "data": [0.333, -3e38]},
+        {"name": "s", "datatype": "BYTES", "shape": [2, 2], "data": [["", "a\u0000b"],
+                                                                    ["h\u00e9", "\u2713"]]},
+    ]))
+    # BYTES from a worker: length-prefixed elements, then one whose length runs past the end.
+    write("fuzz_tensor_codec", "worker_bytes", b'[{"name":"s","datatype":"BYTES","shape":[2],'
+          b'"offset":0,"nbytes":11},{"name":"t","datatype":"BYTES","shape":[1],"offset":64,'
+          b'"nbytes":6}]\x00' + struct.pack("<I", 2) + b"hi" + struct.pack("<I", 1) + b"\xff"
+          + b"\x00" * 53 + struct.pack("<I", 9) + b"ab")
     write("fuzz_tensor_codec", "infer_body", '{"inputs":[{"name":"INPUT0","datatype":"INT64",'
           '"shape":[1,3],"data":[1,2,3]}],"outputs":[{"name":"OUTPUT0"}]}')
     write("fuzz_tensor_codec", "empty_shape", '[{"name":"e","datatype":"FP32","shape":[0,5],'
@@ -142,6 +156,11 @@ def http():
                                                "shape": [1, 2], "data": [1.0, 2.0]}],
                         "outputs": [{"name": "OUTPUT0"}]})
     gen = '{"text_input":"hello","max_tokens":4,"parameters":{"temperature":0}}'
+    binary_header = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2],
+                                            "parameters": {"binary_data_size": 8}}],
+                                "outputs": [{"name": "OUTPUT0",
+                                             "parameters": {"binary_data": True}}],
+                                "parameters": {"priority": 1, "timeout": 5000000}})
     chat = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}],
                        "max_tokens": 4})
     seeds = {
@@ -153,6 +172,11 @@ def http():
         "infer": (loop, http_request("POST", "/v2/models/demo/infer", infer)),
         "infer_chunked": (loop, http_request("POST", "/v2/models/demo/infer", infer, chunked=True)),
         "infer_other_model": (0, http_request("POST", "/v2/models/other/infer", infer)),
+        "infer_binary": (loop, http_request(
+            "POST", "/v2/models/demo/versions/1/infer", binary_header.encode() + b"\0" * 8,
+            [f"Inference-Header-Content-Length: {len(binary_header)}"])),
+        "stats": (0, http_request("GET", "/v2/models/stats") +
+                  http_request("GET", "/v2/models/demo/versions/1/stats")),
         "generate": (0, http_request("POST", "/v2/models/demo/generate", gen,
                                      ["X-Respawn-Priority: 3", "X-Respawn-Timeout-Ms: 5000"])),
         "generate_drain": (drain, http_request("POST", "/v2/models/demo/generate", gen)),

@@ -48,6 +48,21 @@ TEST(Router, ModelRoutesWithVersion) {
   expect_route("POST", "/v2/models/demo/versions/abc/generate", RouteId::generate, "demo");
 }
 
+TEST(Router, TheVersionIsKeptForTheHandlerToCheck) {
+  EXPECT_EQ(match_route("POST", "/v2/models/demo/versions/2/infer").version, "2");
+  EXPECT_EQ(match_route("GET", "/v2/models/demo/versions/1").version, "1");
+  EXPECT_EQ(match_route("PUT", "/v2/models/demo/versions/7/ready").version, "7");
+  EXPECT_EQ(match_route("POST", "/v2/models/demo/infer").version, "");
+}
+
+TEST(Router, StatisticsRoutes) {
+  expect_route("GET", "/v2/models/stats", RouteId::model_stats);
+  expect_route("GET", "/v2/models/demo/stats", RouteId::model_stats, "demo");
+  expect_route("GET", "/v2/models/demo/versions/1/stats", RouteId::model_stats, "demo");
+  expect_not_allowed("POST", "/v2/models/stats", "GET");
+  expect_not_allowed("DELETE", "/v2/models/demo/stats", "GET");
+}
+
 TEST(Router, ModelNameIsTakenVerbatim) {
   expect_route("POST", "/v2/models/my-model_v1.2/infer", RouteId::infer, "my-model_v1.2");
   // A model may be called like an action.
@@ -134,6 +149,7 @@ TEST(Router, LabelValues) {
       {RouteId::health_ready, "health_ready"},
       {RouteId::model_metadata, "model_metadata"},
       {RouteId::model_ready, "model_ready"},
+      {RouteId::model_stats, "model_stats"},
       {RouteId::infer, "infer"},
       {RouteId::generate, "generate"},
       {RouteId::metrics, "metrics"},

@@ -49,8 +49,9 @@ Error pack_error(const json& inputs) {
 
 TEST(TensorCodec, ParseDatatypeAndSizes) {
   const std::pair<const char*, std::size_t> types[] = {
-      {"BOOL", 1},  {"UINT8", 1}, {"INT8", 1}, {"INT16", 2},
-      {"INT32", 4}, {"INT64", 8}, {"FP32", 4}, {"FP64", 8},
+      {"BOOL", 1}, {"UINT8", 1}, {"UINT16", 2}, {"UINT32", 4}, {"UINT64", 8},
+      {"INT8", 1}, {"INT16", 2}, {"INT32", 4},  {"INT64", 8},  {"FP16", 2},
+      {"FP32", 4}, {"FP64", 8},  {"BF16", 2},   {"BYTES", 0},
   };
   for (const auto& [name, size] : types) {
     auto t = parse_datatype(name);
@@ -58,9 +59,9 @@ TEST(TensorCodec, ParseDatatypeAndSizes) {
     EXPECT_EQ(to_string(*t), name);
     EXPECT_EQ(element_size(*t), size) << name;
   }
-  EXPECT_FALSE(parse_datatype("FP16").has_value());
+  EXPECT_FALSE(parse_datatype("FP8").has_value());
   EXPECT_FALSE(parse_datatype("fp32").has_value());
-  EXPECT_FALSE(parse_datatype("BYTES").has_value());
+  EXPECT_FALSE(parse_datatype("STRING").has_value());
   EXPECT_FALSE(parse_datatype("").has_value());
 }
 
@@ -212,7 +213,7 @@ TEST(TensorCodec, Fp32OutOfRangeIsRejected) {
 }
 
 TEST(TensorCodec, UnsupportedDatatype) {
-  for (const char* dt : {"FP16", "BYTES", "int32"}) {
+  for (const char* dt : {"FP8", "STRING", "int32"}) {
     const Error e = pack_error(one_input("weird", dt, "[1]", "[1]"));
     EXPECT_EQ(e.kind, ErrorKind::bad_input);
     EXPECT_NE(e.message.find("weird"), std::string::npos) << e.message;
@@ -395,7 +396,7 @@ TEST(TensorCodec, ParseTensorListRejectsBadEntries) {
   ListFixture f;
   EXPECT_FALSE(parse_tensor_list(json::object(), f.blob).ok());
   json bad_type = f.entry;
-  bad_type["datatype"] = "FP16";
+  bad_type["datatype"] = "FP8";
   EXPECT_FALSE(parse_tensor_list(json::array({bad_type}), f.blob).ok());
   // One bad entry spoils the list.
   json bad_size = f.entry;
@@ -416,7 +417,13 @@ TEST(TensorCodec, KServeJsonRoundTripForEveryType) {
     {"name":"i32","datatype":"INT32","shape":[1,2],"data":[[-70000,70000]]},
     {"name":"i64","datatype":"INT64","shape":[2],"data":[-9223372036854775808,9223372036854775807]},
     {"name":"f32","datatype":"FP32","shape":[2],"data":[0.5,-3]},
-    {"name":"f64","datatype":"FP64","shape":[2],"data":[0.1,1e-300]}
+    {"name":"f64","datatype":"FP64","shape":[2],"data":[0.1,1e-300]},
+    {"name":"u16","datatype":"UINT16","shape":[2],"data":[0,65535]},
+    {"name":"u32","datatype":"UINT32","shape":[2],"data":[0,4294967295]},
+    {"name":"u64","datatype":"UINT64","shape":[2],"data":[0,18446744073709551615]},
+    {"name":"f16","datatype":"FP16","shape":[3],"data":[0.1,-2,65504]},
+    {"name":"bf16","datatype":"BF16","shape":[3],"data":[1.5,-256,0.334]},
+    {"name":"s","datatype":"BYTES","shape":[3],"data":["","a","h\u00e9llo \u2713"]}
   ])");
   std::string blob;
   auto metas = pack_kserve_inputs(inputs, blob);
@@ -494,8 +501,309 @@ TEST(TensorCodec, EveryDataTypeHasANameThatParsesBackAndASize) {
     const auto name = to_string(type);
     EXPECT_FALSE(name.empty());
     EXPECT_EQ(parse_datatype(name), type) << name;
-    EXPECT_GE(element_size(type), 1u) << name;
+    if (type == DataType::BYTES) {
+      EXPECT_EQ(element_size(type), 0u);  // variable
+    } else {
+      EXPECT_GE(element_size(type), 1u) << name;
+    }
   }
+}
+
+// --- UINT16/32/64 ---------------------------------------------------------------------------
+
+TEST(TensorCodec, PackWideUnsignedIntegers) {
+  std::string blob;
+  const auto u16 = pack_one(one_input("u", "UINT16", "[2]", "[0,65535]"), blob);
+  EXPECT_EQ(values_at<std::uint16_t>(blob, u16), (std::vector<std::uint16_t>{0, 65535}));
+  const auto u32 = pack_one(one_input("u", "UINT32", "[2]", "[7,4294967295]"), blob);
+  EXPECT_EQ(values_at<std::uint32_t>(blob, u32), (std::vector<std::uint32_t>{7, 4294967295u}));
+  const auto u64 = pack_one(one_input("u", "UINT64", "[2]", "[1,18446744073709551615]"), blob);
+  EXPECT_EQ(values_at<std::uint64_t>(blob, u64),
+            (std::vector<std::uint64_t>{1, std::numeric_limits<std::uint64_t>::max()}));
+  for (const auto& [type, data] : {std::pair{"UINT16", "[65536]"}, std::pair{"UINT16", "[-1]"},
+                                   std::pair{"UINT32", "[4294967296]"}, std::pair{"UINT64", "[-1]"},
+                                   std::pair{"UINT64", "[18446744073709551616]"},  // a double
+                                   std::pair{"UINT64", "[1.0]"}}) {
+    const Error e = pack_error(one_input("t", type, "[1]", data));
+    EXPECT_NE(e.message.find(type), std::string::npos) << type << " " << data << ": " << e.message;
+  }
+}
+
+TEST(TensorCodec, Uint64MaxPrintsUnsigned) {
+  std::string blob;
+  const auto m = pack_one(
+      one_input("u", "UINT64", "[3]", "[18446744073709551615,0,9223372036854775808]"), blob);
+  EXPECT_EQ(tensor_to_kserve_json(m, blob)["data"].dump(),
+            "[18446744073709551615,0,9223372036854775808]");
+}
+
+// --- FP16 and BF16 ----------------------------------------------------------------------------
+
+TEST(TensorCodec, Fp16RoundsToNearestEven) {
+  EXPECT_EQ(to_fp16_bits(1.0), 0x3C00);
+  EXPECT_EQ(to_fp16_bits(-2.0), 0xC000);
+  EXPECT_EQ(to_fp16_bits(0.1), 0x2E66);
+  EXPECT_EQ(to_fp16_bits(65504.0), 0x7BFF);
+  EXPECT_EQ(to_fp16_bits(2049.0), 0x6800);  // a tie between 2048 and 2050: the even 2048
+  EXPECT_EQ(to_fp16_bits(2051.0), 0x6802);  // a tie between 2050 and 2052: the even 2052
+  EXPECT_EQ(to_fp16_bits(2049.5), 0x6801);  // past the tie
+  EXPECT_EQ(to_fp16_bits(1.0 + std::ldexp(1.0, -11)), 0x3C00);
+  // Just above that tie: the right answer rounds up. Through float it would land on the tie
+  // first and then round down to even (double rounding).
+  EXPECT_EQ(to_fp16_bits(1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -40)), 0x3C01);
+  // Subnormals and the smallest normal.
+  EXPECT_EQ(to_fp16_bits(std::ldexp(1.0, -14)), 0x0400);
+  EXPECT_EQ(to_fp16_bits(std::ldexp(1.0, -24)), 0x0001);
+  EXPECT_EQ(to_fp16_bits(std::ldexp(1.0, -25)), 0x0000);     // a tie with 0: even
+  EXPECT_EQ(to_fp16_bits(std::ldexp(3.0, -25)), 0x0002);     // a tie: even
+  EXPECT_EQ(to_fp16_bits(std::ldexp(1023.5, -24)), 0x0400);  // rounds up into the normals
+  EXPECT_EQ(to_fp16_bits(1e-300), 0x0000);
+  EXPECT_EQ(to_fp16_bits(-1e-300), 0x8000);
+  // Past the largest finite value.
+  EXPECT_EQ(to_fp16_bits(65519.0), 0x7BFF);
+  EXPECT_EQ(to_fp16_bits(65520.0), 0x7C00);  // the tie with 65536 rounds to infinity
+  EXPECT_EQ(to_fp16_bits(1e300), 0x7C00);
+  // Specials.
+  EXPECT_EQ(to_fp16_bits(-0.0), 0x8000);
+  EXPECT_EQ(to_fp16_bits(std::numeric_limits<double>::infinity()), 0x7C00);
+  EXPECT_EQ(to_fp16_bits(-std::numeric_limits<float>::infinity()), 0xFC00);
+  const auto nan = to_fp16_bits(std::numeric_limits<double>::quiet_NaN());
+  EXPECT_EQ(nan & 0x7C00, 0x7C00);
+  EXPECT_NE(nan & 0x03FF, 0);
+  EXPECT_TRUE(std::isnan(fp16_bits_to_float(nan)));
+  EXPECT_TRUE(std::isinf(fp16_bits_to_float(0xFC00)));
+  EXPECT_LT(fp16_bits_to_float(0xFC00), 0.0f);
+  EXPECT_EQ(fp16_bits_to_float(0x0001), std::ldexp(1.0f, -24));
+  EXPECT_EQ(fp16_bits_to_float(0x7BFF), 65504.0f);
+  EXPECT_TRUE(std::signbit(fp16_bits_to_float(0x8000)));
+}
+
+TEST(TensorCodec, Bf16RoundsToNearestEven) {
+  EXPECT_EQ(to_bf16_bits(1.0), 0x3F80);
+  EXPECT_EQ(to_bf16_bits(1.0 + std::ldexp(1.0, -8)), 0x3F80);      // tie: even
+  EXPECT_EQ(to_bf16_bits(1.0 + 3 * std::ldexp(1.0, -8)), 0x3F82);  // tie: even
+  EXPECT_EQ(to_bf16_bits(1.0 / 3), 0x3EAB);
+  EXPECT_EQ(to_bf16_bits(-256.0), 0xC380);
+  EXPECT_EQ(to_bf16_bits(3.3895313892515355e38), 0x7F7F);
+  EXPECT_EQ(to_bf16_bits(std::numeric_limits<float>::max()), 0x7F80);  // rounds past the max
+  EXPECT_EQ(to_bf16_bits(std::ldexp(1.0, -133)), 0x0001);              // smallest subnormal
+  EXPECT_EQ(to_bf16_bits(std::ldexp(1.0, -126)), 0x0080);              // smallest normal
+  EXPECT_EQ(to_bf16_bits(-0.0), 0x8000);
+  EXPECT_EQ(to_bf16_bits(std::numeric_limits<double>::infinity()), 0x7F80);
+  EXPECT_EQ(to_bf16_bits(std::numeric_limits<double>::quiet_NaN()), 0x7FC0);
+  EXPECT_EQ(bf16_bits_to_float(0x3F80), 1.0f);
+  EXPECT_EQ(bf16_bits_to_float(0xC380), -256.0f);
+  EXPECT_TRUE(std::isnan(bf16_bits_to_float(0x7FC0)));
+}
+
+// Every one of the 65536 bit patterns widens exactly and rounds back to itself.
+TEST(TensorCodec, Fp16AndBf16RoundTripEveryBitPattern) {
+  for (std::uint32_t b = 0; b <= 0xFFFF; ++b) {
+    const auto bits = static_cast<std::uint16_t>(b);
+    const float h = fp16_bits_to_float(bits);
+    if (std::isnan(h)) {
+      EXPECT_TRUE(std::isnan(fp16_bits_to_float(to_fp16_bits(h)))) << b;
+    } else {
+      ASSERT_EQ(to_fp16_bits(h), bits) << b;
+    }
+    const float f = bf16_bits_to_float(bits);
+    if (std::isnan(f)) {
+      EXPECT_TRUE(std::isnan(bf16_bits_to_float(to_bf16_bits(f)))) << b;
+    } else {
+      ASSERT_EQ(to_bf16_bits(f), bits) << b;
+    }
+  }
+}
+
+TEST(TensorCodec, Fp16JsonRoundsAndPrintsShortest) {
+  std::string blob;
+  const auto m =
+      pack_one(one_input("h", "FP16", "[7]", "[0.1,2049,2051,-65504,1e-8,0.333333,6e-8]"), blob);
+  EXPECT_EQ(m.nbytes, 14u);
+  EXPECT_EQ(values_at<std::uint16_t>(blob, m),
+            (std::vector<std::uint16_t>{0x2E66, 0x6800, 0x6802, 0xFBFF, 0x0000, 0x3555, 0x0001}));
+  // The shortest decimal that is the same FP16 value: 0.1 rather than 0.0999755859375.
+  EXPECT_EQ(tensor_to_kserve_json(m, blob)["data"].dump(),
+            "[0.1,2048.0,2052.0,-65504.0,0.0,0.3333,6e-08]");
+}
+
+TEST(TensorCodec, Bf16JsonRoundsAndPrintsShortest) {
+  std::string blob;
+  const auto m = pack_one(one_input("b", "BF16", "[4]", "[0.333333,1.00390625,-3e38,100]"), blob);
+  EXPECT_EQ(values_at<std::uint16_t>(blob, m),
+            (std::vector<std::uint16_t>{0x3EAB, 0x3F80, 0xFF62, 0x42C8}));
+  EXPECT_EQ(tensor_to_kserve_json(m, blob)["data"].dump(), "[0.334,1.0,-3e+38,100.0]");
+}
+
+TEST(TensorCodec, Fp16AndBf16OutOfRangeAndWrongKindAreRejected) {
+  for (const auto& [type, data] :
+       {std::pair{"FP16", "[65505]"}, std::pair{"FP16", "[-1e5]"}, std::pair{"FP16", "[\"1\"]"},
+        std::pair{"FP16", "[null]"}, std::pair{"BF16", "[3.4e38]"}, std::pair{"BF16", "[-1e39]"},
+        std::pair{"BF16", "[true]"}}) {
+    const Error e = pack_error(one_input("t", type, "[1]", data));
+    EXPECT_EQ(e.kind, ErrorKind::bad_input);
+    EXPECT_NE(e.message.find(std::string("not a valid ") + type), std::string::npos)
+        << data << ": " << e.message;
+  }
+  std::string blob;
+  EXPECT_TRUE(pack_kserve_inputs(one_input("max", "FP16", "[1]", "[65504]"), blob).ok());
+  EXPECT_TRUE(
+      pack_kserve_inputs(one_input("max", "BF16", "[1]", "[3.3895313892515355e38]"), blob).ok());
+}
+
+TEST(TensorCodec, NonFiniteHalfFloatsRenderAsNull) {
+  std::string blob;
+  const std::uint16_t h[] = {0x7C00, 0xFC00, 0x7E00, 0x3C00};
+  const auto m16 = append_tensor(blob, "h", DataType::FP16, {4},
+                                 std::string_view(reinterpret_cast<const char*>(h), sizeof h));
+  EXPECT_EQ(tensor_to_kserve_json(m16, blob)["data"].dump(), "[null,null,null,1.0]");
+  const std::uint16_t b[] = {0x7F80, 0x7FC0, 0xBF80};
+  const auto mb = append_tensor(blob, "b", DataType::BF16, {3},
+                                std::string_view(reinterpret_cast<const char*>(b), sizeof b));
+  EXPECT_EQ(tensor_to_kserve_json(mb, blob)["data"].dump(), "[null,null,-1.0]");
+}
+
+// --- BYTES ------------------------------------------------------------------------------------
+
+std::string le32(std::uint32_t n) {
+  return {static_cast<char>(n & 0xff), static_cast<char>((n >> 8) & 0xff),
+          static_cast<char>((n >> 16) & 0xff), static_cast<char>((n >> 24) & 0xff)};
+}
+
+TEST(TensorCodec, PackBytesWritesTritonsLayout) {
+  std::string blob;
+  // Nested data, an empty string, an embedded NUL (\u0000 in JSON) and multi-byte UTF-8.
+  const auto m =
+      pack_one(one_input("s", "BYTES", "[2,2]", R"([["","a\u0000b"],["h\u00e9",""]])"), blob);
+  EXPECT_EQ(m.datatype, DataType::BYTES);
+  const std::string want =
+      le32(0) + le32(3) + std::string("a\0b", 3) + le32(3) + "h\xC3\xA9" + le32(0);
+  EXPECT_EQ(m.nbytes, want.size());
+  EXPECT_EQ(blob.substr(m.offset, m.nbytes), want);
+  EXPECT_EQ(check_raw_tensor(DataType::BYTES, 4, want), std::nullopt);
+  const json out = tensor_to_kserve_json(m, blob);
+  EXPECT_EQ(out["shape"], json({2, 2}));
+  EXPECT_EQ(out["data"], json({"", std::string("a\0b", 3), "h\xC3\xA9", ""}));
+  EXPECT_EQ(out["data"].dump(), R"(["","a\u0000b","hé",""])");
+}
+
+TEST(TensorCodec, PackBytesNeedsStrings) {
+  for (const char* data : {"[1]", "[null]", "[[\"a\"],{}]", "[true]"}) {
+    const Error e = pack_error(one_input("s", "BYTES", "[1]", data));
+    EXPECT_EQ(e.kind, ErrorKind::bad_input) << data;
+  }
+  const Error e = pack_error(one_input("s", "BYTES", "[2]", R"(["a",2])"));
+  EXPECT_NE(e.message.find("element 1 is not a valid BYTES"), std::string::npos) << e.message;
+  const Error count = pack_error(one_input("s", "BYTES", "[3]", R"(["a","b"])"));
+  EXPECT_NE(count.message.find("3 elements but data has 2"), std::string::npos) << count.message;
+  std::string blob;
+  const auto empty = pack_one(one_input("s", "BYTES", "[0]", "[]"), blob);
+  EXPECT_EQ(empty.nbytes, 0u);
+}
+
+TEST(TensorCodec, BytesOutputThatIsNotUtf8IsRepaired) {
+  std::string raw;
+  ASSERT_TRUE(append_bytes_element(raw, "ok"));
+  ASSERT_TRUE(append_bytes_element(raw,
+                                   "a\xFF"
+                                   "b"));
+  ASSERT_TRUE(append_bytes_element(raw, "\xE2\x9C"));  // a cut-off 3-byte sequence
+  std::string blob;
+  const auto m = append_tensor(blob, "s", DataType::BYTES, {3}, raw);
+  const json out = tensor_to_kserve_json(m, blob);
+  EXPECT_EQ(out["data"], json({"ok",
+                               "a\xEF\xBF\xBD"
+                               "b",
+                               "\xEF\xBF\xBD"}));
+  EXPECT_NO_THROW(out.dump());
+}
+
+TEST(TensorCodec, CheckRawTensorFixedSizes) {
+  EXPECT_EQ(check_raw_tensor(DataType::FP32, 4, std::string(16, '\0')), std::nullopt);
+  EXPECT_EQ(check_raw_tensor(DataType::FP16, 3, std::string(6, '\0')), std::nullopt);
+  EXPECT_EQ(check_raw_tensor(DataType::UINT64, 0, ""), std::nullopt);
+  const auto why = check_raw_tensor(DataType::FP32, 4, std::string(12, '\0'));
+  ASSERT_TRUE(why);
+  EXPECT_EQ(*why, "holds 12 bytes, the shape needs 16");
+  EXPECT_TRUE(check_raw_tensor(DataType::BF16, 2, std::string(5, '\0')));
+  // A count whose byte size overflows is refused, not wrapped.
+  const auto huge = std::numeric_limits<std::size_t>::max() / 4 + 1;
+  EXPECT_TRUE(check_raw_tensor(DataType::FP64, huge, ""));
+  EXPECT_TRUE(check_raw_tensor(DataType::INT32, huge, std::string(0, '\0')));
+}
+
+TEST(TensorCodec, CheckRawTensorBytesLayouts) {
+  const std::string two = le32(1) + "x" + le32(0);
+  EXPECT_EQ(check_raw_tensor(DataType::BYTES, 2, two), std::nullopt);
+  EXPECT_EQ(check_raw_tensor(DataType::BYTES, 0, ""), std::nullopt);
+  EXPECT_EQ(check_raw_tensor(DataType::BYTES, 1, le32(0)), std::nullopt);
+  EXPECT_EQ(check_raw_tensor(DataType::BYTES, 1, le32(3) + std::string("\0\0\0", 3)), std::nullopt);
+  struct Case {
+    const char* what;
+    std::size_t count;
+    std::string bytes;
+    const char* message_part;
+  };
+  const Case cases[] = {
+      {"empty, one expected", 1, "", "cut off"},
+      {"truncated prefix", 1, std::string("\x01\x00\x00", 3), "cut off"},
+      {"truncated second prefix", 2, le32(1) + "x" + std::string("\x00\x00", 2), "element 1"},
+      {"length past the end", 1, le32(5) + "abc", "says 5 bytes, but only 3 follow"},
+      {"huge length", 1, le32(0xFFFFFFFFu) + "abc", "says 4294967295 bytes"},
+      {"trailing bytes", 1, le32(1) + "x" + "yz", "2 byte(s) follow"},
+      {"trailing empty element", 1, le32(0) + le32(0), "4 byte(s) follow"},
+      {"fewer elements than the count", 3, two, "element 2"},
+      {"more elements than the count", 1, two, "follow"},
+      {"bytes for a count of zero", 0, le32(0), "follow"},
+      {"a huge count", std::numeric_limits<std::size_t>::max(), two, "element 2"},
+  };
+  for (const auto& c : cases) {
+    const auto why = check_raw_tensor(DataType::BYTES, c.count, c.bytes);
+    ASSERT_TRUE(why) << c.what;
+    EXPECT_NE(why->find(c.message_part), std::string::npos) << c.what << ": " << *why;
+  }
+}
+
+TEST(TensorCodec, BytesElementsSplitsOnlyAWholeLayout) {
+  const std::string raw = le32(2) + "hi" + le32(0) + le32(1) + std::string(1, '\0');
+  const auto e = bytes_elements(raw);  // views into raw
+  ASSERT_TRUE(e);
+  EXPECT_EQ(*e, (std::vector<std::string_view>{"hi", "", std::string_view("\0", 1)}));
+  EXPECT_EQ(bytes_elements(""), std::vector<std::string_view>{});
+  EXPECT_FALSE(bytes_elements(le32(2) + "h"));
+  EXPECT_FALSE(bytes_elements(le32(0) + "x"));
+  EXPECT_FALSE(bytes_elements("abc"));
+}
+
+TEST(TensorCodec, ParseTensorListChecksBytesLayouts) {
+  const std::string raw = le32(2) + "hi" + le32(0);
+  std::string blob = "pad";
+  const auto meta = append_tensor(blob, "s", DataType::BYTES, {2}, raw);
+  EXPECT_EQ(meta.offset, 64u);
+  json entry = to_json(meta);
+  auto ok = parse_tensor_list(json::array({entry}), blob);
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->at(0).nbytes, raw.size());
+  EXPECT_EQ(tensor_to_kserve_json(ok->at(0), blob)["data"], json({"hi", ""}));
+
+  entry["shape"] = json::array({3});  // one element more than the layout holds
+  auto fewer = parse_tensor_list(json::array({entry}), blob);
+  ASSERT_FALSE(fewer.ok());
+  EXPECT_NE(fewer.error().message.find("'s'"), std::string::npos) << fewer.error().message;
+  entry["shape"] = json::array({1});  // the second element is then trailing
+  EXPECT_FALSE(parse_tensor_list(json::array({entry}), blob).ok());
+  entry["shape"] = json::array({2});
+  entry["nbytes"] = raw.size() - 1;  // cuts the last prefix
+  EXPECT_FALSE(parse_tensor_list(json::array({entry}), blob).ok());
+  entry["nbytes"] = raw.size() + 1;  // past the blob
+  EXPECT_FALSE(parse_tensor_list(json::array({entry}), blob).ok());
+}
+
+TEST(TensorCodec, AppendBytesElement) {
+  std::string raw;
+  EXPECT_TRUE(append_bytes_element(raw, ""));
+  EXPECT_TRUE(append_bytes_element(raw, "abc"));
+  EXPECT_EQ(raw, le32(0) + le32(3) + "abc");
 }
 
 }  // namespace

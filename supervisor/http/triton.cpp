@@ -1,0 +1,166 @@
+#include "http/triton.hpp"
+
+#include <algorithm>
+#include <charconv>
+
+#include "respawn/json_util.hpp"
+
+namespace respawn::triton {
+namespace {
+
+using nlohmann::json;
+
+Error bad(const std::string& what) {
+  return make_error(ErrorKind::bad_input, what);
+}
+
+// A boolean parameter of a `parameters` object: nullopt when absent, an error when not a bool.
+Result<std::optional<bool>> bool_parameter(const json& params, const char* key,
+                                           const std::string& where) {
+  const auto& value = json_field(params, key);
+  if (value.is_null()) return std::optional<bool>{};
+  if (!value.is_boolean()) return bad(where + "'" + key + "' must be true or false");
+  return std::optional<bool>{value.get<bool>()};
+}
+
+}  // namespace
+
+Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request) {
+  const auto it = request.find(kHeaderLength);
+  if (it == request.end()) return std::optional<std::size_t>{};
+  const std::string_view text = it->value();
+  std::size_t length = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), length);
+  if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) {
+    return bad(std::string(kHeaderLength) + " must be a number of bytes");
+  }
+  if (length > request.body().size()) {
+    return bad(std::string(kHeaderLength) + " is " + std::to_string(length) +
+               " but the body has only " + std::to_string(request.body().size()) + " bytes");
+  }
+  return std::optional<std::size_t>{length};
+}
+
+Result<std::vector<TensorMeta>> pack_inputs(const json& inputs, std::string_view binary,
+                                            std::string& blob) {
+  if (!inputs.is_array() || inputs.empty()) return bad("'inputs' must be a non-empty array");
+  const bool any_binary = std::any_of(inputs.begin(), inputs.end(), [](const json& in) {
+    return !json_field(json_field(in, "parameters"), "binary_data_size").is_null();
+  });
+  if (!any_binary && binary.empty()) return pack_kserve_inputs(inputs, blob);
+  std::vector<TensorMeta> metas;
+  std::size_t at = 0;
+  for (const auto& in : inputs) {
+    const auto& params = json_field(in, "parameters");
+    const std::string name = json_get<std::string>(in, "name", "");
+    if (!json_field(params, "shared_memory_region").is_null()) {
+      return bad("input '" + name + "': shared memory inputs are not supported");
+    }
+    const auto& size = json_field(params, "binary_data_size");
+    if (size.is_null()) {
+      // A JSON input among binary ones (rare, and small: the large ones go binary).
+      auto meta = pack_kserve_inputs(json::array({in}), blob);
+      if (!meta) return meta.error();
+      metas.push_back(std::move(meta->front()));
+      continue;
+    }
+    auto meta = tensor_meta_from_json(in);
+    if (!meta) return meta.error();
+    if (in.contains("data")) return bad("input '" + name + "' has both data and binary_data_size");
+    if (!size.is_number_unsigned()) {
+      return bad("input '" + name + "': binary_data_size must be a non-negative integer");
+    }
+    const auto n = size.get<std::uint64_t>();
+    if (n > binary.size() - at) {
+      return bad("input '" + name + "': binary_data_size " + std::to_string(n) +
+                 " runs past the end of the body (" + std::to_string(binary.size() - at) +
+                 " bytes left)");
+    }
+    const auto bytes = binary.substr(at, n);
+    at += n;
+    const auto count = element_count(meta->shape);
+    if (!count) return bad("input '" + name + "': shape is too large");
+    if (auto why = check_raw_tensor(meta->datatype, *count, bytes)) {
+      return bad("input '" + name + "': " + *why);
+    }
+    metas.push_back(append_tensor(blob, meta->name, meta->datatype, meta->shape, bytes));
+  }
+  if (at != binary.size()) {
+    return bad("the body has " + std::to_string(binary.size() - at) +
+               " bytes of binary data that no input's binary_data_size claims");
+  }
+  return metas;
+}
+
+Result<OutputSelection> requested_outputs(const json& body) {
+  OutputSelection selection;
+  auto binary_default =
+      bool_parameter(json_field(body, "parameters"), "binary_data_output", "parameter ");
+  if (!binary_default) return binary_default.error();
+  selection.binary_default = binary_default->value_or(false);
+  if (!body.contains("outputs")) return selection;
+  if (!body["outputs"].is_array()) return bad("'outputs' must be an array");
+  for (const auto& o : body["outputs"]) {
+    if (!o.is_object() || !o.contains("name") || !o["name"].is_string()) {
+      return bad("each of 'outputs' needs a string 'name'");
+    }
+    const std::string name = o["name"];
+    const auto& params = json_field(o, "parameters");
+    if (!json_field(params, "classification").is_null()) {
+      return bad("output '" + name + "': the classification extension is not supported");
+    }
+    if (!json_field(params, "shared_memory_region").is_null()) {
+      return bad("output '" + name + "': shared memory outputs are not supported");
+    }
+    auto binary = bool_parameter(params, "binary_data", "output '" + name + "': ");
+    if (!binary) return binary.error();
+    selection.outputs.push_back({name, *binary});
+  }
+  return selection;
+}
+
+Result<HttpResponse> infer_response(json reply, const json& worker_meta, std::string_view blob,
+                                    const OutputSelection& selection) {
+  auto tensors = parse_tensor_list(json_field(worker_meta, "outputs"), blob);
+  if (!tensors) {
+    return make_error(ErrorKind::internal,
+                      "the worker sent a malformed result: " + tensors.error().message);
+  }
+  // The outputs to send, in the order asked (the model's order when none were named).
+  std::vector<std::pair<const TensorMeta*, bool>> chosen;
+  if (selection.outputs.empty()) {
+    for (const auto& t : *tensors) chosen.emplace_back(&t, selection.binary_default);
+  }
+  for (const auto& want : selection.outputs) {
+    const auto found = std::find_if(tensors->begin(), tensors->end(),
+                                    [&](const TensorMeta& t) { return t.name == want.name; });
+    if (found == tensors->end()) return bad("the model has no output '" + want.name + "'");
+    chosen.emplace_back(&*found, want.binary.value_or(selection.binary_default));
+  }
+  auto& outputs = reply["outputs"] = json::array();
+  std::size_t raw_bytes = 0;
+  for (const auto& [t, binary] : chosen) {
+    if (!binary) {
+      outputs.push_back(tensor_to_kserve_json(*t, blob));
+      continue;
+    }
+    outputs.push_back({{"name", t->name},
+                       {"datatype", to_string(t->datatype)},
+                       {"shape", t->shape},
+                       {"parameters", {{"binary_data_size", t->nbytes}}}});
+    raw_bytes += t->nbytes;
+  }
+  auto res = json_response(http::status::ok, reply);
+  if (std::none_of(chosen.begin(), chosen.end(), [](const auto& c) { return c.second; })) {
+    return res;
+  }
+  res.set(kHeaderLength, std::to_string(res.body().size()));
+  res.set(http::field::content_type, "application/octet-stream");
+  res.body().reserve(res.body().size() + raw_bytes);
+  for (const auto& [t, binary] : chosen) {
+    if (binary) res.body().append(blob.substr(t->offset, t->nbytes));
+  }
+  return res;
+}
+
+}  // namespace respawn::triton

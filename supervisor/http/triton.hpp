@@ -1,0 +1,48 @@
+#pragma once
+// KServe v2 infer bodies with Triton's binary tensor data extension: a request (and an answer)
+// may be a JSON header of `Inference-Header-Content-Length` bytes followed by raw tensor bytes,
+// each tensor's share named by `"parameters": {"binary_data_size": N}` in the header, in input
+// (output) order. The raw bytes are copied once, into the IPC blob (and once out of it). Pure
+// functions; thread-safe. docs/http-api.md "Binary tensor data".
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "http/http_types.hpp"
+#include "respawn/tensor_codec.hpp"
+
+namespace respawn::triton {
+
+inline constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
+
+// The length of the JSON header of a binary request: nullopt without the header; bad_input if
+// it is not a decimal number of bytes within the body.
+Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request);
+
+// Packs `inputs` into `blob`: an input with `binary_data_size` takes its bytes from `binary`
+// (consumed in order, all of it), the others carry JSON `data`. Errors are bad_input and name
+// the input.
+Result<std::vector<TensorMeta>> pack_inputs(const nlohmann::json& inputs, std::string_view binary,
+                                            std::string& blob);
+
+// Which outputs a request wants and in which form.
+struct OutputRequest {
+  std::string name;
+  std::optional<bool> binary;  // the output's own `binary_data`, if given
+};
+struct OutputSelection {
+  std::vector<OutputRequest> outputs;  // empty: every output
+  bool binary_default = false;         // `parameters.binary_data_output`
+};
+Result<OutputSelection> requested_outputs(const nlohmann::json& body);
+
+// The 200 answer: `reply` (model_name, model_version, id) plus the selected outputs, as JSON
+// or, when any output is binary, as a JSON header and raw bytes. Errors: the worker's tensor
+// list is malformed (internal) or names no such output (bad_input).
+Result<HttpResponse> infer_response(nlohmann::json reply, const nlohmann::json& worker_meta,
+                                    std::string_view blob, const OutputSelection& selection);
+
+}  // namespace respawn::triton

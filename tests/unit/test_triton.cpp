@@ -1,0 +1,195 @@
+// Tests for Triton's binary tensor data extension (supervisor/http/triton.hpp): requests whose
+// body is a JSON header and raw tensor bytes, and answers built the same way.
+#include "http/triton.hpp"
+
+#include <cstring>
+
+#include <gtest/gtest.h>
+
+namespace respawn::triton {
+namespace {
+
+using nlohmann::json;
+
+std::string floats(std::initializer_list<float> values) {
+  std::string bytes(values.size() * sizeof(float), '\0');
+  std::memcpy(bytes.data(), values.begin(), bytes.size());
+  return bytes;
+}
+
+HttpRequest binary_request(const json& header, const std::string& raw) {
+  HttpRequest request{http::verb::post, "/v2/models/m/infer", 11};
+  const auto text = header.dump();
+  request.set(kHeaderLength, std::to_string(text.size()));
+  request.body() = text + raw;
+  return request;
+}
+
+json binary_input(const std::string& name, const char* type, json shape, std::size_t size) {
+  return {{"name", name},
+          {"datatype", type},
+          {"shape", std::move(shape)},
+          {"parameters", {{"binary_data_size", size}}}};
+}
+
+TEST(TritonBinary, TheHeaderLengthIsReadAndChecked) {
+  HttpRequest plain{http::verb::post, "/", 11};
+  plain.body() = "{}";
+  EXPECT_FALSE(json_header_length(plain)->has_value());
+  auto request = binary_request({{"inputs", json::array()}}, "abcd");
+  ASSERT_TRUE(json_header_length(request));
+  EXPECT_EQ(json_header_length(request)->value(), request.body().size() - 4);
+  for (const char* bad : {"", "x", "-1", "12a", "99999999999999999999999", "1000"}) {
+    request.set(kHeaderLength, bad);
+    EXPECT_FALSE(json_header_length(request)) << bad;
+  }
+}
+
+TEST(TritonBinary, BinaryInputsTakeTheirBytesInOrder) {
+  const auto a = floats({1, 2, 3, 4}), b = floats({5, 6});
+  const json inputs = {binary_input("a", "FP32", {2, 2}, a.size()),
+                       binary_input("b", "FP32", {2}, b.size())};
+  std::string blob;
+  auto metas = pack_inputs(inputs, a + b, blob);
+  ASSERT_TRUE(metas) << metas.error().message;
+  ASSERT_EQ(metas->size(), 2u);
+  EXPECT_EQ(blob.substr((*metas)[0].offset, (*metas)[0].nbytes), a);
+  EXPECT_EQ(blob.substr((*metas)[1].offset, (*metas)[1].nbytes), b);
+  EXPECT_EQ((*metas)[1].shape, (std::vector<std::int64_t>{2}));
+}
+
+TEST(TritonBinary, JsonAndBinaryInputsMix) {
+  const auto b = floats({5, 6});
+  const json inputs = {{{"name", "a"}, {"datatype", "INT32"}, {"shape", {3}}, {"data", {1, 2, 3}}},
+                       binary_input("b", "FP32", {2}, b.size())};
+  std::string blob;
+  auto metas = pack_inputs(inputs, b, blob);
+  ASSERT_TRUE(metas) << metas.error().message;
+  EXPECT_EQ((*metas)[0].nbytes, 12u);
+  EXPECT_EQ(blob.substr((*metas)[1].offset, 8), b);
+}
+
+TEST(TritonBinary, MalformedBinaryInputsAreRefusedByName) {
+  const auto four = floats({1, 2, 3, 4});
+  const std::pair<json, std::string> cases[] = {
+      // the size does not match the shape
+      {json{binary_input("a", "FP32", {3}, 16)}, four},
+      // runs past the body
+      {json{binary_input("a", "FP32", {8}, 32)}, four},
+      // bytes no input claims
+      {json{binary_input("a", "FP32", {2}, 8)}, four},
+      // both data and binary_data_size
+      {json{{{"name", "a"},
+             {"datatype", "FP32"},
+             {"shape", {4}},
+             {"data", {1, 2, 3, 4}},
+             {"parameters", {{"binary_data_size", 16}}}}},
+       four},
+      // a negative or non-integer size
+      {json{binary_input("a", "FP32", {4}, 16)}, four},
+      // shared memory
+      {json{{{"name", "a"},
+             {"datatype", "FP32"},
+             {"shape", {4}},
+             {"parameters", {{"shared_memory_region", "r"}}}}},
+       ""},
+  };
+  std::size_t i = 0;
+  for (auto [inputs, raw] : cases) {
+    if (i == 4) inputs[0]["parameters"]["binary_data_size"] = -16;
+    std::string blob;
+    const auto metas = pack_inputs(inputs, raw, blob);
+    ASSERT_FALSE(metas) << "case " << i;
+    EXPECT_EQ(metas.error().kind, ErrorKind::bad_input);
+    if (i != 2) {  // unclaimed bytes belong to no input
+      EXPECT_NE(metas.error().message.find("'a'"), std::string::npos) << metas.error().message;
+    }
+    ++i;
+  }
+  std::string blob;
+  EXPECT_FALSE(pack_inputs(json::array(), "", blob));
+  // Binary bytes with no binary input at all.
+  EXPECT_FALSE(pack_inputs(
+      json{{{"name", "a"}, {"datatype", "FP32"}, {"shape", {1}}, {"data", {1}}}}, "xx", blob));
+}
+
+TEST(TritonBinary, OutputSelection) {
+  auto none = requested_outputs(json::object());
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->outputs.empty());
+  EXPECT_FALSE(none->binary_default);
+  auto some = requested_outputs(
+      {{"parameters", {{"binary_data_output", true}}},
+       {"outputs", {{{"name", "x"}}, {{"name", "y"}, {"parameters", {{"binary_data", false}}}}}}});
+  ASSERT_TRUE(some);
+  EXPECT_TRUE(some->binary_default);
+  ASSERT_EQ(some->outputs.size(), 2u);
+  EXPECT_FALSE(some->outputs[0].binary.has_value());
+  EXPECT_EQ(some->outputs[1].binary, false);
+  for (const json& bad :
+       {json{{"outputs", "x"}}, json{{"outputs", {{{"nom", "x"}}}}},
+        json{{"outputs", {{{"name", "x"}, {"parameters", {{"binary_data", 1}}}}}}},
+        json{{"outputs", {{{"name", "x"}, {"parameters", {{"classification", 3}}}}}}},
+        json{{"parameters", {{"binary_data_output", "yes"}}}}}) {
+    EXPECT_FALSE(requested_outputs(bad)) << bad.dump();
+  }
+}
+
+// A worker answer with outputs "x" (FP32 [2]) and "y" (INT64 [1]).
+struct WorkerAnswer {
+  std::string blob;
+  json meta;
+  WorkerAnswer() {
+    const std::int64_t seven = 7;
+    meta["outputs"] = {
+        to_json(append_tensor(blob, "x", DataType::FP32, {2}, floats({1.5f, -2}))),
+        to_json(append_tensor(blob, "y", DataType::INT64, {1},
+                              std::string_view(reinterpret_cast<const char*>(&seven), 8)))};
+  }
+};
+
+TEST(TritonBinary, AnswersAreJsonUnlessAnOutputIsBinary) {
+  WorkerAnswer w;
+  auto res = infer_response({{"model_name", "m"}}, w.meta, w.blob, {});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->find(kHeaderLength), res->end());
+  const auto body = json::parse(res->body());
+  EXPECT_EQ(body["outputs"][0]["data"], json({1.5, -2.0}));
+  EXPECT_EQ(body["outputs"][1]["data"], json({7}));
+  EXPECT_EQ(body["model_name"], "m");
+}
+
+TEST(TritonBinary, BinaryOutputsFollowTheJsonHeaderInTheAskedOrder) {
+  WorkerAnswer w;
+  OutputSelection selection;
+  selection.outputs = {{"y", true}, {"x", std::nullopt}};  // x as JSON (default)
+  auto res = infer_response({{"model_name", "m"}}, w.meta, w.blob, selection);
+  ASSERT_TRUE(res) << res.error().message;
+  const auto length = std::stoul(std::string((*res)[kHeaderLength]));
+  const auto header = json::parse(res->body().substr(0, length));
+  ASSERT_EQ(header["outputs"].size(), 2u);
+  EXPECT_EQ(header["outputs"][0]["name"], "y");
+  EXPECT_EQ(header["outputs"][0]["parameters"]["binary_data_size"], 8);
+  EXPECT_FALSE(header["outputs"][0].contains("data"));
+  EXPECT_EQ(header["outputs"][1]["data"], json({1.5, -2.0}));
+  ASSERT_EQ(res->body().size(), length + 8);
+  std::int64_t y = 0;
+  std::memcpy(&y, res->body().data() + length, 8);
+  EXPECT_EQ(y, 7);
+  EXPECT_EQ((*res)[http::field::content_type], "application/octet-stream");
+
+  selection = {{}, true};  // every output binary
+  res = infer_response({}, w.meta, w.blob, selection);
+  ASSERT_TRUE(res);
+  const auto all = std::stoul(std::string((*res)[kHeaderLength]));
+  EXPECT_EQ(res->body().size(), all + 16);
+  EXPECT_EQ(res->body().substr(all, 8), floats({1.5f, -2}));
+
+  selection.outputs = {{"z", std::nullopt}};
+  res = infer_response({}, w.meta, w.blob, selection);
+  ASSERT_FALSE(res);
+  EXPECT_EQ(res.error().kind, ErrorKind::bad_input);
+}
+
+}  // namespace
+}  // namespace respawn::triton
