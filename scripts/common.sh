@@ -1,9 +1,10 @@
 # shellcheck shell=bash
 # Shared by scripts/build, scripts/serve, scripts/test and scripts/python: install what is
-# missing, then build. Sourced, not run. Honours RESPAWN_BUILD_DIR (default: build), RESPAWN_JOBS
-# (default: 2), RESPAWN_CACHE (default: ~/.cache/respawn, where the torch venv lives) and, when a
-# build dir is first configured, RESPAWN_BUILD_TYPE (default: RelWithDebInfo) and
-# RESPAWN_CMAKE_ARGS (more -D options).
+# missing (Debian packages, the torch venv, the Python test packages), then build. Sourced, not
+# run. Honours RESPAWN_BUILD_DIR (default: build), RESPAWN_JOBS (default: 2), RESPAWN_CACHE
+# (default: ~/.cache/respawn, where the torch venv lives) and, when a build dir is first
+# configured, RESPAWN_BUILD_TYPE (default: RelWithDebInfo) and RESPAWN_CMAKE_ARGS (more -D
+# options).
 
 RESPAWN_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RESPAWN_BUILD_DIR="${RESPAWN_BUILD_DIR:-$RESPAWN_ROOT/build}"
@@ -70,6 +71,36 @@ respawn_install_torch() {
   ) 9>"$RESPAWN_CACHE/torch-$RESPAWN_TORCH_VERSION.lock"
 }
 
+# What the Python tests (tests/python/, run by ctest) and the Python benchmarks need besides
+# torch, pinned. tritonclient[http] brings numpy, geventhttpclient and aiohttp (for
+# tritonclient.http.aio); torchvision builds the resnet18 of scripts/make_image_model.py and must
+# be the release that goes with the pinned torch.
+RESPAWN_PY_TEST_PACKAGES=("tritonclient[http]==2.73.0" "openai==3.57.0" "torchvision==0.26.0")
+
+# respawn_install_test_packages: installs RESPAWN_PY_TEST_PACKAGES into $RESPAWN_VENV once, under
+# the torch install's lock, behind a stamp named after the pins (a pin change installs again).
+# Into a venv of your own ($RESPAWN_VENV) nothing is installed: the tests that need a missing
+# package report themselves skipped.
+respawn_install_test_packages() {
+  [ -n "$RESPAWN_OWN_VENV" ] && return 0
+  local key
+  key="$(printf '%s\n' "${RESPAWN_PY_TEST_PACKAGES[@]}" | sha256sum | cut -c1-16)"
+  local stamp="$RESPAWN_VENV/.respawn-test-packages-$key"
+  [ -f "$stamp" ] && [ -x "$RESPAWN_PYTHON" ] && return 0
+  respawn_install_torch
+  (
+    flock 9
+    [ -f "$stamp" ] && exit 0
+    echo "respawn: installing ${RESPAWN_PY_TEST_PACKAGES[*]} into $RESPAWN_VENV" >&2
+    rm -f "$RESPAWN_VENV"/.respawn-test-packages-*
+    # torch is named too, so that pip keeps the pinned one rather than resolve another.
+    "$RESPAWN_PYTHON" -m pip install --quiet --no-input --disable-pip-version-check \
+      "torch==$RESPAWN_TORCH_VERSION" "${RESPAWN_PY_TEST_PACKAGES[@]}" >&2
+    respawn_venv_has_torch
+    touch "$stamp"
+  ) 9>"$RESPAWN_CACHE/torch-$RESPAWN_TORCH_VERSION.lock"
+}
+
 # Where CMake finds the venv's libtorch (TorchConfig.cmake).
 respawn_torch_prefix() {
   "$RESPAWN_PYTHON" -c 'import torch.utils; print(torch.utils.cmake_prefix_path)'
@@ -84,7 +115,8 @@ respawn_build() {
     # shellcheck disable=SC2086  # RESPAWN_CMAKE_ARGS is a list of words
     cmake -S "$RESPAWN_ROOT" -B "$RESPAWN_BUILD_DIR" \
       -DCMAKE_BUILD_TYPE="${RESPAWN_BUILD_TYPE:-RelWithDebInfo}" \
-      -DCMAKE_PREFIX_PATH="$(respawn_torch_prefix)" ${RESPAWN_CMAKE_ARGS:-} >&2
+      -DCMAKE_PREFIX_PATH="$(respawn_torch_prefix)" -DRESPAWN_PYTHON="$RESPAWN_PYTHON" \
+      ${RESPAWN_CMAKE_ARGS:-} >&2
   fi
   local args=()
   for t in "$@"; do args+=(--target "$t"); done

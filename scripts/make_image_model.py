@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Builds an image model for the tensor tests and benchmarks: torchvision's resnet18 with random
+weights (weights=None, after torch.manual_seed(0)), TorchScript, eval mode.
+
+  scripts/python scripts/make_image_model.py [--if-missing] [OUT]
+        (default OUT: $RESPAWN_BUILD_DIR/models-generated/resnet18.pt, RESPAWN_BUILD_DIR
+         defaulting to build/)
+
+It is about 45 MB, so it is not bundled in models/: tests/python/test_tritonclient.py and
+bench/image.py make it when it is missing (--if-missing: a lock next to OUT keeps two of them
+from making it at once; the file appears whole, by a rename). The file carries `respawn.json`
+as a TorchScript extra file, as scripts/make_models.py's models do: task `tensor`, input
+"image" FP32 [-1,3,224,224], output "logits" FP32 [-1,1000]. Served as `resnet18` (the file's
+stem). Needs torchvision (scripts/common.sh installs it into the project's venv with the other
+test packages).
+"""
+import argparse
+import fcntl
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD_DIR = os.environ.get("RESPAWN_BUILD_DIR") or os.path.join(ROOT, "build")
+DEFAULT_OUT = os.path.join(BUILD_DIR, "models-generated", "resnet18.pt")
+
+SPEC = {
+    "task": "tensor",
+    "inputs": [{"name": "image", "datatype": "FP32", "shape": [-1, 3, 224, 224]}],
+    "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 1000]}],
+}
+
+# torch 2.11 deprecates torch.jit; respawn loads TorchScript on purpose (see make_models.py).
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.[a-z_]+` is deprecated",
+                        category=DeprecationWarning)
+
+
+def build(out: str) -> None:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None).eval()
+    scripted = torch.jit.script(model)
+    directory = os.path.dirname(os.path.abspath(out))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".resnet18-", suffix=".pt", dir=directory)
+    os.close(fd)
+    try:
+        torch.jit.save(scripted, tmp, _extra_files={"respawn.json": json.dumps(SPEC)})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it 0600
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", nargs="?", default=DEFAULT_OUT)
+    parser.add_argument("--if-missing", action="store_true",
+                        help="do nothing when OUT exists (waits for another maker of it)")
+    args = parser.parse_args()
+    out = os.path.abspath(args.out)
+    if args.if_missing and os.path.exists(out):
+        return 0
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if args.if_missing and os.path.exists(out):
+            return 0
+        started = time.time()
+        build(out)
+    print(f"wrote {out} ({os.path.getsize(out)} bytes) in {time.time() - started:.1f}s",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
