@@ -65,11 +65,14 @@ void raise_open_file_limit() {
 
 // glibc raises its mmap and trim thresholds each time a large block is freed (up to 32/64 MiB),
 // after which the memory of a large request stays in the heap for good, in the helper thread's
-// arena above all. Setting the trim threshold fixes both (the mmap one at its 128 KiB default):
-// large buffers stay in mmap and free() gives heap tops back, so the supervisor returns to its
-// baseline after a large body (docs/architecture.md).
+// arena above all. Fixed thresholds keep both bounded: blocks from 4 MiB on live in mmap and go
+// back at free(), and at most 8 MiB of free heap top is kept, so the supervisor returns to its
+// baseline after a large body (docs/architecture.md). Below 4 MiB (a 224x224 FP32 image is
+// 600 KB) a request's body, IPC blob and frame reuse heap memory: in mmap, each would be fresh
+// pages, faulted in and zeroed on every request (bench/image.py, docs/performance.md).
 void fix_malloc_thresholds() {
-  ::mallopt(M_TRIM_THRESHOLD, 1 << 20);
+  ::mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 8 << 20);
 }
 
 int serve(respawn::ServeOptions options) {
