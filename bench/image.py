@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
-"""Image benchmark: 224x224 FP32 images to resnet18, as KServe JSON and as Triton binary tensor
-data, side by side in one run: req/s, latency and what each request costs the supervisor's CPU.
+"""Image benchmark: 224x224 FP32 images to an image network, as KServe JSON and as Triton binary
+tensor data, side by side in one run: req/s, latency and what each request costs the supervisor's
+CPU.
 
-  scripts/python bench/image.py [--bin build/bin/respawn] [--model PATH] [--device cpu]
-                                [--duration 5] [--concurrency 1,8] [--json PATH] [--logs DIR]
+  scripts/python bench/image.py [--arch resnet18|mobilenet_v3_small|all ...] [--model PATH]
+                                [--bin build/bin/respawn] [--device cpu] [--duration 5]
+                                [--concurrency 1,8] [--json PATH] [--logs DIR]
 
-The model is torchvision's resnet18 with random weights (scripts/make_image_model.py), made into
-build/models-generated/resnet18.pt (or $RESPAWN_BUILD_DIR/models-generated/) when missing, and
-served by one `respawn serve --port 0 --model PATH --task tensor` that this script starts and
-stops (SIGTERM, by pid). Every request is one image [1,3,224,224] (602112 bytes of FP32), the
-same image each time, its body built once before the clock starts:
-  json    POST /v2/models/resnet18/infer, KServe v2 JSON: the 150528 values as JSON numbers
+The model is a torchvision network with random weights (scripts/make_image_model.py --arch),
+made into build/models-generated/ARCH.pt (or $RESPAWN_BUILD_DIR/models-generated/) when missing:
+resnet18 (the default; its forward, ~50 ms of CPU, bounds the rows on a small CPU machine) or
+mobilenet_v3_small (~5 ms of CPU, light enough that the server's per-request cost shows).
+--arch may be given more than once (or `all`): the archs run one after the other, one table and
+one set of ratios each. Each arch is served by its own `respawn serve --port 0 --model PATH
+--task tensor` that this script starts and stops (SIGTERM, by pid), under the file's stem.
+Every request is one image [1,3,224,224] (602112 bytes of FP32), the same image each time, its
+body built once before the clock starts:
+  json    POST /v2/models/ARCH/infer, KServe v2 JSON: the 150528 values as JSON numbers
           (as tritonclient writes them: Python's float repr of each FP32 value, ~3 MB), and
           the logits back as JSON;
   binary  the same route with Triton's binary tensor data extension: a JSON header of
@@ -23,7 +29,8 @@ threads) over the timed part, divided by the requests answered in it; "worker CP
 same for the worker. "other CPU %" is the share of the machine used meanwhile by processes other
 than this script, the server and its worker (/proc/stat): rows with more than a few % ran on a
 busy machine. The first answer of each mode is checked against the other mode's (atol 1e-4).
-Targets: binary/JSON req/s at concurrency 8 >= 5x; supervisor CPU per binary request <= 1 ms.
+Targets (per arch): binary/JSON req/s at concurrency 8 >= 5x; supervisor CPU per binary request
+<= 1 ms.
 Loopback only; stdlib and numpy (the model's maker needs torch and torchvision).
 """
 import argparse
@@ -44,7 +51,7 @@ from benchlib import is_live, listening_port, ppid_of, start_serve, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("RESPAWN_BUILD_DIR") or os.path.join(ROOT, "build")
-MODEL_NAME = "resnet18"
+ARCHS = ("resnet18", "mobilenet_v3_small")  # scripts/make_image_model.py's --arch choices
 SHAPE = [1, 3, 224, 224]
 HEADER = "Inference-Header-Content-Length"
 
@@ -74,13 +81,13 @@ def own_cpu_s() -> float:
 class Server:
     """One `respawn serve --port 0 ...`; a context manager that always stops it by pid."""
 
-    def __init__(self, cmd, logs):
-        self.cmd, self.logs, self.proc, self.port = cmd, logs, None, None
+    def __init__(self, cmd, logs, label="image"):
+        self.cmd, self.logs, self.label, self.proc, self.port = cmd, logs, label, None, None
 
     def __enter__(self):
-        self.proc = start_serve(self.cmd, "image", self.logs)
+        self.proc = start_serve(self.cmd, self.label, self.logs)
         try:
-            self.port = listening_port(self.proc, "image", self.cmd)
+            self.port = listening_port(self.proc, self.label, self.cmd)
             deadline = time.monotonic() + 120
             while self.get("/v2/health/ready")[0] != 200:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -174,9 +181,10 @@ def post(conn, path, body, headers):
     return res.status, res.headers, res.read()
 
 
-def run_row(srv: Server, mode: str, request, concurrency: int, duration: float) -> dict:
+def run_row(srv: Server, model_name: str, mode: str, request, concurrency: int,
+            duration: float) -> dict:
     body, headers = request
-    path = f"/v2/models/{MODEL_NAME}/infer"
+    path = f"/v2/models/{model_name}/infer"
     conns = [http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
              for _ in range(concurrency)]
     latencies, errors = [], []
@@ -248,52 +256,36 @@ def fmt(v, digits=1):
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--bin", default=os.path.join(BUILD, "bin", "respawn"))
-    ap.add_argument("--model", default=os.path.join(BUILD, "models-generated", "resnet18.pt"),
-                    help="resnet18 TorchScript file; made by scripts/make_image_model.py if missing")
-    ap.add_argument("--device", default="cpu", help="--device for the server (cpu, cuda, auto)")
-    ap.add_argument("--duration", type=float, default=5.0, help="timed seconds per row")
-    ap.add_argument("--concurrency", default="1,8", help="comma-separated client threads")
-    ap.add_argument("--modes", default="json,binary", help="comma-separated: json, binary")
-    ap.add_argument("--json", help="also write every number to this file")
-    ap.add_argument("--logs", help="write the server's stderr to DIR/image.log")
-    args = ap.parse_args()
-    concurrencies = [int(c) for c in args.concurrency.split(",") if c]
-    modes = [m for m in args.modes.split(",") if m]
-    if not modes or any(m not in ("json", "binary") for m in modes):
-        ap.error("--modes takes json and/or binary")
-
-    if not os.path.exists(args.model):
+def run_arch(arch: str, model: str, args, requests, concurrencies) -> dict:
+    """Serves model, checks JSON against binary, runs every row; prints the table and ratios."""
+    if not os.path.exists(model):
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_image_model.py"),
-                        "--if-missing", args.model], check=True)
-    image = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
-    build = {"json": json_request, "binary": binary_request}
-    requests = {mode: build[mode](image) for mode in modes}
+                        "--arch", arch, "--if-missing", model], check=True)
+    model_name = os.path.splitext(os.path.basename(model))[0]  # served under the file's stem
+    path = f"/v2/models/{model_name}/infer"
     # The JSON body is ~3 MB: leave the server's body limit out of the way.
-    cmd = [args.bin, "serve", "--port", "0", "--model", args.model, "--task", "tensor",
+    cmd = [args.bin, "serve", "--port", "0", "--model", model, "--task", "tensor",
            "--device", args.device, "--max-body-bytes", str(64 << 20)]
     rows = []
     load_before = os.getloadavg()[0]
-    with Server(cmd, args.logs) as srv:
+    with Server(cmd, args.logs, f"image-{arch}") as srv:
         answers = {}
         for mode, (body, headers) in requests.items():
             conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=120)
             try:
-                answers[mode] = logits_of(*post(conn, f"/v2/models/{MODEL_NAME}/infer", body, headers))
+                answers[mode] = logits_of(*post(conn, path, body, headers))
             finally:
                 conn.close()
         if len(answers) == 2 and not np.allclose(answers["json"], answers["binary"], rtol=0,
                                                  atol=1e-4):
-            raise RuntimeError("the JSON and the binary answers differ: "
-                               f"max |diff| {np.abs(answers['json'] - answers['binary']).max()}")
-        for mode in modes:
+            raise RuntimeError(f"{arch}: the JSON and the binary answers differ: max |diff| "
+                               f"{np.abs(answers['json'] - answers['binary']).max()}")
+        for mode in requests:
             for c in concurrencies:
-                rows.append(run_row(srv, mode, requests[mode], c, args.duration))
-                print(f"  {mode} c={c}: {rows[-1]['rps']:.1f} req/s", file=sys.stderr)
+                rows.append(run_row(srv, model_name, mode, requests[mode], c, args.duration))
+                print(f"  {arch} {mode} c={c}: {rows[-1]['rps']:.1f} req/s", file=sys.stderr)
 
-    print(f"### Image infer, resnet18 [1,3,224,224] FP32, JSON vs binary ({args.duration:g} s "
+    print(f"### Image infer, {arch} [1,3,224,224] FP32, JSON vs binary ({args.duration:g} s "
           f"per row, {os.cpu_count()} CPUs, --device {args.device}, 1-min load average "
           f"{load_before:.2f} before the run)\n")
     table(("mode", "concurrency", "body bytes", "req/s", "p50 ms", "p99 ms", "sup CPU ms/req",
@@ -307,23 +299,77 @@ def main() -> int:
     top = max(concurrencies)
     if ("json", top) in by and ("binary", top) in by and by[("json", top)]["rps"]:
         ratios["binary_over_json_rps"] = by[("binary", top)]["rps"] / by[("json", top)]["rps"]
-        print(f"binary/JSON req/s at concurrency {top}: {ratios['binary_over_json_rps']:.2f}x "
-              "(target >= 5x)")
+        print(f"{arch}: binary/JSON req/s at concurrency {top}: "
+              f"{ratios['binary_over_json_rps']:.2f}x (target >= 5x)")
     sup = [r["supervisor_cpu_ms_per_req"] for r in rows
            if r["mode"] == "binary" and r["supervisor_cpu_ms_per_req"] is not None]
     sup_json = [r["supervisor_cpu_ms_per_req"] for r in rows
                 if r["mode"] == "json" and r["supervisor_cpu_ms_per_req"] is not None]
     if sup:
         ratios["binary_supervisor_cpu_ms_per_req"] = max(sup)
-        print(f"supervisor CPU per binary request (602112-byte input): {max(sup):.3f} ms, the "
-              "worse row (target <= 1 ms)")
+        print(f"{arch}: supervisor CPU per binary request (602112-byte input): {max(sup):.3f} ms, "
+              "the worse row (target <= 1 ms)")
     if sup and sup_json and max(sup) > 0:
         ratios["json_over_binary_supervisor_cpu"] = min(sup_json) / max(sup)
-        print(f"supervisor CPU per request, JSON/binary: {ratios['json_over_binary_supervisor_cpu']:.1f}x")
+        print(f"{arch}: supervisor CPU per request, JSON/binary: "
+              f"{ratios['json_over_binary_supervisor_cpu']:.1f}x")
+    print()
+    return {"model": model, "load_average_before": load_before, "rows": rows, "ratios": ratios}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    ap.add_argument("--arch", action="append", choices=ARCHS + ("all",),
+                    help="network to serve (scripts/make_image_model.py --arch); repeat it or "
+                         "say `all` to run several, one after the other (default resnet18)")
+    ap.add_argument("--bin", default=os.path.join(BUILD, "bin", "respawn"))
+    ap.add_argument("--model",
+                    help="TorchScript file for the one --arch (default "
+                         "models-generated/ARCH.pt); made by scripts/make_image_model.py if "
+                         "missing")
+    ap.add_argument("--device", default="cpu", help="--device for the server (cpu, cuda, auto)")
+    ap.add_argument("--duration", type=float, default=5.0, help="timed seconds per row")
+    ap.add_argument("--concurrency", default="1,8", help="comma-separated client threads")
+    ap.add_argument("--modes", default="json,binary", help="comma-separated: json, binary")
+    ap.add_argument("--json", help="also write every number to this file")
+    ap.add_argument("--logs", help="write each server's stderr to DIR/image-ARCH.log")
+    args = ap.parse_args()
+    archs = []
+    for arch in args.arch or ["resnet18"]:
+        for a in (ARCHS if arch == "all" else (arch,)):
+            if a not in archs:
+                archs.append(a)
+    if args.model and len(archs) > 1:
+        ap.error("--model takes one --arch")
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c]
+    if not concurrencies:
+        ap.error("--concurrency needs at least one value")
+    modes = [m for m in args.modes.split(",") if m]
+    if not modes or any(m not in ("json", "binary") for m in modes):
+        ap.error("--modes takes json and/or binary")
+
+    image = np.random.default_rng(0).random(SHAPE, dtype=np.float32)
+    build = {"json": json_request, "binary": binary_request}
+    requests = {mode: build[mode](image) for mode in modes}
+    results = {}
+    for arch in archs:
+        model = os.path.abspath(args.model or os.path.join(BUILD, "models-generated", arch + ".pt"))
+        results[arch] = run_arch(arch, model, args, requests, concurrencies)
+    if len(archs) > 1:
+        top = max(concurrencies)
+        print("### Ratios per arch\n")
+        table(("arch", f"binary/JSON req/s at c={top} (target >= 5x)",
+               "sup CPU ms per binary request (target <= 1)", "worker CPU ms/req (binary, c=1)"),
+              [(arch, fmt(res["ratios"].get("binary_over_json_rps"), 2),
+                fmt(res["ratios"].get("binary_supervisor_cpu_ms_per_req"), 3),
+                fmt(next((r["worker_cpu_ms_per_req"] for r in res["rows"]
+                          if r["mode"] == "binary" and r["concurrency"] == min(concurrencies)),
+                         None)))
+               for arch, res in results.items()])
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": platform.node(), "cpus": os.cpu_count(), "device": args.device,
-                       "duration_s": args.duration, "rows": rows, "ratios": ratios}, f, indent=2)
+                       "duration_s": args.duration, "archs": results}, f, indent=2)
     return 0
 
 

@@ -1,18 +1,19 @@
 #!/usr/bin/env python3
-"""Builds an image model for the tensor tests and benchmarks: torchvision's resnet18 with random
-weights (weights=None, after torch.manual_seed(0)), TorchScript, eval mode.
+"""Builds an image model for the tensor tests and benchmarks: a torchvision network with random
+weights (weights=None, after torch.manual_seed(0)), TorchScript (torch.jit.script), eval mode.
 
-  scripts/python scripts/make_image_model.py [--if-missing] [OUT]
-        (default OUT: $RESPAWN_BUILD_DIR/models-generated/resnet18.pt, RESPAWN_BUILD_DIR
-         defaulting to build/)
+  scripts/python scripts/make_image_model.py [--arch resnet18|mobilenet_v3_small] [--if-missing]
+                                             [OUT]
+        (default --arch resnet18; default OUT: $RESPAWN_BUILD_DIR/models-generated/ARCH.pt,
+         RESPAWN_BUILD_DIR defaulting to build/)
 
-It is about 45 MB, so it is not bundled in models/: tests/python/test_tritonclient.py and
-bench/image.py make it when it is missing (--if-missing: a lock next to OUT keeps two of them
-from making it at once; the file appears whole, by a rename). The file carries `respawn.json`
-as a TorchScript extra file, as scripts/make_models.py's models do: task `tensor`, input
-"image" FP32 [-1,3,224,224], output "logits" FP32 [-1,1000]. Served as `resnet18` (the file's
-stem). Needs torchvision (scripts/common.sh installs it into the project's venv with the other
-test packages).
+resnet18 is about 45 MB and mobilenet_v3_small about 10 MB, so neither is bundled in models/:
+tests/python/test_tritonclient.py and bench/image.py make them when missing (--if-missing: a
+lock next to OUT keeps two of them from making it at once; the file appears whole, by a
+rename). The file carries `respawn.json` as a TorchScript extra file, as scripts/make_models.py's
+models do: task `tensor`, input "image" FP32 [-1,3,224,224], output "logits" FP32 [-1,1000],
+the same for both archs. Served under the file's stem (`resnet18`, `mobilenet_v3_small`). Needs
+torchvision (scripts/common.sh installs it into the project's venv with the other test packages).
 """
 import argparse
 import fcntl
@@ -25,7 +26,14 @@ import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.environ.get("RESPAWN_BUILD_DIR") or os.path.join(ROOT, "build")
-DEFAULT_OUT = os.path.join(BUILD_DIR, "models-generated", "resnet18.pt")
+ARCHS = ("resnet18", "mobilenet_v3_small")
+
+
+def default_out(arch: str) -> str:
+    return os.path.join(BUILD_DIR, "models-generated", arch + ".pt")
+
+
+DEFAULT_OUT = default_out("resnet18")
 
 SPEC = {
     "task": "tensor",
@@ -38,16 +46,18 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.[a-z_]+` is deprecated"
                         category=DeprecationWarning)
 
 
-def build(out: str) -> None:
+def build(out: str, arch: str = "resnet18") -> None:
     import torch
     import torchvision
 
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r} (one of {', '.join(ARCHS)})")
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None).eval()
+    model = getattr(torchvision.models, arch)(weights=None).eval()
     scripted = torch.jit.script(model)
     directory = os.path.dirname(os.path.abspath(out))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".resnet18-", suffix=".pt", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{arch}-", suffix=".pt", dir=directory)
     os.close(fd)
     try:
         torch.jit.save(scripted, tmp, _extra_files={"respawn.json": json.dumps(SPEC)})
@@ -62,11 +72,13 @@ def build(out: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default=DEFAULT_OUT)
+    parser.add_argument("out", nargs="?", help="default: models-generated/ARCH.pt")
+    parser.add_argument("--arch", choices=ARCHS, default="resnet18",
+                        help="torchvision network (default resnet18)")
     parser.add_argument("--if-missing", action="store_true",
                         help="do nothing when OUT exists (waits for another maker of it)")
     args = parser.parse_args()
-    out = os.path.abspath(args.out)
+    out = os.path.abspath(args.out or default_out(args.arch))
     if args.if_missing and os.path.exists(out):
         return 0
     os.makedirs(os.path.dirname(out), exist_ok=True)
@@ -75,7 +87,7 @@ def main() -> int:
         if args.if_missing and os.path.exists(out):
             return 0
         started = time.time()
-        build(out)
+        build(out, args.arch)
     print(f"wrote {out} ({os.path.getsize(out)} bytes) in {time.time() - started:.1f}s",
           file=sys.stderr)
     return 0

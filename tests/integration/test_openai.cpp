@@ -1,5 +1,6 @@
 // The OpenAI-compatible routes, checked field by field against the shapes the official
-// clients parse (verified by hand with the openai npm client; see docs/http-api.md).
+// clients parse; the official openai Python SDK itself runs against them in
+// tests/python/test_openai_sdk.py.
 #include <gtest/gtest.h>
 
 
