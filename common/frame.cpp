@@ -84,10 +84,13 @@ std::string encode_frame(MessageType type, std::uint64_t request_id, std::string
   header.request_id = request_id;
   header.json_len = static_cast<std::uint32_t>(json.size());
   header.bin_len = static_cast<std::uint32_t>(binary.size());
-  std::string out(kHeaderSize + json.size() + binary.size(), '\0');
+  // Appended rather than zero-filled and then copied over: a tensor frame is one write.
+  std::string out;
+  out.reserve(kHeaderSize + json.size() + binary.size());
+  out.resize(kHeaderSize);
   encode_header(header, out.data());
-  std::memcpy(out.data() + kHeaderSize, json.data(), json.size());
-  std::memcpy(out.data() + kHeaderSize + json.size(), binary.data(), binary.size());
+  out.append(json);
+  out.append(binary);
   return out;
 }
 
