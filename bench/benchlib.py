@@ -1,8 +1,11 @@
 """Helpers shared by the bench scripts: markdown tables, /proc process facts, starting a server."""
 
+import http.client
 import os
 import select
+import signal
 import subprocess
+import time
 
 
 def table(header, rows) -> None:
@@ -56,3 +59,91 @@ def listening_port(proc: subprocess.Popen, label: str, cmd) -> int:
         raise RuntimeError(f"{label}: server did not start ({line!r}, exit {proc.poll()}): "
                            f"{' '.join(cmd)}")
     return int(line.strip().rsplit(":", 1)[1])
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy (steal included), from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(t) for t in f.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) pid has used; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+class ServeProcess:
+    """`respawn serve --port 0 ...` (cmd) as a context manager: started with its stderr in
+    LOGS/<label>.log, ready once /v2/health/ready answers 200 (within 120 s), and always stopped
+    by pid (SIGTERM, then SIGKILL), its workers too."""
+
+    def __init__(self, cmd, label: str, logs=None):
+        self.cmd, self.label, self.logs, self.proc, self.port = cmd, label, logs, None, None
+
+    def __enter__(self):
+        self.proc = start_serve(self.cmd, self.label, self.logs)
+        try:
+            self.port = listening_port(self.proc, self.label, self.cmd)
+            deadline = time.monotonic() + 120
+            while self.get("/v2/health/ready")[0] != 200:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.label}: no ready worker within 120 s "
+                                       f"(exit {self.proc.poll()})")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def conn(self, timeout=120.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def get(self, path):
+        """(status, body) of GET path; (0, b"") when there is no answer."""
+        c = self.conn(10)
+        try:
+            c.request("GET", path)
+            r = c.getresponse()
+            return r.status, r.read()
+        except (OSError, http.client.HTTPException):
+            return 0, b""
+        finally:
+            c.close()
+
+    def log(self) -> str:
+        if not self.logs:
+            return ""
+        with open(os.path.join(self.logs, self.label + ".log"), errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        children = [int(n) for n in os.listdir("/proc")
+                    if n.isdigit() and ppid_of(int(n)) == self.proc.pid]
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+        deadline = time.monotonic() + 5
+        while any(is_live(p, b"respawn") for p in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for p in children:  # workers exit with their supervisor; make sure of it
+            if is_live(p, b"respawn"):
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

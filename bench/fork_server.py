@@ -31,7 +31,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from benchlib import listening_port, ppid_of, start_serve, table
+from benchlib import ServeProcess, ppid_of, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLD = ["--fork-server", "off"]
@@ -41,45 +41,11 @@ def gen_body(tokens: int, text: str = "The supervisor") -> bytes:
     return json.dumps({"text_input": text, "parameters": {"max_tokens": tokens}}).encode()
 
 
-class Server:
+class Server(ServeProcess):
     """`respawn serve --port 0 FLAGS` with its stderr in a log file; always stopped."""
 
     def __init__(self, args, flags, label):
-        self.cmd = [args.bin, "serve", "--port", "0", *flags]
-        self.label = label
-        self.logs = args.logs
-        self.proc = None
-
-    def __enter__(self):
-        self.proc = start_serve(self.cmd, self.label, self.logs)
-        try:
-            self.port = listening_port(self.proc, self.label, self.cmd)
-            deadline = time.monotonic() + 120
-            while self.get("/v2/health/ready")[0] != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.label}: no ready worker within 120 s")
-                time.sleep(0.05)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def conn(self, timeout=120.0):
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-
-    def get(self, path):
-        c = self.conn(10)
-        try:
-            c.request("GET", path)
-            r = c.getresponse()
-            return r.status, r.read()
-        except (OSError, http.client.HTTPException):
-            return 0, b""
-        finally:
-            c.close()
+        super().__init__([args.bin, "serve", "--port", "0", *flags], label, args.logs)
 
     def workers(self):
         status, body = self.get("/admin/workers")
@@ -91,21 +57,6 @@ class Server:
         r = conn.getresponse()
         r.read()
         return r.status
-
-    def log(self):
-        if not self.logs:
-            return ""
-        with open(os.path.join(self.logs, self.label + ".log"), errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def median(xs):

@@ -39,7 +39,6 @@ import json
 import os
 import platform
 import resource
-import signal
 import subprocess
 import sys
 import threading
@@ -47,7 +46,7 @@ import time
 
 import numpy as np
 
-from benchlib import is_live, listening_port, ppid_of, start_serve, table
+from benchlib import ServeProcess, machine_busy_s, process_cpu_s, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("RESPAWN_BUILD_DIR") or os.path.join(ROOT, "build")
@@ -56,61 +55,16 @@ SHAPE = [1, 3, 224, 224]
 HEADER = "Inference-Header-Content-Length"
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds (user + system, all threads) pid has used; 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def machine_busy_s() -> float:
-    with open("/proc/stat") as f:
-        ticks = [int(v) for v in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-class Server:
-    """One `respawn serve --port 0 ...`; a context manager that always stops it by pid."""
+class Server(ServeProcess):
+    """The image model's server."""
 
     def __init__(self, cmd, logs, label="image"):
-        self.cmd, self.logs, self.label, self.proc, self.port = cmd, logs, label, None, None
-
-    def __enter__(self):
-        self.proc = start_serve(self.cmd, self.label, self.logs)
-        try:
-            self.port = listening_port(self.proc, self.label, self.cmd)
-            deadline = time.monotonic() + 120
-            while self.get("/v2/health/ready")[0] != 200:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"server not ready (exit {self.proc.poll()})")
-                time.sleep(0.05)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def get(self, path):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            res = conn.getresponse()
-            return res.status, res.read()
-        except (OSError, http.client.HTTPException):
-            return 0, b""
-        finally:
-            conn.close()
+        super().__init__(cmd, label, logs)
 
     def worker_pid(self) -> int:
         status, body = self.get("/admin/workers")
@@ -118,28 +72,6 @@ class Server:
             return int(json.loads(body).get("pid") or 0) if status == 200 else 0
         except (ValueError, AttributeError):
             return 0
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        children = [int(n) for n in os.listdir("/proc")
-                    if n.isdigit() and ppid_of(int(n)) == self.proc.pid]
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc.stdout.close()
-        deadline = time.monotonic() + 5
-        while any(is_live(p, b"respawn") for p in children) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for p in children:  # workers exit with their supervisor; make sure of it
-            if is_live(p, b"respawn"):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
 
 # --- request bodies and answers -------------------------------------------------------------
@@ -223,7 +155,7 @@ def run_row(srv: Server, model_name: str, mode: str, request, concurrency: int,
     if errors:
         raise RuntimeError(f"{mode}: {errors[0]}")
     worker = srv.worker_pid()
-    sup0, work0 = cpu_s(srv.proc.pid), cpu_s(worker)
+    sup0, work0 = process_cpu_s(srv.proc.pid), process_cpu_s(worker)
     busy0, own0, start = machine_busy_s(), own_cpu_s(), time.monotonic()
     timed.set()
     stop_at[0] = start + duration
@@ -233,7 +165,7 @@ def run_row(srv: Server, model_name: str, mode: str, request, concurrency: int,
     for t in threads:
         t.join()
     end = time.monotonic()
-    sup1, work1 = cpu_s(srv.proc.pid), cpu_s(worker)
+    sup1, work1 = process_cpu_s(srv.proc.pid), process_cpu_s(worker)
     busy1, own1 = machine_busy_s(), own_cpu_s()
     for c in conns:
         c.close()

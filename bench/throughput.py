@@ -47,7 +47,8 @@ import sys
 import tempfile
 import time
 
-from benchlib import is_live, listening_port, ppid_of, start_serve, table
+from benchlib import (is_live, listening_port, machine_busy_s, ppid_of, process_cpu_s,
+                      start_serve, table)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bin")
@@ -226,24 +227,6 @@ def lua_script(tmpdir: str, name: str, body: dict) -> str:
                 'wrk.headers["Content-Type"] = "application/json"\n'
                 f"wrk.body = [==[{text}]==]\n")
     return path
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine has been busy (steal included), from /proc/stat."""
-    with open("/proc/stat") as f:
-        ticks = [int(t) for t in f.readline().split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = ticks
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) pid has used; 0 if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
 
 
 def own_cpu_s(pids) -> float:
