@@ -77,19 +77,34 @@ FrameHeader decode_header(const char* in) {
   return h;
 }
 
-std::string encode_frame(MessageType type, std::uint64_t request_id, std::string_view json,
-                         std::string_view binary) {
+namespace {
+
+std::string head_with_room(MessageType type, std::uint64_t request_id, std::string_view json,
+                           std::size_t binary_size, std::size_t room) {
   FrameHeader header;
   header.type = static_cast<std::uint16_t>(type);
   header.request_id = request_id;
   header.json_len = static_cast<std::uint32_t>(json.size());
-  header.bin_len = static_cast<std::uint32_t>(binary.size());
-  // Appended rather than zero-filled and then copied over: a tensor frame is one write.
+  header.bin_len = static_cast<std::uint32_t>(binary_size);
+  // Appended rather than zero-filled and then copied over.
   std::string out;
-  out.reserve(kHeaderSize + json.size() + binary.size());
+  out.reserve(kHeaderSize + json.size() + room);
   out.resize(kHeaderSize);
   encode_header(header, out.data());
   out.append(json);
+  return out;
+}
+
+}  // namespace
+
+std::string encode_frame_head(MessageType type, std::uint64_t request_id, std::string_view json,
+                              std::size_t binary_size) {
+  return head_with_room(type, request_id, json, binary_size, 0);
+}
+
+std::string encode_frame(MessageType type, std::uint64_t request_id, std::string_view json,
+                         std::string_view binary) {
+  auto out = head_with_room(type, request_id, json, binary.size(), binary.size());
   out.append(binary);
   return out;
 }

@@ -1,9 +1,14 @@
 #include "respawn/proc_stats.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace respawn {
 
@@ -37,6 +42,57 @@ std::uint64_t system_oom_kills() {
 
 void reset_peak_rss() {
   std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+namespace {
+
+// The system's boot time (btime in /proc/stat), seconds since the epoch; 0 when unreadable.
+std::uint64_t boot_time_s() {
+  std::ifstream in("/proc/stat");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("btime ", 0) == 0) return std::stoull(line.substr(6));
+  }
+  return 0;
+}
+
+std::uint64_t open_fd_count() {
+  std::error_code ec;
+  std::uint64_t n = 0;
+  for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+ProcessStats read_process_stats() {
+  ProcessStats stats;
+  std::ifstream in("/proc/self/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // The command name (field 2) is in parentheses and may hold spaces: fields count from the
+  // last ')'. After it come field 3 (state) onwards.
+  const auto close = text.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream fields(text.substr(close + 1));
+    std::vector<std::string> f;  // f[0] is field 3
+    for (std::string field; fields >> field;) f.push_back(field);
+    const auto at = [&](std::size_t field) -> std::uint64_t {
+      return field - 3 < f.size() ? std::strtoull(f[field - 3].c_str(), nullptr, 10) : 0;
+    };
+    const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+    stats.cpu_seconds = static_cast<double>(at(14) + at(15)) / ticks;  // utime + stime
+    stats.start_time_seconds =
+        static_cast<double>(boot_time_s()) + static_cast<double>(at(22)) / ticks;
+    stats.virtual_bytes = at(23);
+    stats.resident_bytes = at(24) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  }
+  stats.open_fds = open_fd_count();
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) stats.max_fds = limit.rlim_cur;
+  return stats;
 }
 
 }  // namespace respawn

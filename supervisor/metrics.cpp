@@ -38,6 +38,20 @@ void sample(std::string& out, const std::string& name, const std::string& labels
   out += ' ' + number(v) + '\n';
 }
 
+// A label value as the text format needs it: backslash, double quote and newline escaped.
+std::string escape_label(const std::string& value) {
+  std::string out;
+  for (const char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 // One unlabelled series: its HELP/TYPE header and its sample.
 void scalar(std::string& out, const char* name, const char* type, const char* help, double v) {
   header(out, name, type, help);
@@ -70,9 +84,7 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
 }
 
 Metrics::Metrics()
-    : queue_seconds_(kLatencyBounds),
-      inference_seconds_(kLatencyBounds),
-      time_to_ready_seconds_(kStartupBounds),
+    : time_to_ready_seconds_(kStartupBounds),
       batch_size_(kBatchBounds),
       time_to_first_token_(kLatencyBounds),
       time_per_output_token_(kPerTokenBounds) {}
@@ -82,11 +94,11 @@ void Metrics::on_request(const std::string& route, int status, double seconds) {
   request_seconds_.try_emplace(route, kLatencyBounds).first->second.observe(seconds);
 }
 
-void Metrics::on_queue_wait(double seconds) {
-  queue_seconds_.observe(seconds);
+void Metrics::on_queue_wait(const std::string& route, double seconds) {
+  queue_seconds_.try_emplace(route, kLatencyBounds).first->second.observe(seconds);
 }
-void Metrics::on_inference(double seconds) {
-  inference_seconds_.observe(seconds);
+void Metrics::on_inference(const std::string& route, double seconds) {
+  inference_seconds_.try_emplace(route, kLatencyBounds).first->second.observe(seconds);
 }
 void Metrics::on_worker_ready(double seconds) {
   time_to_ready_seconds_.observe(seconds);
@@ -104,10 +116,16 @@ std::string Metrics::render() const {
   for (const auto& [route, h] : request_seconds_) {
     h.render(out, "respawn_request_duration_seconds", "route=\"" + route + "\"");
   }
-  header(out, "respawn_queue_wait_seconds", "histogram", "Time requests waited for the worker.");
-  queue_seconds_.render(out, "respawn_queue_wait_seconds", "");
-  header(out, "respawn_inference_seconds", "histogram", "Time the worker took per request.");
-  inference_seconds_.render(out, "respawn_inference_seconds", "");
+  header(out, "respawn_queue_wait_seconds", "histogram",
+         "Time requests waited for the worker, by route.");
+  for (const auto& [route, h] : queue_seconds_) {
+    h.render(out, "respawn_queue_wait_seconds", "route=\"" + route + "\"");
+  }
+  header(out, "respawn_inference_seconds", "histogram",
+         "Time the worker took per request, by route.");
+  for (const auto& [route, h] : inference_seconds_) {
+    h.render(out, "respawn_inference_seconds", "route=\"" + route + "\"");
+  }
   header(out, "respawn_batch_size", "histogram",
          "Requests in the worker's batch that answered each request.");
   batch_size_.render(out, "respawn_batch_size", "");
@@ -173,7 +191,57 @@ std::string Metrics::render() const {
          "GPU memory the current worker reported after its last request (0 until the worker "
          "reports CUDA allocator stats).",
          worker_gpu_);
+  render_state(out);
+  render_process(out);
   return out;
+}
+
+void Metrics::render_state(std::string& out) const {
+  header(out, "respawn_worker_state", "gauge",
+         "1 for the current worker's state, 0 for the others (all 0 while none runs).");
+  for (const auto state : kAllWorkerStates) {
+    sample(out, "respawn_worker_state", "state=\"" + std::string(to_string(state)) + "\"",
+           worker_state_ == state ? 1 : 0);
+  }
+  scalar(out, "respawn_worker_uptime_seconds", "gauge",
+         "Seconds since the current worker became ready (0 while none is ready).",
+         worker_uptime_s_);
+  header(out, "respawn_breaker_state", "gauge",
+         "1 for the crash-loop breaker's state (closed, open, half_open), 0 for the others.");
+  for (const auto state : kAllBreakerStates) {
+    sample(out, "respawn_breaker_state", "state=\"" + std::string(to_string(state)) + "\"",
+           breaker_state_ == state ? 1 : 0);
+  }
+  header(out, "respawn_policy_limit", "gauge",
+         "The live recycle policy's numeric knobs (units as in the knob's name; 0 = off).");
+  const auto values = to_json(policy_);
+  for (const auto& knob : policy_knobs()) {
+    if (knob.type != KnobType::uint) continue;
+    sample(out, "respawn_policy_limit", "knob=\"" + std::string(knob.name) + "\"",
+           static_cast<double>(values.at(std::string(knob.name)).get<std::uint64_t>()));
+  }
+  header(out, "respawn_build_info", "gauge",
+         "Always 1: the server's version and the libtorch its worker reported.");
+  sample(out, "respawn_build_info",
+         "version=\"" + escape_label(version_) + "\",libtorch=\"" + escape_label(libtorch_) + "\"",
+         1);
+}
+
+void Metrics::render_process(std::string& out) const {
+  if (!process_) return;
+  const auto& p = *process_;
+  scalar(out, "process_cpu_seconds_total", "counter",
+         "Total user and system CPU time spent in seconds.", p.cpu_seconds);
+  scalar(out, "process_open_fds", "gauge", "Number of open file descriptors.",
+         static_cast<double>(p.open_fds));
+  scalar(out, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+         static_cast<double>(p.max_fds));
+  scalar(out, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+         static_cast<double>(p.virtual_bytes));
+  scalar(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+         static_cast<double>(p.resident_bytes));
+  scalar(out, "process_start_time_seconds", "gauge",
+         "Start time of the process since unix epoch in seconds.", p.start_time_seconds);
 }
 
 }  // namespace respawn

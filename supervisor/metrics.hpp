@@ -1,11 +1,20 @@
 #pragma once
 // The supervisor's Prometheus metrics, rendered in the text exposition format. Names are
-// prefixed respawn_, counters end in _total and durations are in seconds. Not thread-safe:
+// prefixed respawn_ (but for the standard process_* ones of the supervisor process itself),
+// counters end in _total and durations are in seconds. Label values come from closed sets
+// (routes, states, reasons, knobs), so the series stay bounded. Pure: what is read from the
+// server or /proc is set by the caller (Api::metrics() at scrape time). Not thread-safe:
 // updated and read on the I/O thread only.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "lifecycle/circuit_breaker.hpp"
+#include "lifecycle/worker.hpp"
+#include "respawn/policy.hpp"
+#include "respawn/proc_stats.hpp"
 
 namespace respawn {
 
@@ -28,8 +37,10 @@ class Metrics {
   Metrics();
 
   void on_request(const std::string& route, int status, double seconds);
-  void on_queue_wait(double seconds);
-  void on_inference(double seconds);
+  // `route` is the label of the HTTP route the job came by (Route::label(): infer, generate,
+  // generate_stream, openai_completions, openai_chat), so a bounded set.
+  void on_queue_wait(const std::string& route, double seconds);
+  void on_inference(const std::string& route, double seconds);
   void on_worker_start(bool forked) {
     ++worker_starts_;
     if (forked) ++worker_forks_;
@@ -64,10 +75,28 @@ class Metrics {
   void set_worker_rss(std::uint64_t bytes) { worker_rss_ = bytes; }
   void set_worker_gpu(std::uint64_t bytes) { worker_gpu_ = bytes; }
   void set_ready(bool ready) { ready_ = ready; }
+  // Set at scrape time: the current worker's state and the seconds since it became ready (0
+  // before); no state while no worker runs.
+  void set_worker_state(std::optional<WorkerState> state, double uptime_s) {
+    worker_state_ = state;
+    worker_uptime_s_ = uptime_s;
+  }
+  void set_breaker_state(CircuitBreaker::State state) { breaker_state_ = state; }
+  void set_policy(const Policy& policy) { policy_ = policy; }  // the live one
+  // The server's version and the libtorch the worker reported ("unknown" until one did).
+  void set_build_info(std::string version, std::string libtorch) {
+    version_ = std::move(version);
+    libtorch_ = std::move(libtorch);
+  }
+  // The supervisor process's own figures (process_*), rendered once set.
+  void set_process(const ProcessStats& stats) { process_ = stats; }
 
   std::string render() const;
 
  private:
+  void render_state(std::string& out) const;
+  void render_process(std::string& out) const;
+
   std::map<std::pair<std::string, int>, std::uint64_t> requests_;
   std::map<std::string, Histogram> request_seconds_;
   std::map<std::string, std::uint64_t> recycles_;
@@ -81,8 +110,8 @@ class Metrics {
   std::uint64_t quarantine_refusals_ = 0;
   std::size_t quarantine_entries_ = 0;
   std::uint64_t worker_gpu_ = 0;
-  Histogram queue_seconds_;
-  Histogram inference_seconds_;
+  std::map<std::string, Histogram> queue_seconds_;      // by route
+  std::map<std::string, Histogram> inference_seconds_;  // by route
   Histogram time_to_ready_seconds_;
   Histogram batch_size_;
   Histogram time_to_first_token_;
@@ -99,6 +128,13 @@ class Metrics {
   std::size_t inflight_ = 0;
   std::uint64_t worker_rss_ = 0;
   bool ready_ = false;
+  std::optional<WorkerState> worker_state_;
+  double worker_uptime_s_ = 0;
+  CircuitBreaker::State breaker_state_ = CircuitBreaker::State::closed;
+  Policy policy_;
+  std::string version_ = "unknown";
+  std::string libtorch_ = "unknown";
+  std::optional<ProcessStats> process_;
 };
 
 }  // namespace respawn

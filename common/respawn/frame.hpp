@@ -53,6 +53,10 @@ struct FrameHeader {
   std::uint32_t bin_len = 0;
 };
 
+// A frame's header and JSON, for a frame whose `binary_size` bytes of binary are sent right
+// after them from where they already are.
+std::string encode_frame_head(MessageType type, std::uint64_t request_id, std::string_view json,
+                              std::size_t binary_size);
 // Serializes a frame; the caller is responsible for the size limit on the receiving side.
 std::string encode_frame(const Frame& frame);
 std::string encode_frame(MessageType type, std::uint64_t request_id, std::string_view json,

@@ -15,4 +15,17 @@ std::uint64_t peak_rss_bytes();
 std::uint64_t system_oom_kills();
 void reset_peak_rss();
 
+// This process's figures as the Prometheus client libraries export them (process_*): from
+// /proc/self/stat, /proc/self/fd, /proc/stat (boot time) and RLIMIT_NOFILE. Zeros where
+// unreadable.
+struct ProcessStats {
+  std::uint64_t resident_bytes = 0;
+  std::uint64_t virtual_bytes = 0;
+  std::uint64_t open_fds = 0;
+  std::uint64_t max_fds = 0;      // the soft limit
+  double start_time_seconds = 0;  // since the Unix epoch
+  double cpu_seconds = 0;         // user + system
+};
+ProcessStats read_process_stats();
+
 }  // namespace respawn

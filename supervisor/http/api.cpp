@@ -390,6 +390,14 @@ HttpResponse Api::model_metadata() const {
 }
 
 HttpResponse Api::metrics() {
+  const auto& manager = scheduler_.manager();
+  const auto worker = manager.current_worker();
+  metrics_.set_worker_state(worker.state, worker.uptime_s);
+  metrics_.set_breaker_state(manager.breaker_state());
+  metrics_.set_policy(manager.policy());  // PATCH /admin/policy changes it there
+  metrics_.set_build_info(
+      kVersion, json_get<std::string>(manager.model_info(), "libtorch_version", "unknown"));
+  metrics_.set_process(read_process_stats());
   const auto memory = scheduler_.manager().current_memory();
   metrics_.set_worker_rss(memory.rss_bytes);
   metrics_.set_worker_gpu(memory.gpu_bytes);
@@ -440,25 +448,28 @@ void Api::infer(const HttpRequest& request, const json& body, const RequestConte
   if (!selection) return respond(error_response(selection.error()));
   Job job;
   job.type = ipc::MessageType::infer;
+  job.route = route_label(RouteId::infer);
   if (auto error = read_job_options(request, json_field(body, "parameters"), Units::triton, job)) {
     return respond(error_response(*error));
   }
   // Checked by handle(): the header is a length within the body.
   const auto json_size = triton::json_header_length(request)->value_or(request.body().size());
+  std::string blob;
   auto inputs = triton::pack_inputs(json_field(body, "inputs"),
-                                    std::string_view(request.body()).substr(json_size), job.binary);
+                                    std::string_view(request.body()).substr(json_size), blob);
   if (!inputs) return respond(error_response(inputs.error()));
   json meta = {{"inputs", json::array()}};
   for (const auto& t : *inputs) meta["inputs"].push_back(to_json(t));
   if (auto error = add_fault(request, meta)) return respond(error_response(*error));
   job.json = meta.dump();
-  job.weight = job.binary.size();
+  job.weight = blob.size();
   // Raw tensors can be several times larger than their JSON text ("1," is an 8-byte FP64).
-  if (ipc::kHeaderSize + job.json.size() + job.binary.size() > ipc::kDefaultMaxFrameBytes) {
+  if (ipc::kHeaderSize + job.json.size() + blob.size() > ipc::kDefaultMaxFrameBytes) {
     return respond(error_response(make_error(
         ErrorKind::too_large, "the input tensors exceed the worker's frame limit of " +
                                   std::to_string(ipc::kDefaultMaxFrameBytes) + " bytes")));
   }
+  job.binary = std::make_shared<const std::string>(std::move(blob));
   json reply = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   if (json_field(body, "id").is_string()) reply["id"] = body["id"];
   job.done = [respond, selection = std::move(*selection), reply](JobOutcome outcome) mutable {
@@ -488,6 +499,7 @@ void Api::generate(const HttpRequest& request, const json& body, const RequestCo
                    Respond respond) {
   auto job = generate_job(request, body);
   if (!job) return respond(error_response(job.error()));
+  job->job.route = route_label(RouteId::generate);
   job->job.done = [respond, name = options_.model_name](JobOutcome outcome) {
     auto result = generate_result(outcome);
     if (!result) return respond(error_response(result.error()));
@@ -507,6 +519,7 @@ void Api::generate_stream(const HttpRequest& request, const json& body,
                           const RequestContext& context, Respond respond) {
   auto job = generate_job(request, body);
   if (!job) return respond(error_response(job.error()));
+  job->job.route = route_label(RouteId::generate_stream);
   const json head = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   StreamFormat format;
   format.chunk = [head](std::string_view text, const json&) {
@@ -632,6 +645,7 @@ void Api::openai_generate(const HttpRequest& request, const json& body,
   }
   Job job;
   job.type = ipc::MessageType::generate;
+  job.route = route_label(chat ? RouteId::openai_chat : RouteId::openai_completions);
   if (auto error = read_job_options(request, body, Units::respawn, job)) {
     return respond(error_response(*error));
   }

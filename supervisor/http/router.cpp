@@ -52,6 +52,10 @@ Route match_model_route(std::string_view method, const std::vector<std::string_v
 }  // namespace
 
 std::string_view Route::label() const {
+  return route_label(id);
+}
+
+std::string_view route_label(RouteId id) {
   switch (id) {
     case RouteId::server_metadata:
       return "server_metadata";

@@ -41,6 +41,9 @@ struct Route {
   std::string_view label() const;  // a bounded name for metrics labels
 };
 
+// The same label for a route id (Route::label() is route_label(id)).
+std::string_view route_label(RouteId id);
+
 Route match_route(std::string_view method, std::string_view target);
 
 }  // namespace respawn

@@ -6,6 +6,7 @@
 // would turn an occasional crash under load into minutes of 503s.) Then it is half-open: one probe
 // worker may start; if that worker becomes ready the breaker closes, if it fails the breaker opens
 // again. Pure logic over explicit time points so it is unit-testable. Not thread-safe.
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -40,6 +41,8 @@ class CircuitBreaker {
   Clock::time_point open_until_{};
 };
 
+inline constexpr std::array kAllBreakerStates = {
+    CircuitBreaker::State::closed, CircuitBreaker::State::open, CircuitBreaker::State::half_open};
 std::string_view to_string(CircuitBreaker::State state);
 
 }  // namespace respawn

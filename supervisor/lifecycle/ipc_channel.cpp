@@ -1,5 +1,6 @@
 #include "lifecycle/ipc_channel.hpp"
 
+#include <array>
 #include <boost/asio/write.hpp>
 
 namespace respawn {
@@ -36,13 +37,20 @@ void IpcChannel::send(const ipc::Frame& frame) {
 }
 
 void IpcChannel::send_raw(std::string encoded) {
+  send_parts(std::move(encoded), nullptr);
+}
+
+void IpcChannel::send_parts(std::string head, std::shared_ptr<const std::string> binary) {
   if (!socket_.is_open()) return;
-  outbox_.push_back(std::move(encoded));
+  outbox_.push_back({std::move(head), std::move(binary)});
   if (outbox_.size() == 1) write_next();
 }
 
 void IpcChannel::write_next() {
-  asio::async_write(socket_, asio::buffer(outbox_.front()),
+  const auto& next = outbox_.front();
+  const std::array<asio::const_buffer, 2> buffers = {
+      asio::buffer(next.head), next.binary ? asio::buffer(*next.binary) : asio::const_buffer()};
+  asio::async_write(socket_, buffers,
                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                       if (ec) return self->fail("write failed: " + ec.message(), false);
                       self->outbox_.pop_front();

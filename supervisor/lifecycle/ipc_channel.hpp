@@ -24,7 +24,10 @@ class IpcChannel : public std::enable_shared_from_this<IpcChannel> {
   void start(FrameHandler on_frame, CloseHandler on_close);
   void send(const ipc::Frame& frame);
   void send_raw(std::string encoded);  // an already encoded frame
-  void close();                        // no on_close call for a close we asked for
+  // A frame as its encoded head (encode_frame_head) and its binary, written from `binary`
+  // itself (no copy), which the write keeps alive until it is done.
+  void send_parts(std::string head, std::shared_ptr<const std::string> binary);
+  void close();  // no on_close call for a close we asked for
   bool open() const { return socket_.is_open(); }
 
  private:
@@ -35,7 +38,11 @@ class IpcChannel : public std::enable_shared_from_this<IpcChannel> {
   boost::asio::local::stream_protocol::socket socket_;
   ipc::FrameDecoder decoder_;
   std::string read_buffer_;
-  std::deque<std::string> outbox_;
+  struct Outgoing {
+    std::string head;
+    std::shared_ptr<const std::string> binary;  // may be null
+  };
+  std::deque<Outgoing> outbox_;
   FrameHandler on_frame_;
   CloseHandler on_close_;
 };

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,8 +27,13 @@ struct Job {
   // The client's own deadline, if shorter than the server's request_timeout_ms.
   std::optional<std::chrono::milliseconds> timeout;
   ipc::MessageType type = ipc::MessageType::infer;
+  // The label of the HTTP route it came by (route_label() in http/router.hpp: infer, generate,
+  // generate_stream, openai_completions, openai_chat), for the per-route metrics.
+  std::string route;
   std::string json;
-  std::string binary;
+  // The tensor bytes (infer), shared with the frame's write while it is in flight: a job can be
+  // answered, and freed, before the last of a large frame has gone out. Never null.
+  std::shared_ptr<const std::string> binary = std::make_shared<const std::string>();
   // Its share of the worker's memory, for admission (memory_budget.hpp): tensor bytes for an
   // infer, context tokens for a generate.
   std::uint64_t weight = 0;

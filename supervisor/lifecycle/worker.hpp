@@ -10,6 +10,7 @@
 // Owned by a shared_ptr; lives on the I/O thread (not thread-safe).
 #include <sys/types.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -29,6 +30,9 @@
 namespace respawn {
 
 enum class WorkerState { spawning, ready, busy, draining, exited };
+inline constexpr std::array kAllWorkerStates = {WorkerState::spawning, WorkerState::ready,
+                                                WorkerState::busy, WorkerState::draining,
+                                                WorkerState::exited};
 std::string_view to_string(WorkerState state);
 
 class Worker : public std::enable_shared_from_this<Worker> {

@@ -426,7 +426,7 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
   InFlight flight = std::move(it->second);
   Job& job = flight.job;
   const bool answered = flight.answered;
-  metrics_.on_inference(seconds_since(flight.started));
+  metrics_.on_inference(job.route, seconds_since(flight.started));
   inflight_.erase(it);
   metrics_.set_inflight(inflight_.size());
   if (frame.type == ipc::MessageType::error) {
@@ -698,6 +698,11 @@ void WorkerManager::finish_stop_if_done() {
 
 CircuitBreaker::State WorkerManager::breaker_state() const {
   return breaker_.state(Clock::now());
+}
+
+WorkerManager::Current WorkerManager::current_worker() const {
+  if (!current_) return {};
+  return {current_->state(), current_->age_s()};
 }
 
 WorkerManager::Memory WorkerManager::current_memory() const {

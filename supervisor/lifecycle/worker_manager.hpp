@@ -107,6 +107,13 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
     std::uint64_t gpu_bytes = 0;
   };
   Memory current_memory() const;
+  // The current worker's state and its seconds since it became ready (0 before; for a spare
+  // that took over, since it did); no state while none is running.
+  struct Current {
+    std::optional<WorkerState> state;
+    double uptime_s = 0;
+  };
+  Current current_worker() const;
   std::uint64_t workers_started() const { return starts_; }
   std::optional<RecycleReason> last_recycle_reason() const { return last_recycle_reason_; }
   // For /admin/workers: the current worker, the spare and the retiring ones (each reads /proc),

@@ -296,7 +296,8 @@ void WorkerProcess::send(const Job& job, std::uint64_t request_id,
   if (inflight_.empty()) arm(hang_timer_, hang_timeout_, RecycleReason::hang);
   inflight_.insert(request_id);
   state_ = WorkerState::busy;
-  channel_->send_raw(ipc::encode_frame(job.type, request_id, job.json, job.binary));
+  channel_->send_parts(ipc::encode_frame_head(job.type, request_id, job.json, job.binary->size()),
+                       job.binary);
 }
 
 void WorkerProcess::on_answer(ipc::Frame frame) {

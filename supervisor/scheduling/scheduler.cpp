@@ -33,7 +33,7 @@ Result<std::uint64_t> Scheduler::submit(Job job) {
     arm_deadline(id, server, Deadline::server);
   }
   if (queue_.empty() && *admit == WorkerManager::Admit::now) {
-    metrics_.on_queue_wait(0);
+    metrics_.on_queue_wait(job.route, 0);
     if (job.on_dispatch) job.on_dispatch();
     manager_->run(std::move(job));
     return id;
@@ -61,6 +61,7 @@ void Scheduler::dispatch() {
     auto job = queue_.pop();
     metrics_.set_queue_depth(queue_.size());
     metrics_.on_queue_wait(
+        job->route,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - job->enqueued).count());
     if (job->on_dispatch) job->on_dispatch();
     manager_->run(std::move(*job));

@@ -66,13 +66,13 @@ TEST(JobQueue, PopKeepsTheWholeJob) {
   JobQueue q(1);
   Job job = log.make("j");
   job.type = ipc::MessageType::generate;
-  job.binary = std::string("\x00\x01", 2);
+  job.binary = std::make_shared<const std::string>("\x00\x01", 2);
   job.enqueued = std::chrono::steady_clock::time_point(std::chrono::seconds(5));
   ASSERT_FALSE(q.push(std::move(job)).has_value());
   auto out = q.pop();
   ASSERT_TRUE(out.has_value());
   EXPECT_EQ(out->type, ipc::MessageType::generate);
-  EXPECT_EQ(out->binary, std::string("\x00\x01", 2));
+  EXPECT_EQ(*out->binary, std::string("\x00\x01", 2));
   EXPECT_EQ(out->enqueued, std::chrono::steady_clock::time_point(std::chrono::seconds(5)));
   ASSERT_TRUE(out->done);
   out->done(ipc::Frame{});
@@ -243,7 +243,7 @@ TEST(JobQueue, PushFrontKeepsTheWholeJob) {
   Job job = log.make("j");
   job.id = 42;
   job.type = ipc::MessageType::generate;
-  job.binary = "bin";
+  job.binary = std::make_shared<const std::string>("bin");
   job.failures = 2;
   job.replays = 1;
   job.enqueued = std::chrono::steady_clock::time_point(std::chrono::seconds(9));
@@ -253,7 +253,7 @@ TEST(JobQueue, PushFrontKeepsTheWholeJob) {
   EXPECT_EQ(out->id, 42u);
   EXPECT_EQ(out->type, ipc::MessageType::generate);
   EXPECT_EQ(out->json, "j");
-  EXPECT_EQ(out->binary, "bin");
+  EXPECT_EQ(*out->binary, "bin");
   EXPECT_EQ(out->failures, 2u);
   EXPECT_EQ(out->replays, 1u);
   EXPECT_EQ(out->enqueued, std::chrono::steady_clock::time_point(std::chrono::seconds(9)));

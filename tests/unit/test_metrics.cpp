@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <ctime>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -100,23 +101,26 @@ TEST(Metrics, RequestsCountedByRouteAndCode) {
 TEST(Metrics, HistogramBucketsAreCumulativeAndInfEqualsCount) {
   Metrics m;
   // Bounds are 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30.
-  for (double v : {0.0001, 0.001, 0.003, 0.003, 0.2, 1.0, 7.0, 100.0, 1000.0}) m.on_inference(v);
+  for (double v : {0.0001, 0.001, 0.003, 0.003, 0.2, 1.0, 7.0, 100.0, 1000.0}) {
+    m.on_inference("infer", v);
+  }
   const std::string text = m.render();
   const std::string h = "respawn_inference_seconds";
-  EXPECT_EQ(bucket_at(text, h, 0.0005), 1);
-  EXPECT_EQ(bucket_at(text, h, 0.001), 2);  // a value on a bound counts in it
-  EXPECT_EQ(bucket_at(text, h, 0.0025), 2);
-  EXPECT_EQ(bucket_at(text, h, 0.005), 4);
-  EXPECT_EQ(bucket_at(text, h, 0.25), 5);
-  EXPECT_EQ(bucket_at(text, h, 1), 6);
-  EXPECT_EQ(bucket_at(text, h, 10), 7);
-  EXPECT_EQ(bucket_at(text, h, 30), 7);
-  EXPECT_EQ(bucket_at(text, h, HUGE_VAL), 9);
-  EXPECT_EQ(value_of(text, "respawn_inference_seconds_count"), 9);
-  EXPECT_DOUBLE_EQ(value_of(text, "respawn_inference_seconds_sum"),
+  const std::string r = R"(route="infer")";
+  EXPECT_EQ(bucket_at(text, h, 0.0005, r), 1);
+  EXPECT_EQ(bucket_at(text, h, 0.001, r), 2);  // a value on a bound counts in it
+  EXPECT_EQ(bucket_at(text, h, 0.0025, r), 2);
+  EXPECT_EQ(bucket_at(text, h, 0.005, r), 4);
+  EXPECT_EQ(bucket_at(text, h, 0.25, r), 5);
+  EXPECT_EQ(bucket_at(text, h, 1, r), 6);
+  EXPECT_EQ(bucket_at(text, h, 10, r), 7);
+  EXPECT_EQ(bucket_at(text, h, 30, r), 7);
+  EXPECT_EQ(bucket_at(text, h, HUGE_VAL, r), 9);
+  EXPECT_EQ(value_of(text, R"(respawn_inference_seconds_count{route="infer"})"), 9);
+  EXPECT_DOUBLE_EQ(value_of(text, R"(respawn_inference_seconds_sum{route="infer"})"),
                    0.0001 + 0.001 + 0.003 + 0.003 + 0.2 + 1.0 + 7.0 + 100.0 + 1000.0);
 
-  const auto buckets = bucket_values(text, h + "_bucket{");
+  const auto buckets = bucket_values(text, h + "_bucket{" + r);
   ASSERT_EQ(buckets.size(), 16u);  // 15 bounds + Inf
   for (std::size_t i = 1; i < buckets.size(); ++i) EXPECT_LE(buckets[i - 1], buckets[i]) << i;
 }
@@ -134,26 +138,163 @@ TEST(Metrics, LabelledHistogramKeepsRouteBeforeLe) {
 
 TEST(Metrics, EmptyHistogramsRenderZeroes) {
   const std::string text = Metrics().render();
-  EXPECT_EQ(value_of(text, R"(respawn_queue_wait_seconds_bucket{le="+Inf"})"), 0);
-  EXPECT_EQ(value_of(text, "respawn_queue_wait_seconds_count"), 0);
-  EXPECT_EQ(value_of(text, "respawn_queue_wait_seconds_sum"), 0);
-  // No route seen, no per-route series.
+  EXPECT_EQ(value_of(text, R"(respawn_batch_size_bucket{le="+Inf"})"), 0);
+  EXPECT_EQ(value_of(text, "respawn_batch_size_count"), 0);
+  EXPECT_EQ(value_of(text, "respawn_batch_size_sum"), 0);
+  // No route seen, no per-route series (the families' HELP lines are there).
   EXPECT_EQ(text.find("respawn_requests_total{"), std::string::npos);
   EXPECT_EQ(text.find("respawn_request_duration_seconds_bucket"), std::string::npos);
+  EXPECT_EQ(text.find("respawn_queue_wait_seconds_bucket"), std::string::npos);
+  EXPECT_EQ(text.find("respawn_inference_seconds_bucket"), std::string::npos);
+  EXPECT_NE(text.find("# HELP respawn_queue_wait_seconds "), std::string::npos);
+}
+
+TEST(Metrics, QueueWaitAndInferenceByRoute) {
+  Metrics m;
+  m.on_queue_wait("generate", 0.02);
+  m.on_queue_wait("generate", 0);
+  m.on_queue_wait("openai_chat", 2);
+  m.on_inference("generate", 0.3);
+  m.on_inference("generate_stream", 0.004);
+  const std::string text = m.render();
+  EXPECT_EQ(value_of(text, R"(respawn_queue_wait_seconds_count{route="generate"})"), 2);
+  EXPECT_DOUBLE_EQ(value_of(text, R"(respawn_queue_wait_seconds_sum{route="generate"})"), 0.02);
+  EXPECT_EQ(value_of(text, R"(respawn_queue_wait_seconds_count{route="openai_chat"})"), 1);
+  EXPECT_EQ(bucket_at(text, "respawn_queue_wait_seconds", 1, R"(route="openai_chat")"), 0);
+  EXPECT_EQ(bucket_at(text, "respawn_queue_wait_seconds", 2.5, R"(route="openai_chat")"), 1);
+  EXPECT_EQ(value_of(text, R"(respawn_inference_seconds_count{route="generate"})"), 1);
+  EXPECT_EQ(bucket_at(text, "respawn_inference_seconds", 0.005, R"(route="generate_stream")"), 1);
+  EXPECT_TRUE(
+      std::isnan(value_of(text, R"(respawn_inference_seconds_count{route="openai_chat"})")));
+  EXPECT_TRUE(std::isnan(value_of(text, R"(respawn_queue_wait_seconds_count{route="infer"})")));
+}
+
+TEST(Metrics, WorkerStateOneHot) {
+  Metrics m;
+  const std::string none = m.render();
+  EXPECT_TRUE(has_line(none, "# TYPE respawn_worker_state gauge"));
+  for (const char* state : {"spawning", "ready", "busy", "draining", "exited"}) {
+    EXPECT_TRUE(has_line(none, std::string("respawn_worker_state{state=\"") + state + "\"} 0"))
+        << state;
+  }
+  EXPECT_TRUE(has_line(none, "respawn_worker_uptime_seconds 0"));
+  m.set_worker_state(WorkerState::busy, 12.5);
+  const std::string busy = m.render();
+  EXPECT_TRUE(has_line(busy, R"(respawn_worker_state{state="busy"} 1)")) << busy;
+  EXPECT_TRUE(has_line(busy, R"(respawn_worker_state{state="ready"} 0)"));
+  EXPECT_TRUE(has_line(busy, R"(respawn_worker_state{state="spawning"} 0)"));
+  EXPECT_TRUE(has_line(busy, "respawn_worker_uptime_seconds 12.5"));
+  m.set_worker_state(std::nullopt, 0);
+  EXPECT_TRUE(has_line(m.render(), R"(respawn_worker_state{state="busy"} 0)"));
+}
+
+TEST(Metrics, BreakerStateOneHot) {
+  Metrics m;
+  const std::string closed = m.render();
+  EXPECT_TRUE(has_line(closed, "# TYPE respawn_breaker_state gauge"));
+  EXPECT_TRUE(has_line(closed, R"(respawn_breaker_state{state="closed"} 1)")) << closed;
+  EXPECT_TRUE(has_line(closed, R"(respawn_breaker_state{state="open"} 0)"));
+  EXPECT_TRUE(has_line(closed, R"(respawn_breaker_state{state="half_open"} 0)"));
+  m.set_breaker_state(CircuitBreaker::State::half_open);
+  const std::string half = m.render();
+  EXPECT_TRUE(has_line(half, R"(respawn_breaker_state{state="closed"} 0)"));
+  EXPECT_TRUE(has_line(half, R"(respawn_breaker_state{state="half_open"} 1)"));
+}
+
+TEST(Metrics, PolicyLimitsFollowTheLivePolicy) {
+  Metrics m;
+  const std::string defaults = m.render();
+  EXPECT_TRUE(has_line(defaults, "# TYPE respawn_policy_limit gauge"));
+  EXPECT_TRUE(has_line(defaults, R"(respawn_policy_limit{knob="max_batch_size"} 8)")) << defaults;
+  EXPECT_TRUE(has_line(defaults, R"(respawn_policy_limit{knob="request_timeout_ms"} 120000)"));
+  Policy policy;
+  policy.max_requests = 100;
+  policy.max_worker_age_s = 3600;
+  policy.max_worker_rss_mb = 2048;
+  policy.max_gpu_memory_mb = 7000;
+  policy.max_batch_size = 4;
+  policy.request_timeout_ms = 5000;
+  m.set_policy(policy);
+  const std::string text = m.render();
+  EXPECT_TRUE(has_line(text, R"(respawn_policy_limit{knob="max_requests"} 100)"));
+  EXPECT_TRUE(has_line(text, R"(respawn_policy_limit{knob="max_worker_age_s"} 3600)"));
+  EXPECT_TRUE(has_line(text, R"(respawn_policy_limit{knob="max_worker_rss_mb"} 2048)"));
+  EXPECT_TRUE(has_line(text, R"(respawn_policy_limit{knob="max_gpu_memory_mb"} 7000)"));
+  EXPECT_TRUE(has_line(text, R"(respawn_policy_limit{knob="max_batch_size"} 4)"));
+  EXPECT_TRUE(has_line(text, R"(respawn_policy_limit{knob="request_timeout_ms"} 5000)"));
+  // Every numeric knob, and only those: the booleans are not limits.
+  std::size_t uint_knobs = 0;
+  for (const auto& knob : policy_knobs()) {
+    const std::string series = "respawn_policy_limit{knob=\"" + std::string(knob.name) + "\"}";
+    if (knob.type == KnobType::uint) {
+      ++uint_knobs;
+      EXPECT_FALSE(std::isnan(value_of(text, series))) << knob.name;
+    } else {
+      EXPECT_TRUE(std::isnan(value_of(text, series))) << knob.name;
+    }
+  }
+  EXPECT_EQ(bucket_values(text, "respawn_policy_limit{").size(), uint_knobs);
+}
+
+TEST(Metrics, BuildInfo) {
+  Metrics m;
+  EXPECT_TRUE(
+      has_line(m.render(), R"(respawn_build_info{version="unknown",libtorch="unknown"} 1)"));
+  m.set_build_info("0.1.0", "2.9.1");
+  const std::string text = m.render();
+  EXPECT_TRUE(has_line(text, "# TYPE respawn_build_info gauge"));
+  EXPECT_TRUE(has_line(text, R"(respawn_build_info{version="0.1.0",libtorch="2.9.1"} 1)")) << text;
+  m.set_build_info("0.1.0", "a\"b\\c\nd");  // escaped as the text format requires
+  EXPECT_TRUE(
+      has_line(m.render(), R"(respawn_build_info{version="0.1.0",libtorch="a\"b\\c\nd"} 1)"));
+}
+
+TEST(Metrics, ProcessMetricsOnceSet) {
+  Metrics m;
+  EXPECT_EQ(m.render().find("process_"), std::string::npos);
+  ProcessStats p;
+  p.resident_bytes = 1000;
+  p.virtual_bytes = 5000;
+  p.open_fds = 12;
+  p.max_fds = 1024;
+  p.start_time_seconds = 1700000000.5;
+  p.cpu_seconds = 1.25;
+  m.set_process(p);
+  const std::string text = m.render();
+  EXPECT_TRUE(has_line(text, "# TYPE process_cpu_seconds_total counter"));
+  EXPECT_TRUE(has_line(text, "# TYPE process_resident_memory_bytes gauge"));
+  EXPECT_TRUE(has_line(text, "process_resident_memory_bytes 1000"));
+  EXPECT_TRUE(has_line(text, "process_virtual_memory_bytes 5000"));
+  EXPECT_TRUE(has_line(text, "process_open_fds 12"));
+  EXPECT_TRUE(has_line(text, "process_max_fds 1024"));
+  EXPECT_EQ(value_of(text, "process_start_time_seconds"), 1700000000.5);
+  EXPECT_EQ(value_of(text, "process_cpu_seconds_total"), 1.25);
+}
+
+TEST(Metrics, ProcessStatsOfThisProcess) {
+  const auto p = read_process_stats();
+  EXPECT_GT(p.resident_bytes, 0u);
+  EXPECT_GE(p.virtual_bytes, p.resident_bytes);
+  EXPECT_GE(p.open_fds, 3u);  // at least stdin, stdout, stderr
+  EXPECT_GE(p.max_fds, p.open_fds);
+  const double now = static_cast<double>(std::time(nullptr));
+  EXPECT_GT(p.start_time_seconds, now - 24 * 3600.0);  // a test started within a day...
+  EXPECT_LE(p.start_time_seconds, now + 2);            // ...and not in the future
+  EXPECT_GE(p.cpu_seconds, 0);
 }
 
 TEST(Metrics, StartupHistogramUsesItsOwnBounds) {
   Metrics m;
   m.on_worker_ready(1.5);
-  m.on_queue_wait(0.02);
+  m.on_queue_wait("infer", 0.02);
   const std::string text = m.render();
   const std::string h = "respawn_worker_time_to_ready_seconds";
   EXPECT_EQ(bucket_at(text, h, 1), 0);
   EXPECT_EQ(bucket_at(text, h, 2), 1);
   EXPECT_EQ(bucket_at(text, h, 120), 1);
   EXPECT_EQ(bucket_values(text, h + "_bucket{").size(), 11u);  // 10 bounds + Inf
-  EXPECT_EQ(bucket_at(text, "respawn_queue_wait_seconds", 0.025), 1);
-  EXPECT_EQ(bucket_at(text, "respawn_queue_wait_seconds", 0.01), 0);
+  EXPECT_EQ(bucket_at(text, "respawn_queue_wait_seconds", 0.025, R"(route="infer")"), 1);
+  EXPECT_EQ(bucket_at(text, "respawn_queue_wait_seconds", 0.01, R"(route="infer")"), 0);
 }
 
 TEST(Metrics, WorkerExitsByReason) {

@@ -26,7 +26,7 @@ TEST(Quarantine, RefusesOnlyIdenticalRequests) {
   EXPECT_FALSE(q.refuses(job(R"({"prompt":"boom!"})"), t0));
   EXPECT_FALSE(q.refuses(job(R"({"prompt":"boom"})", ipc::MessageType::infer), t0));
   Job with_binary = job(R"({"prompt":"boom"})");
-  with_binary.binary = "x";
+  with_binary.binary = std::make_shared<const std::string>("x");
   EXPECT_FALSE(q.refuses(with_binary, t0));
 }
 
