@@ -26,6 +26,7 @@ RESPAWN_PACKAGES=(
   cmake g++ make ccache python3 python3-venv
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   googletest libgtest-dev pkg-config libpcre2-dev libicu-dev libsentencepiece-dev
+  haproxy  # tests/python/test_haproxy.py (deploy/haproxy)
 )
 
 respawn_install_deps() {
@@ -74,8 +75,10 @@ respawn_install_torch() {
 # What the Python tests (tests/python/, run by ctest) and the Python benchmarks need besides
 # torch, pinned. tritonclient[http] brings numpy, geventhttpclient and aiohttp (for
 # tritonclient.http.aio); torchvision builds the resnet18 of scripts/make_image_model.py and must
-# be the release that goes with the pinned torch.
-RESPAWN_PY_TEST_PACKAGES=("tritonclient[http]==2.73.0" "openai==3.57.0" "torchvision==0.26.0")
+# be the release that goes with the pinned torch; PyYAML reads deploy/kubernetes in
+# tests/python/test_deploy_manifests.py.
+RESPAWN_PY_TEST_PACKAGES=("tritonclient[http]==2.73.0" "openai==3.57.0" "torchvision==0.26.0"
+                          "PyYAML==6.0.3")
 
 # respawn_install_test_packages: installs RESPAWN_PY_TEST_PACKAGES into $RESPAWN_VENV once, under
 # the torch install's lock, behind a stamp named after the pins (a pin change installs again).

@@ -92,14 +92,15 @@ def _die_with_parent():
 
 
 class Server:
-    """`respawn serve --port 0 --device DEVICE ARGS` in a fresh temp dir (its cwd, where its
-    stderr goes); `url`, `port`, `pid`. stop() (also on `with` exit) sends SIGTERM, SIGKILLs it
+    """`respawn serve --port PORT --device DEVICE ARGS` in a fresh temp dir (its cwd, where its
+    stderr goes); `url`, `port`, `pid`. PORT is 0 (a free one) unless given: a test that must
+    restart an instance on the same port (a load balancer's server line) chooses it. stop() (also on `with` exit) sends SIGTERM, SIGKILLs it
     after 15 s, reaps it, then SIGKILLs any child of it that outlived it (by pid)."""
 
-    def __init__(self, args, env=None, ready_timeout=60):
+    def __init__(self, args, env=None, ready_timeout=60, port=0):
         self.dir = tempfile.mkdtemp(prefix="respawn-pytest-")
         self.stderr_path = os.path.join(self.dir, "stderr.log")
-        argv = [os.path.join(Paths.bin_dir, "respawn"), "serve", "--port", "0"]
+        argv = [os.path.join(Paths.bin_dir, "respawn"), "serve", "--port", str(port)]
         if "--device" not in args:
             argv += ["--device", device()]
         argv += list(args)
