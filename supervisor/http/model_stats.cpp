@@ -39,7 +39,8 @@ nlohmann::json ModelStats::to_json(const std::string& name, const std::string& v
   const Duration none;
   nlohmann::json batch_stats = nlohmann::json::array();
   std::uint64_t executions = 0;
-  for (const auto& [size, b] : batches_) {
+  for (const auto& [batch_size, b] : batches_) {
+    const std::size_t size = batch_size;  // a lambda cannot capture a structured binding (C++17)
     // Every answer of a batch carries the batch's times: one execution per `size` answers.
     const auto count = (b.answers + size / 2) / size;
     executions += count;
