@@ -27,6 +27,7 @@ RESPAWN_PACKAGES=(
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libcli11-dev libtomlplusplus-dev
   googletest libgtest-dev pkg-config libpcre2-dev libicu-dev libsentencepiece-dev
   haproxy  # tests/python/test_haproxy.py (deploy/haproxy)
+  chromium chromium-driver  # tests/python/test_status_page.py (the status page in a browser)
 )
 
 respawn_install_deps() {
@@ -76,9 +77,10 @@ respawn_install_torch() {
 # torch, pinned. tritonclient[http] brings numpy, geventhttpclient and aiohttp (for
 # tritonclient.http.aio); torchvision builds the resnet18 of scripts/make_image_model.py and must
 # be the release that goes with the pinned torch; PyYAML reads deploy/kubernetes in
-# tests/python/test_deploy_manifests.py.
+# tests/python/test_deploy_manifests.py; selenium drives Debian's chromium in
+# tests/python/test_status_page.py.
 RESPAWN_PY_TEST_PACKAGES=("tritonclient[http]==2.73.0" "openai==3.57.0" "torchvision==0.26.0"
-                          "PyYAML==6.0.3")
+                          "PyYAML==6.0.3" "selenium==4.27.1")
 
 # respawn_install_test_packages: installs RESPAWN_PY_TEST_PACKAGES into $RESPAWN_VENV once, under
 # the torch install's lock, behind a stamp named after the pins (a pin change installs again).

@@ -132,6 +132,7 @@ int serve(respawn::ServeOptions options) {
         const auto drain =
             std::chrono::milliseconds(++signals_seen == 1 ? manager->policy().drain_timeout_ms : 0);
         spdlog::info("signal {}: draining for up to {} ms", signal, drain.count());
+        api.stop_events();  // the status page's streams would hold the drain open
         scheduler.drain(drain, [&io, server, manager] {
           server->stop();
           manager->stop([&io] { io.stop(); });

@@ -1,6 +1,7 @@
 #include "metrics.hpp"
 
 #include <charconv>
+#include <cmath>
 
 #include "lifecycle/recycle_reason.hpp"
 
@@ -91,6 +92,15 @@ Metrics::Metrics()
 
 void Metrics::on_request(const std::string& route, int status, double seconds) {
   ++requests_[{route, status}];
+  ++interval_.requests;
+  if (status >= 400) ++interval_.errors;
+  // Bounded: a sample of at most 100k latencies per interval.
+  constexpr std::size_t kMaxSamples = 100000;
+  if (collecting_ && interval_.latencies_s.size() < kMaxSamples &&
+      (route == "infer" || route == "generate" || route == "generate_stream" ||
+       route == "openai_completions" || route == "openai_chat")) {
+    interval_.latencies_s.push_back(seconds);
+  }
   request_seconds_.try_emplace(route, kLatencyBounds).first->second.observe(seconds);
 }
 
@@ -100,8 +110,26 @@ void Metrics::on_queue_wait(const std::string& route, double seconds) {
 void Metrics::on_inference(const std::string& route, double seconds) {
   inference_seconds_.try_emplace(route, kLatencyBounds).first->second.observe(seconds);
 }
-void Metrics::on_worker_ready(double seconds) {
+void Metrics::on_worker_ready(double seconds, std::int64_t pid) {
   time_to_ready_seconds_.observe(seconds);
+  emit({"worker_ready", pid, {}, "ready in " + number(std::round(seconds * 1000) / 1000) + " s"});
+}
+
+IntervalStats Metrics::take_interval() {
+  IntervalStats out;
+  out.requests = interval_.requests;
+  out.errors = interval_.errors;
+  std::swap(out.latencies_s, interval_.latencies_s);
+  std::swap(out.batch_sizes, interval_.batch_sizes);
+  return out;
+}
+
+void Metrics::collect_intervals(bool enable) {
+  collecting_ = enable;
+  if (!enable) {
+    interval_.latencies_s.clear();
+    interval_.batch_sizes.clear();
+  }
 }
 
 std::string Metrics::render() const {

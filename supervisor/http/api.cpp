@@ -8,6 +8,7 @@
 
 #include "http/generation.hpp"
 #include "http/openai.hpp"
+#include "http/status_page.hpp"
 #include "http/triton.hpp"
 #include "respawn/generate_request.hpp"
 #include "respawn/json_util.hpp"
@@ -129,7 +130,10 @@ Api::Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options)
                         std::chrono::system_clock::now().time_since_epoch())
                         .count()),
       metrics_(metrics),
-      options_(options) {}
+      options_(options),
+      events_(
+          scheduler.io(), metrics, [this] { return workers_body(); },
+          [this] { return events_snapshot(); }) {}
 
 Api::~Api() {
   parse_pool_.join();
@@ -163,6 +167,8 @@ bool takes_json_body(const Route& route, http::verb method) {
     case RouteId::admin_recycle:
     case RouteId::admin_reload:
     case RouteId::admin_quarantine:
+    case RouteId::admin_events:
+    case RouteId::status_page:
     case RouteId::method_not_allowed:
     case RouteId::not_found:
       return false;
@@ -173,7 +179,8 @@ bool takes_json_body(const Route& route, http::verb method) {
 bool is_admin(const Route& route) {
   return route.id == RouteId::admin_workers || route.id == RouteId::admin_policy ||
          route.id == RouteId::admin_recycle || route.id == RouteId::admin_reload ||
-         route.id == RouteId::admin_fault || route.id == RouteId::admin_quarantine;
+         route.id == RouteId::admin_fault || route.id == RouteId::admin_quarantine ||
+         route.id == RouteId::admin_events;
 }
 
 bool is_openai_generate(const Route& route) {
@@ -337,6 +344,10 @@ void Api::handle_route(const Route& route, const HttpRequest& request, const nlo
     case RouteId::admin_fault:
     case RouteId::admin_quarantine:
       return handle_admin(route, request, body, respond);
+    case RouteId::status_page:
+      return respond(status_page_response(request.version()));
+    case RouteId::admin_events:
+      return events_.subscribe(context.open_stream(), std::move(respond), context);
     case RouteId::method_not_allowed: {
       auto res = json_response(http::status::method_not_allowed,
                                {{"error", "method not allowed; use " + route.allow}});

@@ -7,6 +7,7 @@
 // metrics and options must outlive it.
 #include <boost/asio/thread_pool.hpp>
 
+#include "http/admin_events.hpp"
 #include "http/http_types.hpp"
 #include "http/model_stats.hpp"
 #include "http/router.hpp"
@@ -37,6 +38,9 @@ class Api {
   void handle(HttpRequest request, const RequestContext& context, Respond respond);
   // The model's tokenizer and chat template (--tokenizer); byte-level until set.
   void set_text_model(std::shared_ptr<const TextModel> text) { text_ = std::move(text); }
+  // The server drains: ends the status page's event streams (GET /admin/events) and refuses
+  // new ones, so that they hold nothing open.
+  void stop_events() { events_.stop(); }
 
  private:
   // `body` is the parsed JSON body of a route that takes one, else null.
@@ -47,6 +51,8 @@ class Api {
   std::optional<HttpResponse> admin_refusal(const HttpRequest& request,
                                             const RequestContext& context) const;
   HttpResponse patch_policy(const nlohmann::json& body);
+  nlohmann::json workers_body() const;  // GET /admin/workers
+  nlohmann::json events_snapshot();     // the first event of GET /admin/events
   // POST /tokenize and /detokenize (api_tokenize.cpp); a long prompt is tokenized on the
   // helper thread.
   void tokenize(const HttpRequest& request, const nlohmann::json& body, Respond respond);
@@ -93,6 +99,7 @@ class Api {
   std::shared_ptr<const TextModel> text_ = std::make_shared<TextModel>();
   ModelStats stats_;                        // GET /v2/models/stats
   boost::asio::thread_pool parse_pool_{1};  // large JSON bodies, long prompts to tokenize
+  AdminEvents events_;                      // GET /admin/events
 };
 
 }  // namespace respawn

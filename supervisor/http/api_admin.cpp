@@ -79,8 +79,10 @@ bool is_loopback_host(std::string_view host) {
 // fetch) with the user's network position: refuse admin writes unless they are same-origin
 // and carry a JSON body type, which a cross-site page cannot send without a CORS preflight
 // (which we never grant).
-std::optional<HttpResponse> cross_site_refusal(const HttpRequest& request) {
-  if (!is_write(request.method())) return std::nullopt;
+// The event stream (GET /admin/events) is refused cross-site too: a foreign page could not
+// read it, but it would hold one of the few stream slots.
+std::optional<HttpResponse> cross_site_refusal(const HttpRequest& request, bool stream) {
+  if (!is_write(request.method()) && !stream) return std::nullopt;
   const auto forbidden = [](const std::string& why) {
     return json_response(http::status::forbidden, {{"error", why}});
   };
@@ -99,6 +101,7 @@ std::optional<HttpResponse> cross_site_refusal(const HttpRequest& request) {
                        std::string(request[http::field::origin]) + ")");
     }
   }
+  if (!is_write(request.method())) return std::nullopt;
   const auto type = request[http::field::content_type];
   if (!beast::iequals(type.substr(0, type.find(';')), "application/json")) {
     return json_response(http::status::unsupported_media_type,
@@ -111,7 +114,9 @@ std::optional<HttpResponse> cross_site_refusal(const HttpRequest& request) {
 
 std::optional<HttpResponse> Api::admin_refusal(const HttpRequest& request,
                                                const RequestContext& context) const {
-  if (auto refused = cross_site_refusal(request)) return refused;
+  const bool stream =
+      match_route(request.method_string(), request.target()).id == RouteId::admin_events;
+  if (auto refused = cross_site_refusal(request, stream)) return refused;
   if (!options_.admin_token.empty()) {
     if (bearer_matches(request[http::field::authorization], options_.admin_token)) {
       return std::nullopt;
@@ -141,11 +146,8 @@ void Api::handle_admin(const Route& route, const HttpRequest& request, const jso
                        Respond& respond) {
   auto& manager = scheduler_.manager();
   switch (route.id) {
-    case RouteId::admin_workers: {
-      auto status = manager.status();
-      status["queue_depth"] = scheduler_.queued();
-      return respond(json_response(http::status::ok, status));
-    }
+    case RouteId::admin_workers:
+      return respond(json_response(http::status::ok, workers_body()));
     case RouteId::admin_policy:
       if (request.method() == http::verb::patch) return respond(patch_policy(*body));
       return respond(json_response(http::status::ok, to_json(manager.policy())));
@@ -189,13 +191,28 @@ void Api::handle_admin(const Route& route, const HttpRequest& request, const jso
   respond(error_response(make_error(ErrorKind::not_found, "no such admin route")));
 }
 
+json Api::workers_body() const {
+  auto status = scheduler_.manager().status();
+  status["queue_depth"] = scheduler_.queued();
+  return status;
+}
+
+json Api::events_snapshot() {
+  auto& manager = scheduler_.manager();
+  return {{"workers", workers_body()},
+          {"policy", to_json(manager.policy())},
+          {"quarantine", {{"quarantine", manager.quarantine_list()}}}};
+}
+
 HttpResponse Api::patch_policy(const json& body) {
   auto& manager = scheduler_.manager();
   auto updated = apply_json(manager.policy(), body);
   if (!updated) return error_response(updated.error());
   manager.set_policy(*updated);
   spdlog::info("policy changed by PATCH /admin/policy: {}", body.dump());
-  return json_response(http::status::ok, to_json(manager.policy()));
+  const auto policy = to_json(manager.policy());
+  events_.policy_changed(policy);
+  return json_response(http::status::ok, policy);
 }
 
 HttpResponse Api::put_fault(const json& body) {

@@ -28,6 +28,10 @@ class SessionStream : public StreamSink {
   void finish() override {
     if (auto s = session_.lock()) s->stream_finish();
   }
+  bool closed() const override {
+    const auto s = session_.lock();
+    return !s || !s->stream_.socket().is_open();
+  }
 
  private:
   std::weak_ptr<HttpSession> session_;
@@ -229,6 +233,10 @@ void HttpSession::watch_disconnect(std::function<void()> on_disconnect) {
   on_disconnect_ = std::move(on_disconnect);
   if (watching_) return;
   watching_ = true;
+  // The watch has no deadline: a stream may stay open for good (GET /admin/events). A write
+  // started before (a stream's head) armed the read timer too, which would otherwise cut the
+  // connection read_timeout_ms later. (A pending write keeps its own timer.)
+  stream_.expires_never();
   stream_.async_read_some(
       buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
         self->watching_ = false;

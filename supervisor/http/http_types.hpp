@@ -24,6 +24,8 @@ class StreamSink {
   virtual void start(http::status status, const std::string& content_type) = 0;
   virtual void write(std::string data) = 0;
   virtual void finish() = 0;
+  // True once the client is gone (its connection closed): nothing written arrives.
+  virtual bool closed() const { return false; }
 };
 
 // What a handler may know about the connection, without touching it.

@@ -99,6 +99,10 @@ std::string_view route_label(RouteId id) {
       return "admin_fault";
     case RouteId::admin_quarantine:
       return "admin_quarantine";
+    case RouteId::admin_events:
+      return "admin_events";
+    case RouteId::status_page:
+      return "status_page";
     case RouteId::method_not_allowed:
       return "method_not_allowed";
     case RouteId::not_found:
@@ -110,7 +114,11 @@ std::string_view route_label(RouteId id) {
 Route match_route(std::string_view method, std::string_view target) {
   const auto path = target.substr(0, target.find_first_of("?#"));
   const auto p = split_path(path);
-  if (p.empty()) return {};
+  if (p.empty()) {
+    if (path != "/") return {};
+    return with_method(RouteId::status_page, "GET", method);
+  }
+  if (p[0] == "status" && p.size() == 1) return with_method(RouteId::status_page, "GET", method);
   if (p[0] == "metrics" && p.size() == 1) return with_method(RouteId::metrics, "GET", method);
   if (p[0] == "tokenize" && p.size() == 1) return with_method(RouteId::tokenize, "POST", method);
   if (p[0] == "detokenize" && p.size() == 1) {
@@ -128,6 +136,7 @@ Route match_route(std::string_view method, std::string_view target) {
       return Route{RouteId::method_not_allowed, {}, {}, "GET, DELETE", {}};
     }
     if (p[1] == "workers") return with_method(RouteId::admin_workers, "GET", method);
+    if (p[1] == "events") return with_method(RouteId::admin_events, "GET", method);
     if (p[1] == "policy") {
       if (method == "GET" || method == "PATCH") return Route{RouteId::admin_policy, {}, {}, {}, {}};
       return Route{RouteId::method_not_allowed, {}, {}, "GET, PATCH", {}};

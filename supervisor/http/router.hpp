@@ -28,6 +28,8 @@ enum class RouteId {
   admin_reload,        // POST /admin/reload
   admin_fault,         // PUT /admin/fault (with --enable-fault-injection)
   admin_quarantine,    // GET or DELETE /admin/quarantine, DELETE /admin/quarantine/{id}
+  admin_events,        // GET /admin/events (Server-Sent Events for the status page)
+  status_page,         // GET / or /status (the status page's HTML; no data in it)
   method_not_allowed,
   not_found,
 };

@@ -229,7 +229,7 @@ std::shared_ptr<Worker> WorkerManager::spawn_worker() {
                std::move(events));
   if (!worker) return nullptr;
   ++starts_;
-  metrics_.on_worker_start(worker->forked);
+  metrics_.on_worker_start(worker->forked, worker->pid());
   worker->request_limit = draw_request_limit(policy_, rng_());
   configure(*worker);
   return worker;
@@ -350,7 +350,7 @@ void WorkerManager::maybe_prestart_spare() {
 }
 
 void WorkerManager::on_ready(Worker& worker) {
-  metrics_.on_worker_ready(seconds_since(worker.spawned_at()));
+  metrics_.on_worker_ready(seconds_since(worker.spawned_at()), worker.pid());
   const bool first = model_info_.is_null();
   model_info_ = worker.info();
   if (first) configure(worker);  // now that the device and task are known
@@ -495,7 +495,7 @@ void WorkerManager::check_worker(bool after_request) {
 }
 
 void WorkerManager::retire_current(RecycleReason reason) {
-  count_recycle(reason);
+  count_recycle(reason, current_->pid());
   auto old = std::move(current_);
   current_.reset();
   old->drain(reason, milliseconds(policy_.drain_timeout_ms));
@@ -511,7 +511,7 @@ void WorkerManager::on_exited(Worker& worker) {
   const RecycleReason reason = worker.exit_reason();
   if (&worker == spare_.get()) {
     spare_.reset();
-    if (!stopping_) count_recycle(reason);
+    if (!stopping_) count_recycle(reason, worker.pid());
     return finish_stop_if_done();
   }
   if (&worker != current_.get()) {       // a retiring worker is gone
@@ -529,7 +529,7 @@ void WorkerManager::on_exited(Worker& worker) {
     if (spare_) return promote_spare();
     return start_current();
   }
-  on_current_failed(reason, worker.reached_ready());
+  on_current_failed(reason, worker.reached_ready(), worker.pid());
 }
 
 void WorkerManager::handle_caught_jobs(Worker& worker, RecycleReason reason) {
@@ -566,13 +566,14 @@ void WorkerManager::handle_caught_jobs(Worker& worker, RecycleReason reason) {
   }
 }
 
-void WorkerManager::on_current_failed(RecycleReason reason, bool reached_ready) {
-  count_recycle(reason);
+void WorkerManager::on_current_failed(RecycleReason reason, bool reached_ready, pid_t pid) {
+  count_recycle(reason, pid);
   if (!reached_ready) ++failed_starts_;  // backoff grows only while workers fail to start
   if (counts_for_breaker(reason) && breaker_.on_failure(Clock::now())) {
     spdlog::error("crash loop: {} failures; circuit breaker open for {} s",
                   policy_.crash_loop_failures, policy_.crash_loop_cooldown_s);
-    metrics_.on_breaker_open();
+    metrics_.on_breaker_open(std::to_string(policy_.crash_loop_failures) + " failures; open for " +
+                             std::to_string(policy_.crash_loop_cooldown_s) + " s");
     if (hooks_.fail_queued) hooks_.fail_queued(*refusal());
   }
   if (spare_) return promote_spare();
@@ -586,7 +587,7 @@ void WorkerManager::handle_failed_job(Job job, RecycleReason reason, const Error
   if (job.streamed) limits.replay_limit = 0;
   switch (failed_job_action(limits, job.failures, job.replays, evidence.has_value())) {
     case FailedJobAction::quarantine:
-      metrics_.on_quarantined();
+      metrics_.on_quarantined("request " + std::to_string(job.id) + ": " + *evidence);
       quarantine_.add(job, *evidence, Clock::now());
       quarantine_size();
       spdlog::error(
@@ -601,7 +602,8 @@ void WorkerManager::handle_failed_job(Job job, RecycleReason reason, const Error
               std::to_string(policy_.quarantine_ttl_s) + " s"));
     case FailedJobAction::replay:
       ++job.replays;
-      metrics_.on_replayed();
+      metrics_.on_replayed("request " + std::to_string(job.id) + " after " +
+                           std::string(to_string(reason)));
       spdlog::warn("replaying request {} on a fresh worker (after {})", job.id, to_string(reason));
       if (hooks_.requeue_front) return hooks_.requeue_front(std::move(job));
       break;
@@ -657,7 +659,7 @@ void WorkerManager::recycle(bool now) {
 void WorkerManager::recycle_for(RecycleReason reason, bool now) {
   if (!current_) return;
   if (now || current_->state() == WorkerState::spawning) {
-    count_recycle(reason);
+    count_recycle(reason, current_->pid());
     return current_->kill(reason);
   }
   pending_recycle_ = reason;
@@ -665,9 +667,9 @@ void WorkerManager::recycle_for(RecycleReason reason, bool now) {
   check_worker();
 }
 
-void WorkerManager::count_recycle(RecycleReason reason) {
+void WorkerManager::count_recycle(RecycleReason reason, pid_t pid) {
   last_recycle_reason_ = reason;
-  metrics_.on_recycle(std::string(to_string(reason)));
+  metrics_.on_recycle(std::string(to_string(reason)), pid);
   spdlog::info("worker recycle: {}", to_string(reason));
 }
 

@@ -172,12 +172,12 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void on_token(Worker& worker, std::uint64_t request_id, std::string_view text,
                 const nlohmann::json& logprobs);
   void on_exited(Worker& worker);
-  void on_current_failed(RecycleReason reason, bool reached_ready);
+  void on_current_failed(RecycleReason reason, bool reached_ready, pid_t pid = 0);
   // `evidence`: why this failure was the job's own doing (it ran alone and the worker died of
   // it); only then may it be quarantined.
   void handle_failed_job(Job job, RecycleReason reason, const Error& if_not_replayed,
                          const std::optional<std::string>& evidence);
-  void count_recycle(RecycleReason reason);
+  void count_recycle(RecycleReason reason, pid_t pid);  // pid: the worker recycled (0: none)
   WorkerUsage usage(const Worker& worker, bool with_memory) const;
   void finish_stop_if_done();
 

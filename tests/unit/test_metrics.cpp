@@ -352,5 +352,57 @@ TEST(Metrics, StandaloneHistogramRender) {
   EXPECT_NE(labelled.find("y_sum{a=\"b\"} 5.5\n"), std::string::npos) << labelled;
 }
 
+TEST(Metrics, LifecycleEventsGoToTheListener) {
+  Metrics m;
+  std::vector<LifecycleEvent> seen;
+  m.on_recycle("crash", 7);  // no listener yet: only counted
+  m.set_event_listener([&](const LifecycleEvent& e) { seen.push_back(e); });
+  m.on_worker_start(true, 11);
+  m.on_worker_ready(0.25, 11);
+  m.on_recycle("operator", 11);
+  m.on_replayed("request 3 after crash");
+  m.on_quarantined("request 4: crashed alone");
+  m.on_breaker_open("5 failures");
+  ASSERT_EQ(seen.size(), 6u);
+  EXPECT_EQ(seen[0].kind, "worker_started");
+  EXPECT_EQ(seen[0].pid, 11);
+  EXPECT_EQ(seen[0].reason, "forked");
+  EXPECT_EQ(seen[1].kind, "worker_ready");
+  EXPECT_EQ(seen[2].kind, "recycle");
+  EXPECT_EQ(seen[2].reason, "operator");
+  EXPECT_EQ(seen[3].kind, "replay");
+  EXPECT_EQ(seen[4].kind, "quarantine");
+  EXPECT_EQ(seen[5].kind, "breaker");
+  m.set_event_listener(nullptr);
+  m.on_recycle("crash", 12);
+  EXPECT_EQ(seen.size(), 6u);
+}
+
+TEST(Metrics, IntervalsAreCollectedOnlyWhenAsked) {
+  Metrics m;
+  m.on_request("infer", 200, 0.5);
+  m.on_batch(4);
+  auto idle = m.take_interval();
+  EXPECT_EQ(idle.requests, 1u);
+  EXPECT_TRUE(idle.latencies_s.empty());
+  EXPECT_TRUE(idle.batch_sizes.empty());
+  m.collect_intervals(true);
+  m.on_request("generate", 200, 0.1);
+  m.on_request("metrics", 200, 0.2);  // not a model route: no latency sample
+  m.on_request("infer", 503, 0.3);
+  m.on_batch(2);
+  m.on_batch(2);
+  m.on_batch(1);
+  auto first = m.take_interval();
+  EXPECT_EQ(first.requests, 4u);
+  EXPECT_EQ(first.errors, 1u);
+  EXPECT_EQ(first.latencies_s, (std::vector<double>{0.1, 0.3}));
+  EXPECT_EQ(first.batch_sizes, (std::map<std::uint64_t, std::uint64_t>{{1, 1}, {2, 2}}));
+  auto second = m.take_interval();  // a new interval: totals stay, the rest starts over
+  EXPECT_EQ(second.requests, 4u);
+  EXPECT_TRUE(second.latencies_s.empty());
+  EXPECT_TRUE(second.batch_sizes.empty());
+}
+
 }  // namespace
 }  // namespace respawn

@@ -102,7 +102,6 @@ TEST(Router, MethodNotAllowedKeepsTheModel) {
 TEST(Router, UnknownPathsAreNotFound) {
   for (const char* target : {
            "",
-           "/",
            "/v1",
            "/v3/models/demo",
            "/V2",
@@ -120,6 +119,8 @@ TEST(Router, UnknownPathsAreNotFound) {
            "/admin",
            "/admin/workers/1",
            "/admin/other",
+           "/admin/events/1",
+           "/status/x",
            "/favicon.ico",
            "?a=b",
        }) {
@@ -155,6 +156,8 @@ TEST(Router, LabelValues) {
       {RouteId::metrics, "metrics"},
       {RouteId::admin_workers, "admin_workers"},
       {RouteId::admin_reload, "admin_reload"},
+      {RouteId::admin_events, "admin_events"},
+      {RouteId::status_page, "status_page"},
       {RouteId::method_not_allowed, "method_not_allowed"},
       {RouteId::not_found, "not_found"},
   };
@@ -167,6 +170,25 @@ TEST(Router, LabelValues) {
   // Labels do not depend on the model, so metrics stay bounded.
   EXPECT_EQ(match_route("POST", "/v2/models/a/infer").label(),
             match_route("POST", "/v2/models/b/infer").label());
+}
+
+TEST(Router, StatusPage) {
+  expect_route("GET", "/", RouteId::status_page);
+  expect_route("GET", "/?token=x", RouteId::status_page);
+  expect_route("GET", "/status", RouteId::status_page);
+  expect_route("GET", "/status/", RouteId::status_page);
+  for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
+    expect_not_allowed(method, "/", "GET");
+    expect_not_allowed(method, "/status", "GET");
+  }
+}
+
+TEST(Router, AdminEvents) {
+  expect_route("GET", "/admin/events", RouteId::admin_events);
+  expect_route("GET", "/admin/events?x=1", RouteId::admin_events);
+  for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
+    expect_not_allowed(method, "/admin/events", "GET");
+  }
 }
 
 TEST(Router, AdminWorkers) {
