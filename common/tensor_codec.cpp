@@ -12,7 +12,6 @@
 namespace respawn {
 namespace {
 
-constexpr std::size_t kAlign = 64;
 constexpr std::size_t kLengthPrefix = 4;  // BYTES: each element's little-endian u32 length
 
 struct TypeInfo {
@@ -429,7 +428,7 @@ Result<TensorMeta> tensor_meta_from_json(const nlohmann::json& j) {
 
 TensorMeta append_tensor(std::string& blob, std::string name, DataType type,
                          std::vector<std::int64_t> shape, std::string_view bytes) {
-  blob.resize((blob.size() + kAlign - 1) / kAlign * kAlign, '\0');
+  blob.resize((blob.size() + kTensorAlign - 1) / kTensorAlign * kTensorAlign, '\0');
   TensorMeta m{std::move(name), type, std::move(shape), blob.size(), bytes.size()};
   blob.append(bytes);
   return m;

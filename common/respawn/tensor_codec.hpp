@@ -106,6 +106,9 @@ Result<TensorMeta> tensor_meta_from_json(const nlohmann::json& j);
 // `blob`, returning the IPC metadata. Errors are bad_input and name the offending tensor.
 Result<std::vector<TensorMeta>> pack_kserve_inputs(const nlohmann::json& inputs, std::string& blob);
 
+// Where each tensor of a blob starts: a multiple of this many bytes from the blob's start.
+inline constexpr std::size_t kTensorAlign = 64;
+
 // Appends one raw tensor to `blob` at the next aligned offset and returns its metadata.
 TensorMeta append_tensor(std::string& blob, std::string name, DataType type,
                          std::vector<std::int64_t> shape, std::string_view bytes);

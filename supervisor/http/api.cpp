@@ -301,7 +301,7 @@ void Api::record(const std::string& route, int status,
       std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count());
 }
 
-void Api::handle_route(const Route& route, const HttpRequest& request, const nlohmann::json* body,
+void Api::handle_route(const Route& route, HttpRequest& request, const nlohmann::json* body,
                        const RequestContext& context, Respond& respond) {
   switch (route.id) {
     case RouteId::server_metadata:
@@ -453,7 +453,7 @@ void Api::submit(Job job, const RequestContext& context, Respond& respond) {
   }
 }
 
-void Api::infer(const HttpRequest& request, const json& body, const RequestContext& context,
+void Api::infer(HttpRequest& request, const json& body, const RequestContext& context,
                 Respond respond) {
   auto selection = triton::requested_outputs(body);
   if (!selection) return respond(error_response(selection.error()));
@@ -466,21 +466,26 @@ void Api::infer(const HttpRequest& request, const json& body, const RequestConte
   // Checked by handle(): the header is a length within the body.
   const auto json_size = triton::json_header_length(request)->value_or(request.body().size());
   std::string blob;
-  auto inputs = triton::pack_inputs(json_field(body, "inputs"),
+  auto packed = triton::pack_inputs(json_field(body, "inputs"),
                                     std::string_view(request.body()).substr(json_size), blob);
-  if (!inputs) return respond(error_response(inputs.error()));
+  if (!packed) return respond(error_response(packed.error()));
   json meta = {{"inputs", json::array()}};
-  for (const auto& t : *inputs) meta["inputs"].push_back(to_json(t));
+  for (const auto& t : packed->tensors) meta["inputs"].push_back(to_json(t));
   if (auto error = add_fault(request, meta)) return respond(error_response(*error));
   job.json = meta.dump();
-  job.weight = blob.size();
+  if (packed->in_place) {  // the body past its JSON header is the blob: no copy
+    job.binary = std::make_shared<const std::string>(std::move(request.body()));
+    job.binary_offset = json_size;
+  } else {
+    job.binary = std::make_shared<const std::string>(std::move(blob));
+  }
+  job.weight = job.tensor_bytes().size();
   // Raw tensors can be several times larger than their JSON text ("1," is an 8-byte FP64).
-  if (ipc::kHeaderSize + job.json.size() + blob.size() > ipc::kDefaultMaxFrameBytes) {
+  if (ipc::kHeaderSize + job.json.size() + job.weight > ipc::kDefaultMaxFrameBytes) {
     return respond(error_response(make_error(
         ErrorKind::too_large, "the input tensors exceed the worker's frame limit of " +
                                   std::to_string(ipc::kDefaultMaxFrameBytes) + " bytes")));
   }
-  job.binary = std::make_shared<const std::string>(std::move(blob));
   json reply = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   if (json_field(body, "id").is_string()) reply["id"] = body["id"];
   job.done = [respond, selection = std::move(*selection), reply](JobOutcome outcome) mutable {

@@ -44,7 +44,7 @@ class Api {
 
  private:
   // `body` is the parsed JSON body of a route that takes one, else null.
-  void handle_route(const Route& route, const HttpRequest& request, const nlohmann::json* body,
+  void handle_route(const Route& route, HttpRequest& request, const nlohmann::json* body,
                     const RequestContext& context, Respond& respond);
   void handle_admin(const Route& route, const HttpRequest& request, const nlohmann::json* body,
                     Respond& respond);
@@ -72,7 +72,8 @@ class Api {
   HttpResponse ready_response(bool model_route) const;
   HttpResponse model_metadata() const;
   HttpResponse metrics();
-  void infer(const HttpRequest& request, const nlohmann::json& body, const RequestContext& context,
+  // Takes the body of a binary request (its tensor bytes go to the worker as they are).
+  void infer(HttpRequest& request, const nlohmann::json& body, const RequestContext& context,
              Respond respond);
   void generate(const HttpRequest& request, const nlohmann::json& body,
                 const RequestContext& context, Respond respond);

@@ -1,7 +1,9 @@
 #include "http/http_server.hpp"
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/read.hpp>
@@ -41,6 +43,8 @@ namespace {
 
 constexpr std::size_t kHeaderLimit = 16 * 1024;
 constexpr std::size_t kDrainLimit = 4u << 20;
+// A Content-Length body at least this large skips Beast's parser (see read_body_direct).
+constexpr std::size_t kDirectBodyBytes = 64 * 1024;
 
 // What the headers alone make us refuse. A transfer coding other than chunked (gzip, say) is
 // one we cannot decode: 501 (RFC 9112 6.1). HTTP/1.1 requires Host (RFC 9112 3.2).
@@ -115,9 +119,33 @@ void HttpSession::on_header(beast::error_code ec) {
 
 void HttpSession::read_body() {
   stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
+  // The parser has checked it against the body limit with the headers.
+  if (const auto length = parser_->content_length(); length && *length >= kDirectBodyBytes) {
+    return read_body_direct(static_cast<std::size_t>(*length));
+  }
   http::async_read(
       stream_, buffer_, *parser_,
       [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+}
+
+// Beast's parser reads a body into buffer_ 64 KiB at a time and then copies it into the
+// request's string. A large body with a Content-Length (an image tensor) goes straight from the
+// socket into that string instead, in reads as large as the socket has bytes ready.
+void HttpSession::read_body_direct(std::size_t length) {
+  direct_body_.assign(length, '\0');
+  const auto have = std::min(buffer_.size(), length);  // read along with the headers
+  asio::buffer_copy(asio::buffer(direct_body_), buffer_.data(), have);
+  buffer_.consume(have);
+  asio::async_read(
+      stream_, asio::buffer(direct_body_.data() + have, length - have),
+      [length](const beast::error_code& ec, std::size_t) -> std::size_t { return ec ? 0 : length; },
+      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+        if (ec) return self->on_read(ec == asio::error::eof ? http::error::partial_message : ec);
+        self->stream_.expires_never();
+        auto request = self->parser_->release();
+        request.body() = std::move(self->direct_body_);
+        self->dispatch(std::move(request));
+      });
 }
 
 void HttpSession::on_read(beast::error_code ec) {
@@ -139,7 +167,10 @@ void HttpSession::on_read(beast::error_code ec) {
     return reject(make_error(ErrorKind::bad_input, "malformed HTTP request: " + ec.message()));
 
   stream_.expires_never();
-  auto request = parser_->release();
+  dispatch(parser_->release());
+}
+
+void HttpSession::dispatch(HttpRequest request) {
   version_ = request.version();
   keep_alive_ = request.keep_alive();
   context_.open_stream = [weak = weak_from_this()]() -> std::shared_ptr<StreamSink> {
@@ -148,7 +179,7 @@ void HttpSession::on_read(beast::error_code ec) {
   context_.on_disconnect = [weak = weak_from_this()](std::function<void()> callback) {
     if (auto self = weak.lock()) self->watch_disconnect(std::move(callback));
   };
-  api_.handle(request, context_,
+  api_.handle(std::move(request), context_,
               [self = shared_from_this()](HttpResponse res) { self->send(std::move(res)); });
 }
 

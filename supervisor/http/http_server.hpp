@@ -32,8 +32,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   // then read the body.
   void on_header(boost::beast::error_code ec);
   void read_body();
+  void read_body_direct(std::size_t length);
   void on_read(boost::beast::error_code ec);
-  void reject(const Error& error);  // answers, then closes: the stream can't be trusted
+  void dispatch(HttpRequest request);  // to the Api
+  void reject(const Error& error);     // answers, then closes: the stream can't be trusted
   void reject(HttpResponse response);
   void send(HttpResponse response);
   void on_write(boost::beast::error_code ec);
@@ -53,6 +55,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   boost::beast::tcp_stream stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::string direct_body_;  // read_body_direct's target
   std::shared_ptr<HttpResponse> response_;
   Api& api_;
   const ServeOptions& options_;

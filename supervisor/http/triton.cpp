@@ -23,6 +23,18 @@ Result<std::optional<bool>> bool_parameter(const json& params, const char* key,
   return std::optional<bool>{value.get<bool>()};
 }
 
+// Whether the body's binary part can be the IPC blob as it is: every input binary, each at an
+// offset append_tensor would give it. (Sizes are checked by pack_inputs.)
+bool fits_in_place(const json& inputs) {
+  std::uint64_t at = 0;
+  for (const auto& in : inputs) {
+    const auto& size = json_field(json_field(in, "parameters"), "binary_data_size");
+    if (!size.is_number_unsigned() || at % kTensorAlign != 0) return false;
+    at += size.get<std::uint64_t>();
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request) {
@@ -41,14 +53,18 @@ Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request
   return std::optional<std::size_t>{length};
 }
 
-Result<std::vector<TensorMeta>> pack_inputs(const json& inputs, std::string_view binary,
-                                            std::string& blob) {
+Result<PackedInputs> pack_inputs(const json& inputs, std::string_view binary, std::string& blob) {
   if (!inputs.is_array() || inputs.empty()) return bad("'inputs' must be a non-empty array");
   const bool any_binary = std::any_of(inputs.begin(), inputs.end(), [](const json& in) {
     return !json_field(json_field(in, "parameters"), "binary_data_size").is_null();
   });
-  if (!any_binary && binary.empty()) return pack_kserve_inputs(inputs, blob);
-  std::vector<TensorMeta> metas;
+  if (!any_binary && binary.empty()) {
+    auto metas = pack_kserve_inputs(inputs, blob);
+    if (!metas) return metas.error();
+    return PackedInputs{std::move(*metas), false};
+  }
+  PackedInputs packed{{}, fits_in_place(inputs)};
+  auto& metas = packed.tensors;
   std::size_t at = 0;
   for (const auto& in : inputs) {
     const auto& params = json_field(in, "parameters");
@@ -77,19 +93,26 @@ Result<std::vector<TensorMeta>> pack_inputs(const json& inputs, std::string_view
                  " bytes left)");
     }
     const auto bytes = binary.substr(at, n);
+    const auto offset = at;
     at += n;
     const auto count = element_count(meta->shape);
     if (!count) return bad("input '" + name + "': shape is too large");
     if (auto why = check_raw_tensor(meta->datatype, *count, bytes)) {
       return bad("input '" + name + "': " + *why);
     }
-    metas.push_back(append_tensor(blob, meta->name, meta->datatype, meta->shape, bytes));
+    if (packed.in_place) {
+      meta->offset = offset;
+      meta->nbytes = n;
+      metas.push_back(std::move(*meta));
+    } else {
+      metas.push_back(append_tensor(blob, meta->name, meta->datatype, meta->shape, bytes));
+    }
   }
   if (at != binary.size()) {
     return bad("the body has " + std::to_string(binary.size() - at) +
                " bytes of binary data that no input's binary_data_size claims");
   }
-  return metas;
+  return packed;
 }
 
 Result<OutputSelection> requested_outputs(const json& body) {

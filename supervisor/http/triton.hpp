@@ -2,7 +2,8 @@
 // KServe v2 infer bodies with Triton's binary tensor data extension: a request (and an answer)
 // may be a JSON header of `Inference-Header-Content-Length` bytes followed by raw tensor bytes,
 // each tensor's share named by `"parameters": {"binary_data_size": N}` in the header, in input
-// (output) order. The raw bytes are copied once, into the IPC blob (and once out of it). Pure
+// (output) order. The raw bytes go to the worker as they lie in the body when they can (see
+// pack_inputs), else copied once into the IPC blob; an answer's are copied once out of it. Pure
 // functions; thread-safe. docs/http-api.md "Binary tensor data".
 #include <optional>
 #include <string>
@@ -23,10 +24,16 @@ inline constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
 Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request);
 
 // Packs `inputs` into `blob`: an input with `binary_data_size` takes its bytes from `binary`
-// (consumed in order, all of it), the others carry JSON `data`. Errors are bad_input and name
-// the input.
-Result<std::vector<TensorMeta>> pack_inputs(const nlohmann::json& inputs, std::string_view binary,
-                                            std::string& blob);
+// (consumed in order, all of it), the others carry JSON `data`. When every input is binary and
+// each starts at a kTensorAlign boundary of `binary` (a single input always does), nothing is
+// copied: `binary` itself is the blob, `blob` stays empty, and `in_place` says so. Errors are
+// bad_input and name the input.
+struct PackedInputs {
+  std::vector<TensorMeta> tensors;
+  bool in_place = false;  // the tensors' offsets are into `binary`, not `blob`
+};
+Result<PackedInputs> pack_inputs(const nlohmann::json& inputs, std::string_view binary,
+                                 std::string& blob);
 
 // Which outputs a request wants and in which form.
 struct OutputRequest {

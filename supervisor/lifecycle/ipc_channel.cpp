@@ -37,19 +37,20 @@ void IpcChannel::send(const ipc::Frame& frame) {
 }
 
 void IpcChannel::send_raw(std::string encoded) {
-  send_parts(std::move(encoded), nullptr);
+  send_parts(std::move(encoded), nullptr, {});
 }
 
-void IpcChannel::send_parts(std::string head, std::shared_ptr<const std::string> binary) {
+void IpcChannel::send_parts(std::string head, std::shared_ptr<const std::string> owner,
+                            std::string_view binary) {
   if (!socket_.is_open()) return;
-  outbox_.push_back({std::move(head), std::move(binary)});
+  outbox_.push_back({std::move(head), std::move(owner), binary});
   if (outbox_.size() == 1) write_next();
 }
 
 void IpcChannel::write_next() {
   const auto& next = outbox_.front();
   const std::array<asio::const_buffer, 2> buffers = {
-      asio::buffer(next.head), next.binary ? asio::buffer(*next.binary) : asio::const_buffer()};
+      asio::buffer(next.head), asio::buffer(next.binary.data(), next.binary.size())};
   asio::async_write(socket_, buffers,
                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                       if (ec) return self->fail("write failed: " + ec.message(), false);

@@ -25,8 +25,9 @@ class IpcChannel : public std::enable_shared_from_this<IpcChannel> {
   void send(const ipc::Frame& frame);
   void send_raw(std::string encoded);  // an already encoded frame
   // A frame as its encoded head (encode_frame_head) and its binary, written from `binary`
-  // itself (no copy), which the write keeps alive until it is done.
-  void send_parts(std::string head, std::shared_ptr<const std::string> binary);
+  // itself (no copy): bytes that `owner` holds, which the write keeps alive until it is done.
+  void send_parts(std::string head, std::shared_ptr<const std::string> owner,
+                  std::string_view binary);
   void close();  // no on_close call for a close we asked for
   bool open() const { return socket_.is_open(); }
 
@@ -40,7 +41,8 @@ class IpcChannel : public std::enable_shared_from_this<IpcChannel> {
   std::string read_buffer_;
   struct Outgoing {
     std::string head;
-    std::shared_ptr<const std::string> binary;  // may be null
+    std::shared_ptr<const std::string> owner;  // holds `binary`; may be null
+    std::string_view binary;
   };
   std::deque<Outgoing> outbox_;
   FrameHandler on_frame_;

@@ -31,9 +31,12 @@ struct Job {
   // generate_stream, openai_completions, openai_chat), for the per-route metrics.
   std::string route;
   std::string json;
-  // The tensor bytes (infer), shared with the frame's write while it is in flight: a job can be
-  // answered, and freed, before the last of a large frame has gone out. Never null.
+  // The tensor bytes (infer): `binary` from `binary_offset` on (a binary request's body is sent
+  // as it is, past its JSON header). Shared with the frame's write while it is in flight: a job
+  // can be answered, and freed, before the last of a large frame has gone out. Never null.
   std::shared_ptr<const std::string> binary = std::make_shared<const std::string>();
+  std::size_t binary_offset = 0;
+  std::string_view tensor_bytes() const { return std::string_view(*binary).substr(binary_offset); }
   // Its share of the worker's memory, for admission (memory_budget.hpp): tensor bytes for an
   // infer, context tokens for a generate.
   std::uint64_t weight = 0;

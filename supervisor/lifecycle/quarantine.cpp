@@ -33,7 +33,7 @@ std::uint64_t Quarantine::fingerprint(const Job& job) {
   };
   mix(ipc::to_string(job.type));
   mix(job.json);
-  mix(*job.binary);
+  mix(job.tensor_bytes());
   return h;
 }
 

@@ -296,8 +296,9 @@ void WorkerProcess::send(const Job& job, std::uint64_t request_id,
   if (inflight_.empty()) arm(hang_timer_, hang_timeout_, RecycleReason::hang);
   inflight_.insert(request_id);
   state_ = WorkerState::busy;
-  channel_->send_parts(ipc::encode_frame_head(job.type, request_id, job.json, job.binary->size()),
-                       job.binary);
+  const auto bytes = job.tensor_bytes();
+  channel_->send_parts(ipc::encode_frame_head(job.type, request_id, job.json, bytes.size()),
+                       job.binary, bytes);
 }
 
 void WorkerProcess::on_answer(ipc::Frame frame) {

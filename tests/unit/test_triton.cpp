@@ -50,12 +50,44 @@ TEST(TritonBinary, BinaryInputsTakeTheirBytesInOrder) {
   const json inputs = {binary_input("a", "FP32", {2, 2}, a.size()),
                        binary_input("b", "FP32", {2}, b.size())};
   std::string blob;
-  auto metas = pack_inputs(inputs, a + b, blob);
-  ASSERT_TRUE(metas) << metas.error().message;
-  ASSERT_EQ(metas->size(), 2u);
-  EXPECT_EQ(blob.substr((*metas)[0].offset, (*metas)[0].nbytes), a);
-  EXPECT_EQ(blob.substr((*metas)[1].offset, (*metas)[1].nbytes), b);
-  EXPECT_EQ((*metas)[1].shape, (std::vector<std::int64_t>{2}));
+  auto packed = pack_inputs(inputs, a + b, blob);
+  ASSERT_TRUE(packed) << packed.error().message;
+  // b lies 16 bytes into the body, off a 64-byte boundary: both are copied, aligned, to the blob.
+  EXPECT_FALSE(packed->in_place);
+  const auto& metas = packed->tensors;
+  ASSERT_EQ(metas.size(), 2u);
+  EXPECT_EQ(blob.substr(metas[0].offset, metas[0].nbytes), a);
+  EXPECT_EQ(metas[1].offset % kTensorAlign, 0u);
+  EXPECT_EQ(blob.substr(metas[1].offset, metas[1].nbytes), b);
+  EXPECT_EQ(metas[1].shape, (std::vector<std::int64_t>{2}));
+}
+
+// The common case, an image or two: the body's bytes are the blob as they are, nothing copied.
+TEST(TritonBinary, AlignedBinaryInputsStayInTheBody) {
+  std::string sixteen;
+  for (int i = 0; i < 16; ++i) sixteen += floats({static_cast<float>(i)});
+  const auto b = floats({5, 6});
+  for (const bool two : {false, true}) {
+    const json inputs =
+        two ? json{binary_input("a", "FP32", {16}, 64), binary_input("b", "FP32", {2}, 8)}
+            : json{binary_input("a", "FP32", {16}, 64)};
+    const std::string raw = two ? sixteen + b : sixteen;
+    std::string blob;
+    auto packed = pack_inputs(inputs, raw, blob);
+    ASSERT_TRUE(packed) << packed.error().message;
+    EXPECT_TRUE(packed->in_place);
+    EXPECT_TRUE(blob.empty());
+    ASSERT_EQ(packed->tensors.size(), two ? 2u : 1u);
+    EXPECT_EQ(packed->tensors[0].offset, 0u);
+    EXPECT_EQ(raw.substr(0, packed->tensors[0].nbytes), sixteen);
+    if (two) {
+      EXPECT_EQ(packed->tensors[1].offset, 64u);
+      EXPECT_EQ(raw.substr(64, packed->tensors[1].nbytes), b);
+    }
+  }
+  // Still checked as ever: a size that runs past the body is refused.
+  std::string blob;
+  EXPECT_FALSE(pack_inputs(json{binary_input("a", "FP32", {32}, 128)}, sixteen, blob));
 }
 
 TEST(TritonBinary, JsonAndBinaryInputsMix) {
@@ -63,10 +95,11 @@ TEST(TritonBinary, JsonAndBinaryInputsMix) {
   const json inputs = {{{"name", "a"}, {"datatype", "INT32"}, {"shape", {3}}, {"data", {1, 2, 3}}},
                        binary_input("b", "FP32", {2}, b.size())};
   std::string blob;
-  auto metas = pack_inputs(inputs, b, blob);
-  ASSERT_TRUE(metas) << metas.error().message;
-  EXPECT_EQ((*metas)[0].nbytes, 12u);
-  EXPECT_EQ(blob.substr((*metas)[1].offset, 8), b);
+  auto packed = pack_inputs(inputs, b, blob);
+  ASSERT_TRUE(packed) << packed.error().message;
+  EXPECT_FALSE(packed->in_place);  // a JSON input has no bytes in the body
+  EXPECT_EQ(packed->tensors[0].nbytes, 12u);
+  EXPECT_EQ(blob.substr(packed->tensors[1].offset, 8), b);
 }
 
 TEST(TritonBinary, MalformedBinaryInputsAreRefusedByName) {
