@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 #include <algorithm>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/read.hpp>
@@ -132,19 +131,34 @@ void HttpSession::read_body() {
 // request's string. A large body with a Content-Length (an image tensor) goes straight from the
 // socket into that string instead, in reads as large as the socket has bytes ready.
 void HttpSession::read_body_direct(std::size_t length) {
-  direct_body_.assign(length, '\0');
+  direct_body_.clear();
+  direct_body_.reserve(length);  // memory is committed as it is written (read_more_body)
   const auto have = std::min(buffer_.size(), length);  // read along with the headers
+  direct_body_.resize(have);
   asio::buffer_copy(asio::buffer(direct_body_), buffer_.data(), have);
   buffer_.consume(have);
-  asio::async_read(
-      stream_, asio::buffer(direct_body_.data() + have, length - have),
-      [length](const beast::error_code& ec, std::size_t) -> std::size_t { return ec ? 0 : length; },
-      [self = shared_from_this()](beast::error_code ec, std::size_t) {
-        if (ec) return self->on_read(ec == asio::error::eof ? http::error::partial_message : ec);
-        self->stream_.expires_never();
-        auto request = self->parser_->release();
-        request.body() = std::move(self->direct_body_);
-        self->dispatch(std::move(request));
+  read_more_body(length);
+}
+
+void HttpSession::read_more_body(std::size_t length) {
+  const auto at = direct_body_.size();
+  if (at == length) {
+    stream_.expires_never();
+    auto request = parser_->release();
+    request.body() = std::move(direct_body_);
+    return dispatch(std::move(request));
+  }
+  // The string grows (zero-filled, so committed) at most a step ahead of the bytes that came:
+  // a client that announces 8 MiB and sends a byte holds 64 KiB of ours, not 8 MiB.
+  const auto step = std::min(length - at, std::max(at, kDirectBodyBytes));
+  direct_body_.resize(at + step);
+  stream_.async_read_some(
+      asio::buffer(direct_body_.data() + at, step),
+      [self = shared_from_this(), at, length](beast::error_code ec, std::size_t n) {
+        if (ec == asio::error::eof) ec = http::error::partial_message;
+        if (ec) return self->on_read(ec);
+        self->direct_body_.resize(at + n);
+        self->read_more_body(length);
       });
 }
 
