@@ -3,14 +3,17 @@
 tensor data, side by side in one run: req/s, latency and what each request costs the supervisor's
 CPU.
 
-  scripts/python bench/image.py [--arch resnet18|mobilenet_v3_small|all ...] [--model PATH]
+  scripts/python bench/image.py [--arch resnet18|mobilenet_v3_small|pool_linear|all ...]
+                                [--model PATH]
                                 [--bin build/bin/respawn] [--device cpu] [--duration 5]
                                 [--concurrency 1,8] [--json PATH] [--logs DIR]
 
 The model is a torchvision network with random weights (scripts/make_image_model.py --arch),
 made into build/models-generated/ARCH.pt (or $RESPAWN_BUILD_DIR/models-generated/) when missing:
 resnet18 (the default; its forward, ~50 ms of CPU, bounds the rows on a small CPU machine) or
-mobilenet_v3_small (~5 ms of CPU, light enough that the server's per-request cost shows).
+mobilenet_v3_small (~5 ms of CPU, light enough that the server's per-request cost shows), or
+pool_linear (not a vision network: average pooling and a linear layer, a forward as cheap as an
+image network's on a GPU, so its rows show what the server itself carries).
 --arch may be given more than once (or `all`): the archs run one after the other, one table and
 one set of ratios each. Each arch is served by its own `respawn serve --port 0 --model PATH
 --task tensor` that this script starts and stops (SIGTERM, by pid), under the file's stem.
@@ -50,7 +53,8 @@ from benchlib import ServeProcess, machine_busy_s, process_cpu_s, table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD = os.environ.get("RESPAWN_BUILD_DIR") or os.path.join(ROOT, "build")
-ARCHS = ("resnet18", "mobilenet_v3_small")  # scripts/make_image_model.py's --arch choices
+# scripts/make_image_model.py's --arch choices; pool_linear stands in for a GPU's speed
+ARCHS = ("resnet18", "mobilenet_v3_small", "pool_linear")
 SHAPE = [1, 3, 224, 224]
 HEADER = "Inference-Header-Content-Length"
 

@@ -2,8 +2,8 @@
 """Builds an image model for the tensor tests and benchmarks: a torchvision network with random
 weights (weights=None, after torch.manual_seed(0)), TorchScript (torch.jit.script), eval mode.
 
-  scripts/python scripts/make_image_model.py [--arch resnet18|mobilenet_v3_small] [--if-missing]
-                                             [OUT]
+  scripts/python scripts/make_image_model.py [--arch resnet18|mobilenet_v3_small|pool_linear]
+                                             [--if-missing] [OUT]
         (default --arch resnet18; default OUT: $RESPAWN_BUILD_DIR/models-generated/ARCH.pt,
          RESPAWN_BUILD_DIR defaulting to build/)
 
@@ -12,8 +12,13 @@ tests/python/test_tritonclient.py and bench/image.py make them when missing (--i
 lock next to OUT keeps two of them from making it at once; the file appears whole, by a
 rename). The file carries `respawn.json` as a TorchScript extra file, as scripts/make_models.py's
 models do: task `tensor`, input "image" FP32 [-1,3,224,224], output "logits" FP32 [-1,1000],
-the same for both archs. Served under the file's stem (`resnet18`, `mobilenet_v3_small`). Needs
+the same for every arch. Served under the file's stem (`resnet18`, `mobilenet_v3_small`). Needs
 torchvision (scripts/common.sh installs it into the project's venv with the other test packages).
+
+pool_linear is not a vision network but a stand-in for a GPU's speed: global average pooling and
+a 3 -> 1000 linear layer, a forward of well under a millisecond on cpu, as an image network's is
+on a GPU. With it bench/image.py measures what the server itself carries when the model is not
+the bottleneck.
 """
 import argparse
 import fcntl
@@ -26,7 +31,7 @@ import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUILD_DIR = os.environ.get("RESPAWN_BUILD_DIR") or os.path.join(ROOT, "build")
-ARCHS = ("resnet18", "mobilenet_v3_small")
+ARCHS = ("resnet18", "mobilenet_v3_small", "pool_linear")
 
 
 def default_out(arch: str) -> str:
@@ -53,7 +58,11 @@ def build(out: str, arch: str = "resnet18") -> None:
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r} (one of {', '.join(ARCHS)})")
     torch.manual_seed(0)
-    model = getattr(torchvision.models, arch)(weights=None).eval()
+    if arch == "pool_linear":
+        model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                                    torch.nn.Linear(3, 1000)).eval()
+    else:
+        model = getattr(torchvision.models, arch)(weights=None).eval()
     scripted = torch.jit.script(model)
     directory = os.path.dirname(os.path.abspath(out))
     os.makedirs(directory, exist_ok=True)
