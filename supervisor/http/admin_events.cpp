@@ -58,10 +58,11 @@ void AdminEvents::subscribe(std::shared_ptr<StreamSink> sink, Respond keep,
         make_error(ErrorKind::unavailable, "too many event streams open (at most " +
                                                std::to_string(kMaxSubscribers) + "); close one")));
   }
-  const auto id = next_id_++;
-  sink->start(http::status::ok, "text/event-stream; charset=utf-8");
+  // Built before the stream starts: if it throws, the error is still a plain answer.
   json first = snapshot_();
   first["type"] = "snapshot";
+  const auto id = next_id_++;
+  sink->start(http::status::ok, "text/event-stream; charset=utf-8");
   sink->write(sse(first));
   subscribers_.push_back({id, std::move(sink), std::move(keep)});
   if (context.on_disconnect) {

@@ -99,7 +99,9 @@ void HttpSession::read_request() {
 }
 
 void HttpSession::on_header(beast::error_code ec) {
-  if (ec == http::error::bad_transfer_encoding) ec = {};  // answered 501 below
+  // A Transfer-Encoding after a Content-Length, or a second chunked, stops Beast mid-header:
+  // bad_transfer_encoding is a 400 and the connection closes (the rest of the headers is still
+  // unread: reading on would take it for the body and let it smuggle a request).
   if (ec) return on_read(ec);
   if (auto refused = header_refusal(parser_->get())) return reject(std::move(*refused));
   if (parser_->is_done()) return on_read({});
@@ -118,8 +120,9 @@ void HttpSession::on_header(beast::error_code ec) {
 
 void HttpSession::read_body() {
   stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
-  // The parser has checked it against the body limit with the headers.
-  if (const auto length = parser_->content_length(); length && *length >= kDirectBodyBytes) {
+  // The parser has checked it against the body limit with the headers (all of them: on_header).
+  const auto length = parser_->is_header_done() ? parser_->content_length() : boost::none;
+  if (length && *length >= kDirectBodyBytes) {
     return read_body_direct(static_cast<std::size_t>(*length));
   }
   http::async_read(
@@ -137,28 +140,28 @@ void HttpSession::read_body_direct(std::size_t length) {
   direct_body_.resize(have);
   asio::buffer_copy(asio::buffer(direct_body_), buffer_.data(), have);
   buffer_.consume(have);
-  read_more_body(length);
+  read_more_body(length, have);
 }
 
-void HttpSession::read_more_body(std::size_t length) {
-  const auto at = direct_body_.size();
-  if (at == length) {
+// direct_body_ holds `received` bytes of the body and room (zero-filled) for more after them.
+void HttpSession::read_more_body(std::size_t length, std::size_t received) {
+  if (received == length) {
     stream_.expires_never();
     auto request = parser_->release();
     request.body() = std::move(direct_body_);
     return dispatch(std::move(request));
   }
-  // The string grows (zero-filled, so committed) at most a step ahead of the bytes that came:
-  // a client that announces 8 MiB and sends a byte holds 64 KiB of ours, not 8 MiB.
-  const auto step = std::min(length - at, std::max(at, kDirectBodyBytes));
-  direct_body_.resize(at + step);
+  // The room doubles (zero-filled, so committed, once) only when the bytes have filled it: a
+  // client that announces 8 MiB and sends a byte holds 64 KiB of ours, not 8 MiB.
+  if (received == direct_body_.size()) {
+    direct_body_.resize(std::min(length, std::max(2 * received, kDirectBodyBytes)));
+  }
   stream_.async_read_some(
-      asio::buffer(direct_body_.data() + at, step),
-      [self = shared_from_this(), at, length](beast::error_code ec, std::size_t n) {
+      asio::buffer(direct_body_.data() + received, direct_body_.size() - received),
+      [self = shared_from_this(), received, length](beast::error_code ec, std::size_t n) {
         if (ec == asio::error::eof) ec = http::error::partial_message;
         if (ec) return self->on_read(ec);
-        self->direct_body_.resize(at + n);
-        self->read_more_body(length);
+        self->read_more_body(length, received + n);
       });
 }
 

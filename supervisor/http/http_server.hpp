@@ -33,7 +33,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession> {
   void on_header(boost::beast::error_code ec);
   void read_body();
   void read_body_direct(std::size_t length);
-  void read_more_body(std::size_t length);
+  void read_more_body(std::size_t length, std::size_t received);
   void on_read(boost::beast::error_code ec);
   void dispatch(HttpRequest request);  // to the Api
   void reject(const Error& error);     // answers, then closes: the stream can't be trusted

@@ -360,6 +360,31 @@ TEST(Hostile, ALargeBodyCutShortIs400AndAStalledOneIsClosedAtTheReadDeadline) {
   EXPECT_EQ(server.post("/v2/models/demo/generate", generate_body("still here")).status, 200);
 }
 
+// Content-Length and then Transfer-Encoding: Beast stops reading the headers at the second.
+// Reading on would take the rest of the headers for the body and leave the body's last bytes
+// on the connection, to be read as a request of the client's making (request smuggling).
+TEST(Hostile, ContentLengthWithTransferEncodingIs400AndClosesTheConnection) {
+  Server server(fake_args());
+  ASSERT_TRUE(server.wait_ready()) << server.log();
+  const std::string rest = "Transfer-Encoding: chunked\r\nX-Pad: " + std::string(64, 'p') +
+                           "\r\n\r\n";  // the headers after Content-Length
+  std::string smuggled = "GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\nX-P: ";
+  smuggled += std::string(rest.size() - smuggled.size() - 4, 'q') + "\r\n\r\n";
+  ASSERT_EQ(smuggled.size(), rest.size());
+  const std::size_t length = 70000;
+  const std::string body = std::string(length - smuggled.size(), 'a') + smuggled;
+  RawConnection c(server.port());
+  ASSERT_TRUE(
+      c.send("POST /v2/models/demo/generate HTTP/1.1\r\nHost: localhost\r\n"
+             "Content-Length: " +
+             std::to_string(length) + "\r\n" + rest + body));
+  const auto r = c.read_until("\"live\"", seconds(5));
+  EXPECT_EQ(status_of(r), 400) << r;
+  EXPECT_EQ(count_lines(r, "HTTP/1.1 "), 1u) << "the body's tail was served as a request: " << r;
+  EXPECT_TRUE(c.at_eof()) << r;
+  EXPECT_EQ(server.get("/v2/health/live").status, 200);
+}
+
 TEST(Hostile, ABodyAnnouncedButNotSentHoldsNoMemory) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "ASan's allocator touches (poisons) what it hands out";
