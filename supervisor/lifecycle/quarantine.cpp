@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 
 #include "respawn/utf8.hpp"
 
@@ -24,12 +25,26 @@ double seconds(Quarantine::Clock::duration d) {
 }  // namespace
 
 std::uint64_t Quarantine::fingerprint(const Job& job) {
-  // FNV-1a over the type and both payload parts: stable across runs, so ids in logs and in
-  // /admin/quarantine mean the same thing.
+  // An FNV-1a-style hash over the type and both payload parts: stable across runs, so ids in
+  // logs and in /admin/quarantine mean the same thing.
+  // Refusal hashes every job while the quarantine holds anything: the bytes go eight at a time
+  // (a 600 KB image: ~0.3 ms; a byte at a time it was ~1.3 ms, more than the rest of its
+  // request), each step folding the high half back so every input bit reaches the low bits.
+  constexpr std::uint64_t kPrime = 0x100000001b3ULL;
   std::uint64_t h = 0xcbf29ce484222325ULL;
-  const auto mix = [&h](std::string_view bytes) {
-    for (const unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
-    h = (h ^ 0xff) * 0x100000001b3ULL;  // a separator: ("ab","c") differs from ("a","bc")
+  const auto step = [&h](std::uint64_t v) {
+    h = (h ^ v) * kPrime;
+    h ^= h >> 32;
+  };
+  const auto mix = [&step](std::string_view bytes) {
+    std::size_t i = 0;
+    for (; i + 8 <= bytes.size(); i += 8) {
+      std::uint64_t word;
+      std::memcpy(&word, bytes.data() + i, 8);
+      step(word);
+    }
+    for (; i < bytes.size(); ++i) step(static_cast<unsigned char>(bytes[i]));
+    step(0x100 | bytes.size());  // a separator: ("ab","c") differs from ("a","bc")
   };
   mix(ipc::to_string(job.type));
   mix(job.json);

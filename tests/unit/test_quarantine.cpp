@@ -99,5 +99,32 @@ TEST(Quarantine, FingerprintsAreStable) {
   EXPECT_NE(Quarantine::fingerprint(job("ab")), Quarantine::fingerprint(job("a")));
 }
 
+TEST(Quarantine, EveryByteOfALargePayloadCounts) {
+  Job a = job(R"({"inputs":[]})", ipc::MessageType::infer);
+  std::string image(602112, '\x3f');
+  a.binary = std::make_shared<const std::string>(image);
+  const auto base = Quarantine::fingerprint(a);
+  EXPECT_EQ(base, Quarantine::fingerprint(a));
+  // One bit anywhere (the top bit of a word, the tail after the last whole word) changes it,
+  // in its low bits too (the ones a hash table's buckets use).
+  for (const std::size_t at :
+       {std::size_t{0}, std::size_t{7}, std::size_t{301059}, image.size() - 1}) {
+    for (const unsigned char bit : {0x01, 0x80}) {
+      std::string changed = image;
+      changed[at] = static_cast<char>(changed[at] ^ bit);
+      Job b = a;
+      b.binary = std::make_shared<const std::string>(changed);
+      const auto other = Quarantine::fingerprint(b);
+      EXPECT_NE(other, base) << at << " " << int(bit);
+      EXPECT_NE(other & 0xffff, base & 0xffff) << at << " " << int(bit);
+    }
+  }
+  // Where the JSON ends and the bytes begin matters.
+  Job c = job("ab", ipc::MessageType::infer), d = job("a", ipc::MessageType::infer);
+  c.binary = std::make_shared<const std::string>("c");
+  d.binary = std::make_shared<const std::string>("bc");
+  EXPECT_NE(Quarantine::fingerprint(c), Quarantine::fingerprint(d));
+}
+
 }  // namespace
 }  // namespace respawn
