@@ -80,7 +80,9 @@ void check_response(HttpResponse& res, unsigned version, bool keep_alive) {
   // With no worker nothing can fail internally: a 500 is a handler's exception that Api::handle
   // turned into an answer (a bug all the same).
   FUZZ_CHECK(status != 500, "a 500: a handler threw or failed internally");
-  const bool text = res[http::field::content_type].rfind("text/plain", 0) == 0;  // /metrics
+  // /metrics is text/plain, the status page (GET /, /status) text/html; errors are JSON.
+  const auto type = res[http::field::content_type];
+  const bool text = type.rfind("text/plain", 0) == 0 || type.rfind("text/html", 0) == 0;
   FUZZ_CHECK(!text || status == 200, "a text error answer");
   if (!text) {
     const json body = parse_json(res.body());

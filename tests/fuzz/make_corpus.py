@@ -175,6 +175,7 @@ def http():
         "infer_binary": (loop, http_request(
             "POST", "/v2/models/demo/versions/1/infer", binary_header.encode() + b"\0" * 8,
             [f"Inference-Header-Content-Length: {len(binary_header)}"])),
+        "status_page": (0, http_request("GET", "/") + http_request("GET", "/status?x=1")),
         "stats": (0, http_request("GET", "/v2/models/stats") +
                   http_request("GET", "/v2/models/demo/versions/1/stats")),
         "generate": (0, http_request("POST", "/v2/models/demo/generate", gen,
