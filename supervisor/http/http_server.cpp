@@ -120,8 +120,8 @@ void HttpSession::on_header(beast::error_code ec) {
 
 void HttpSession::read_body() {
   stream_.expires_after(std::chrono::milliseconds(options_.read_timeout_ms));
-  // The parser has checked it against the body limit with the headers (all of them: on_header).
-  const auto length = parser_->is_header_done() ? parser_->content_length() : boost::none;
+  // The headers are all in (on_header stops at any error), and the length within the body limit.
+  const auto length = parser_->content_length();
   if (length && *length >= kDirectBodyBytes) {
     return read_body_direct(static_cast<std::size_t>(*length));
   }

@@ -119,6 +119,12 @@ TEST(Quarantine, EveryByteOfALargePayloadCounts) {
       EXPECT_NE(other & 0xffff, base & 0xffff) << at << " " << int(bit);
     }
   }
+  // Only the tensor bytes count, not what lies before binary_offset (a binary request's body
+  // kept whole, its JSON header first).
+  Job whole = a;
+  whole.binary = std::make_shared<const std::string>("{\"header\":1}" + image);
+  whole.binary_offset = 12;
+  EXPECT_EQ(Quarantine::fingerprint(whole), base);
   // Where the JSON ends and the bytes begin matters.
   Job c = job("ab", ipc::MessageType::infer), d = job("a", ipc::MessageType::infer);
   c.binary = std::make_shared<const std::string>("c");
