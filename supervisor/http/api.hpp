@@ -51,6 +51,9 @@ class Api {
   std::optional<HttpResponse> admin_refusal(const HttpRequest& request,
                                             const RequestContext& context) const;
   HttpResponse patch_policy(const nlohmann::json& body);
+  // POST /admin/reload: the tokenizer files (if any), then the model, are read again.
+  void reload(Respond respond);
+  void reload_model(std::shared_ptr<const TextModel> text, Respond respond);
   nlohmann::json workers_body() const;  // GET /admin/workers
   nlohmann::json events_snapshot();     // the first event of GET /admin/events
   // POST /tokenize and /detokenize (api_tokenize.cpp); a long prompt is tokenized on the

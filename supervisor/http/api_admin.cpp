@@ -163,12 +163,7 @@ void Api::handle_admin(const Route& route, const HttpRequest& request, const jso
                                    {{"recycling", now ? "now" : "graceful"}, {"pid", pid}}));
     }
     case RouteId::admin_reload:
-      // Answered once the model has loaded again (or failed to): the worker then rolls over.
-      return manager.reload([respond, pid = manager.current_pid()](Result<json> result) {
-        if (!result) return respond(error_response(result.error()));
-        respond(json_response(http::status::ok,
-                              {{"reloaded", true}, {"recycling", pid}, {"fork_server", *result}}));
-      });
+      return reload(std::move(respond));
     case RouteId::admin_fault:
       return respond(put_fault(*body));
     case RouteId::admin_quarantine: {
@@ -202,6 +197,47 @@ json Api::events_snapshot() {
   return {{"workers", workers_body()},
           {"policy", to_json(manager.policy())},
           {"quarantine", {{"quarantine", manager.quarantine_list()}}}};
+}
+
+// The tokenizer files, when the server has any (--tokenizer, or those the model file carried at
+// start-up), are read again first, on the helper thread: if they do not load, nothing changes.
+// The new tokenizer serves once the model has loaded again too, so that both change together.
+void Api::reload(Respond respond) {
+  if (options_.tokenizer.empty()) return reload_model(nullptr, std::move(respond));
+  boost::asio::post(parse_pool_, [this, respond = std::move(respond)]() mutable {
+    auto text = std::make_shared<Result<std::shared_ptr<const TextModel>>>(
+        make_error(ErrorKind::internal, "unexpected exception"));
+    try {
+      *text = TextModel::load(options_.tokenizer);
+    } catch (const std::exception& e) {
+      *text = make_error(ErrorKind::internal, e.what());
+    }
+    boost::asio::post(scheduler_.io(), [this, text, respond = std::move(respond)]() mutable {
+      run_guarded(metrics_, respond, [&] {
+        if (!*text) {
+          return respond(error_response(make_error(
+              ErrorKind::internal, "the tokenizer did not load again (" + text->error().message +
+                                       "); the running one still serves")));
+        }
+        reload_model(std::move(**text), std::move(respond));
+      });
+    });
+  });
+}
+
+// Answered once the model has loaded again (or failed to): the worker then rolls over.
+void Api::reload_model(std::shared_ptr<const TextModel> text, Respond respond) {
+  auto& manager = scheduler_.manager();
+  manager.reload([this, text = std::move(text), respond = std::move(respond),
+                  pid = manager.current_pid()](Result<json> result) {
+    if (!result) return respond(error_response(result.error()));
+    if (text) {
+      text_ = text;
+      spdlog::info("reload: the tokenizer files of {} were read again", options_.tokenizer);
+    }
+    respond(json_response(http::status::ok,
+                          {{"reloaded", true}, {"recycling", pid}, {"fork_server", *result}}));
+  });
 }
 
 HttpResponse Api::patch_policy(const json& body) {

@@ -140,5 +140,46 @@ TEST(Tokenize, AnUnreadableTokenizerStopsTheServerAtStartWithTheReason) {
   }
 }
 
+// POST /admin/reload reads the tokenizer files again along with the model: a tokenizer.json
+// replaced on disk serves after it; one that does not load is refused and changes nothing.
+TEST(Tokenize, AReloadReadsTheTokenizerFilesAgain) {
+  TempDir dir("respawn-tokenize-");
+  const auto tok = dir.path() / "tok";
+  write_tokenizer_folder(tok);
+  Server server(fake_args({"--tokenizer", tok.string()}));
+  ASSERT_TRUE(server.wait_ready());
+  const auto refs = read_json(data_path("tokenizers/references.json"));
+  const std::string text = refs["strings"][2];
+  const auto qwen2 = refs["variants"]["qwen2"]["cases"][2]["plain"]["ids"];
+  const auto gpt2 = refs["variants"]["gpt2"]["cases"][2]["plain"]["ids"];
+  ASSERT_NE(qwen2, gpt2);
+  const auto ids = [&] {
+    const auto r = server.post("/tokenize", json{{"prompt", text}}.dump());
+    EXPECT_EQ(r.status, 200) << r.body;
+    return r.json()["tokens"];
+  };
+  EXPECT_EQ(ids(), qwen2);
+
+  fs::copy_file(data_path("tokenizers/gpt2/tokenizer.json"), tok / "tokenizer.json",
+                fs::copy_options::overwrite_existing);
+  EXPECT_EQ(ids(), qwen2);  // read at start-up and at a reload only
+  const pid_t worker = server.worker_pid();
+  auto reload = server.post("/admin/reload", "");
+  ASSERT_EQ(reload.status, 200) << reload.body;
+  EXPECT_EQ(ids(), gpt2);
+  EXPECT_TRUE(wait_until([&] { return server.worker_pid() != worker; }, std::chrono::seconds(10)));
+
+  std::ofstream(tok / "tokenizer.json", std::ios::trunc) << "{ not json";
+  const pid_t fork_server = server.workers()["fork_server"].value("pid", 0);
+  reload = server.post("/admin/reload", "");
+  EXPECT_EQ(reload.status, 500) << reload.body;
+  EXPECT_NE(reload.json().value("error", "").find("the tokenizer did not load again"),
+            std::string::npos)
+      << reload.body;
+  EXPECT_EQ(ids(), gpt2);
+  EXPECT_EQ(server.workers()["fork_server"].value("pid", 0), fork_server);
+  EXPECT_EQ(server.metric("respawn_worker_recycles_total{reason=\"reload\"}"), 1);
+}
+
 }  // namespace
 }  // namespace respawn::test
