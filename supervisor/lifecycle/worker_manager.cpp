@@ -369,16 +369,15 @@ void WorkerManager::on_ready(Worker& worker) {
 }
 
 // A cpu worker forked by the fork server costs a few milliseconds and, its weights being shared
-// copy-on-write, little memory: instead of letting the batch in flight drain before the
-// replacement even starts, the replacement is forked as the recycle becomes due, and takes over
-// (as a spare would) once ready. Not on a GPU: two workers there hold two copies of the model
-// (prestart_spare is the operator's say-so for that).
+// copy-on-write, little memory: instead of letting the batch in flight drain, or the retiring
+// worker exit, before the replacement even starts, the replacement is forked as the recycle
+// becomes due, and takes over (as a spare would) once ready. Not on a GPU: two workers there
+// hold two copies of the model (prestart_spare is the operator's say-so for that).
 void WorkerManager::fork_successor() {
   if (stopping_ || !fork_server_ || fork_server_->state() != ForkServer::State::ready) return;
   if (json_get<std::string>(model_info_, "device", "") != "cpu") return;
   if (breaker_.state(Clock::now()) != CircuitBreaker::State::closed) return;
-  spdlog::info("forking the successor of worker {} while it finishes its requests",
-               current_->pid());
+  spdlog::info("forking the successor of worker {}", current_->pid());
   spare_ = spawn_worker();
 }
 
@@ -496,12 +495,13 @@ void WorkerManager::check_worker(bool after_request) {
 
 void WorkerManager::retire_current(RecycleReason reason) {
   count_recycle(reason, current_->pid());
+  if (!spare_) fork_successor();  // on cpu: no need to wait for the old one's exit
   auto old = std::move(current_);
   current_.reset();
   old->drain(reason, milliseconds(policy_.drain_timeout_ms));
   retiring_.push_back(std::move(old));
-  // With a spare it takes over now; without, the replacement starts once the old worker has
-  // exited and freed its (GPU) memory, in on_exited.
+  // With a spare (or a successor) it takes over now; without, the replacement starts once the
+  // old worker has exited and freed its (GPU) memory, in on_exited.
   if (spare_) promote_spare();
   metrics_.set_ready(ready());
 }

@@ -361,5 +361,27 @@ TEST(ForkServer, ARecycleForksTheSuccessorAtOnceOnCpuAndHandsOverToIt) {
   expect_a_hand_over(false);
 }
 
+// On cpu a recycle with nothing in flight does not wait for the old worker's exit either (it
+// needs ~10 ms, and a cold start would wait for its memory): the successor is forked first.
+TEST(ForkServer, ARecycleWithNothingInFlightForksTheSuccessorBeforeTheOldWorkerExits) {
+  Server server(real_args({"--max-requests", "1"}));
+  ASSERT_TRUE(server.wait_ready());
+  const pid_t old_worker = server.worker_pid();
+  const auto r = generate(server, "a");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(answered_by(r), old_worker);
+  ASSERT_TRUE(wait_until([&] { return process_gone(old_worker); }, seconds(10)));
+  ASSERT_TRUE(
+      wait_until([&] { return server.workers().value("state", "") == "ready"; }, seconds(10)));
+  const auto next = generate(server, "b");
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_NE(answered_by(next), old_worker);
+  const auto log = server.log();
+  const auto forking = log.find("forking the successor of worker " + std::to_string(old_worker));
+  const auto exited = log.find("worker " + std::to_string(old_worker) + " exited");
+  ASSERT_NE(exited, std::string::npos) << log;
+  EXPECT_LT(forking, exited) << log;
+}
+
 }  // namespace
 }  // namespace respawn::test
