@@ -90,7 +90,8 @@ bool send_control(int fd, const nlohmann::json& message) {
   return n == static_cast<ssize_t>(text.size());
 }
 
-std::optional<std::vector<std::string>> serve_forks(int fd) {
+std::optional<std::vector<std::string>> serve_forks(int fd,
+                                                    const std::function<void(pid_t)>& forked) {
   while (auto request = receive(fd)) {
     auto args = worker_args(request->body);
     if (!args || request->fd < 0) {
@@ -115,6 +116,7 @@ std::optional<std::vector<std::string>> serve_forks(int fd) {
       spdlog::error("clone(CLONE_PARENT): {}", std::strerror(error));
       send_control(fd, {{"error", std::string("clone: ") + std::strerror(error)}});
     } else {
+      if (forked) forked(pid);
       send_control(fd, {{"pid", pid}});
     }
   }

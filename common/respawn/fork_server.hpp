@@ -13,6 +13,7 @@
 // it is the supervisor's child, not the fork server's, so the supervisor reaps it, signals it
 // through a pidfd, and it dies with the supervisor (PR_SET_PDEATHSIG) and outlives a fork server
 // that dies.
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,7 +30,9 @@ bool send_control(int fd, const nlohmann::json& message);
 
 // Serves fork requests on `fd` until the supervisor closes its end; then returns nothing. In a
 // forked child it returns the worker's command line, with its IPC socket on fd 3 (the control
-// socket is closed there).
-std::optional<std::vector<std::string>> serve_forks(int fd);
+// socket is closed there). `forked`, if given, runs in the fork server after each fork, before
+// the answer (a test's fault hook).
+std::optional<std::vector<std::string>> serve_forks(
+    int fd, const std::function<void(pid_t)>& forked = nullptr);
 
 }  // namespace respawn

@@ -1,12 +1,15 @@
 #include "lifecycle/worker_manager.hpp"
 
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cassert>
 
 #include <spdlog/spdlog.h>
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
+#include <filesystem>
 
 #include "lifecycle/worker_process.hpp"
 #include "respawn/json_util.hpp"
@@ -136,6 +139,7 @@ void WorkerManager::on_fork_server_ready(ForkServer& server) {
 }
 
 void WorkerManager::on_fork_server_exited(ForkServer& server) {
+  reap_strays();
   if (&server == next_fork_server_.get()) {
     next_fork_server_.reset();
     finish_reload(make_error(
@@ -164,6 +168,34 @@ void WorkerManager::on_fork_server_exited(ForkServer& server) {
   });
 }
 
+void WorkerManager::reap_strays() {
+  strays_dying_ = false;
+  // Every process running the worker binary that is our child is a worker or a fork server
+  // we know, or a stray. A child's pid cannot be reused before we reap it: kill() is safe.
+  std::vector<pid_t> known;
+  for (const auto* w : {&current_, &spare_}) {
+    if (*w) known.push_back((*w)->pid());
+  }
+  for (const auto& w : retiring_) known.push_back(w->pid());
+  for (const auto* f : {&fork_server_, &next_fork_server_}) {
+    if (*f) known.push_back((*f)->pid());
+  }
+  const auto name = std::filesystem::path(options_.worker_bin).filename().string();
+  if (name.empty()) return;
+  for (const pid_t pid : children_named(name)) {
+    if (std::find(known.begin(), known.end(), pid) != known.end()) continue;
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) {
+      spdlog::warn(
+          "reaped process {}, a worker forked by a fork server that ended before it "
+          "said so",
+          pid);
+      continue;
+    }
+    ::kill(pid, SIGKILL);
+    strays_dying_ = true;
+  }
+}
+
 void WorkerManager::reload(std::function<void(Result<nlohmann::json>)> done) {
   if (reload_done_) {
     return done(make_error(ErrorKind::unavailable, "a reload is already in progress"));
@@ -187,6 +219,7 @@ void WorkerManager::housekeep() {
   housekeeping_timer_.async_wait([weak = weak_from_this()](const boost::system::error_code& ec) {
     auto self = weak.lock();
     if (ec || !self || self->stopping_) return;
+    if (self->strays_dying_) self->reap_strays();
     self->check_worker();
     self->housekeep();
   });

@@ -133,6 +133,10 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   void start_fork_server(bool for_reload);
   void on_fork_server_ready(ForkServer& server);
   void on_fork_server_exited(ForkServer& server);
+  // A worker forked just before its fork server died (or was killed for not answering) is our
+  // child (CLONE_PARENT) whose pid we never learned: it is killed and reaped here, or it would
+  // stay a zombie. Run when a fork server has ended, and then once a second while one is dying.
+  void reap_strays();
   void finish_reload(Result<nlohmann::json> result);
   void recycle_for(RecycleReason reason, bool now);
   void start_current();
@@ -196,6 +200,7 @@ class WorkerManager : public std::enable_shared_from_this<WorkerManager> {
   std::function<void(Result<nlohmann::json>)> reload_done_;
   boost::asio::steady_timer fork_server_timer_;
   unsigned fork_server_failures_ = 0;  // consecutive fork servers that ended
+  bool strays_dying_ = false;          // reap_strays() killed one: reap it next time
   bool started_ = false;               // start() was called
   bool first_start_pending_ = false;   // the first worker waits for the fork server
   std::shared_ptr<Worker> current_;

@@ -9,7 +9,11 @@
 
 #include <spdlog/spdlog.h>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "lifecycle/fork_server.hpp"
 #include "respawn/json_util.hpp"
@@ -105,6 +109,30 @@ void close_pidfd(asio::posix::stream_descriptor& pidfd) {
 
 void kill_through(asio::posix::stream_descriptor& pidfd) {
   ::syscall(SYS_pidfd_send_signal, pidfd.native_handle(), SIGKILL, nullptr, 0);
+}
+
+std::vector<pid_t> children_named(std::string_view name) {
+  name = name.substr(0, 15);  // TASK_COMM_LEN - 1
+  const pid_t self = ::getpid();
+  std::vector<pid_t> out;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const auto entry = it->path().filename().string();
+    if (entry.find_first_not_of("0123456789") != std::string::npos) continue;
+    // "PID (COMM) STATE PPID ...": COMM may hold anything, so its end is the last ')'.
+    std::ifstream in(it->path() / "stat");
+    const std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto open = stat.find('(');
+    const auto close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos || close < open) continue;
+    char state = 0;
+    int ppid = 0;
+    if (std::sscanf(stat.c_str() + close + 1, " %c %d", &state, &ppid) != 2) continue;
+    if (ppid != self || std::string_view(stat).substr(open + 1, close - open - 1) != name) continue;
+    out.push_back(static_cast<pid_t>(std::stol(entry)));
+  }
+  return out;
 }
 
 WorkerFactory worker_process_factory(asio::io_context& io) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <vector>
 
@@ -54,6 +55,8 @@ void reap_when_exited(std::weak_ptr<const void> owner, boost::asio::posix::strea
 void close_pidfd(boost::asio::posix::stream_descriptor& pidfd);
 // SIGKILL through the pidfd, so it can never reach another process that reused the pid.
 void kill_through(boost::asio::posix::stream_descriptor& pidfd);
+// This process's children whose name (/proc/PID/comm) is the first 15 bytes of `name`.
+std::vector<pid_t> children_named(std::string_view name);
 
 // The factory the server uses: a WorkerProcess, spawned.
 WorkerFactory worker_process_factory(boost::asio::io_context& io);

@@ -10,7 +10,7 @@
 // (a request's "fault", --fault at start; see common/respawn/fault.hpp) work the same way.
 // With --fork-server it is a fork server (common/respawn/fork_server.hpp) holding nothing: it
 // says ready at once and forks fake workers; RESPAWN_FAKE_FORK_SERVER=fail-load makes it report
-// a load failure instead.
+// a load failure instead, =die-after-fork makes it exit after a fork without answering.
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -143,7 +143,12 @@ int run(const std::vector<std::string>& args) {
                                {"holds", "nothing"},
                                {"load_ms", 0},
                                {"rss_bytes", respawn::rss_bytes(0)}});
-    auto child = respawn::serve_forks(fd);
+    // die-after-fork: the fork server ends between a fork and its answer (the worker it
+    // forked is the supervisor's child, whose pid the supervisor never learns).
+    const bool die_after_fork = env_or("RESPAWN_FAKE_FORK_SERVER", "") == "die-after-fork";
+    auto child = respawn::serve_forks(fd, [die_after_fork](pid_t) {
+      if (die_after_fork) ::_exit(3);
+    });
     return child ? run(*child) : 0;
   }
   std::this_thread::sleep_for(

@@ -198,6 +198,32 @@ TEST(ForkServer, AFailedLoadFallsBackToColdWorkers) {
   EXPECT_NE(server.log().find("injected fork server load failure"), std::string::npos);
 }
 
+// A fork server that ends between a fork and its answer leaves a worker that is the
+// supervisor's child (CLONE_PARENT) with a pid the supervisor never learned: it is found and
+// reaped, not left a zombie, however often that happens.
+TEST(ForkServer, AWorkerForkedJustBeforeItsForkServerDiedIsReaped) {
+  Server server(fake_args({"--max-requests", "1", "--restart-backoff-ms", "20"}),
+                {{"RESPAWN_FAKE_FORK_SERVER", "die-after-fork"}});
+  ASSERT_TRUE(server.wait_ready());
+  // Each worker start finds a fork server (restarted after each death) or starts cold.
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(server.post("/v2/models/demo/generate", prompt("n" + std::to_string(i))).status, 200);
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_GE(server.metric("respawn_fork_server_failures_total"), 2);
+  EXPECT_NE(server.log().find("its socket closed during a fork request"), std::string::npos);
+  // Left: the current worker, a fork server, and one worker still exiting at most.
+  Children kids;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        kids = children_of(server.pid());
+        return kids.zombies == 0 && kids.pids.size() <= 2;
+      },
+      seconds(10)))
+      << kids.pids.size() << " children, " << kids.zombies << " zombies";
+  EXPECT_NE(server.log().find("a worker forked by a fork server that ended"), std::string::npos);
+}
+
 TEST(ForkServer, TheSupervisorsDeathLeavesNoProcessBehind) {
   Server server(real_args());
   ASSERT_TRUE(server.wait_ready());
