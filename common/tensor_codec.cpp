@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 namespace respawn {
 namespace {
@@ -89,18 +90,40 @@ void flatten(const nlohmann::json& data, std::vector<const nlohmann::json*>& out
   }
 }
 
+// A JsonNumber with the part of nlohmann::json's interface that the packing below uses, so that
+// both kinds of element go through the same checks.
+struct NumberView {
+  JsonNumber n;
+  bool is_boolean() const { return false; }
+  bool is_number() const { return true; }
+  bool is_number_integer() const { return n.kind != JsonNumber::Kind::floating; }
+  bool is_number_unsigned() const { return n.kind == JsonNumber::Kind::unsigned_integer; }
+  template <typename T>
+  T get() const {
+    switch (n.kind) {
+      case JsonNumber::Kind::unsigned_integer:
+        return static_cast<T>(n.u);
+      case JsonNumber::Kind::signed_integer:
+        return static_cast<T>(n.i);
+      case JsonNumber::Kind::floating:
+        break;
+    }
+    return static_cast<T>(n.d);
+  }
+};
+
 // nlohmann keeps parsed non-negative integers as unsigned and integers built in code as
 // signed; both storages must be range-checked against T.
-template <typename T>
-bool put_integer(const nlohmann::json& v, char* out) {
+template <typename T, typename V>
+bool put_integer(const V& v, char* out) {
   if (!v.is_number_integer()) return false;
   T t;
   if (v.is_number_unsigned()) {
-    const auto x = v.get<std::uint64_t>();
+    const auto x = v.template get<std::uint64_t>();
     if (x > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) return false;
     t = static_cast<T>(x);
   } else {
-    const auto x = v.get<std::int64_t>();
+    const auto x = v.template get<std::int64_t>();
     if (x < static_cast<std::int64_t>(std::numeric_limits<T>::min())) return false;
     if (x > 0 && static_cast<std::uint64_t>(x) > std::numeric_limits<T>::max()) return false;
     t = static_cast<T>(x);
@@ -109,10 +132,10 @@ bool put_integer(const nlohmann::json& v, char* out) {
   return true;
 }
 
-template <typename T>
-bool put_float(const nlohmann::json& v, char* out) {
+template <typename T, typename V>
+bool put_float(const V& v, char* out) {
   if (!v.is_number()) return false;
-  const double d = v.get<double>();
+  const double d = v.template get<double>();
   // Narrowing an out-of-range double to float is undefined behaviour, not infinity.
   if (std::abs(d) > static_cast<double>(std::numeric_limits<T>::max())) return false;
   const T t = static_cast<T>(d);
@@ -121,10 +144,10 @@ bool put_float(const nlohmann::json& v, char* out) {
 }
 
 // FP16 and BF16, rounded straight from the JSON double (through float it could round twice).
-bool put_small_float(const nlohmann::json& v, double max, std::uint16_t (*round)(double),
-                     char* out) {
+template <typename V>
+bool put_small_float(const V& v, double max, std::uint16_t (*round)(double), char* out) {
   if (!v.is_number()) return false;
-  const double d = v.get<double>();
+  const double d = v.template get<double>();
   if (std::abs(d) > max) return false;
   const std::uint16_t bits = round(d);
   std::memcpy(out, &bits, sizeof bits);
@@ -132,11 +155,12 @@ bool put_small_float(const nlohmann::json& v, double max, std::uint16_t (*round)
 }
 
 // Writes one JSON element of a fixed-size `type` into out; false if the value does not fit.
-bool put_element(DataType type, const nlohmann::json& v, char* out) {
+template <typename V>
+bool put_element(DataType type, const V& v, char* out) {
   switch (type) {
     case DataType::BOOL:
       if (!v.is_boolean()) return false;
-      *out = v.get<bool>() ? 1 : 0;
+      *out = v.template get<bool>() ? 1 : 0;
       return true;
     case DataType::UINT8:
       return put_integer<std::uint8_t>(v, out);
@@ -168,23 +192,37 @@ bool put_element(DataType type, const nlohmann::json& v, char* out) {
   return false;
 }
 
-// The JSON `data` of a tensor as raw bytes; nullopt with `bad` set to the index of the first
-// element that is not a valid `type`.
-std::optional<std::string> pack_data(DataType type, const std::vector<const nlohmann::json*>& flat,
+// The JSON `data` of a tensor (`count` elements, `element(i)` the i-th) as raw bytes; nullopt
+// with `bad` set to the index of the first element that is not a valid `type`.
+template <typename Element>
+std::optional<std::string> pack_data(DataType type, std::size_t count, Element element,
                                      std::size_t& bad) {
   std::string bytes;
   const std::size_t size = element_size(type);
-  if (size != 0) bytes.resize(flat.size() * size);
-  for (bad = 0; bad < flat.size(); ++bad) {
-    const nlohmann::json& v = *flat[bad];
+  if (size != 0) bytes.resize(count * size);
+  for (bad = 0; bad < count; ++bad) {
+    const auto& v = element(bad);
     if (size != 0) {
       if (!put_element(type, v, bytes.data() + bad * size)) return std::nullopt;
-    } else if (!v.is_string() ||
-               !append_bytes_element(bytes, v.get_ref<const nlohmann::json::string_t&>())) {
-      return std::nullopt;
+    } else if constexpr (std::is_same_v<std::decay_t<decltype(v)>, nlohmann::json>) {
+      if (!v.is_string() ||
+          !append_bytes_element(bytes, v.template get_ref<const nlohmann::json::string_t&>())) {
+        return std::nullopt;
+      }
+    } else {
+      return std::nullopt;  // a BYTES element must be a string
     }
   }
   return bytes;
+}
+
+// The numbers of a `data` array that parse_infer_body read, or null when `data` is no such
+// value.
+const nlohmann::json::binary_t* json_numbers(const nlohmann::json& data) {
+  if (!data.is_binary()) return nullptr;
+  const auto& binary = data.get_binary();
+  if (!binary.has_subtype() || binary.subtype() != kJsonNumbersSubtype) return nullptr;
+  return &binary;
 }
 
 template <typename T>
@@ -447,14 +485,29 @@ Result<std::vector<TensorMeta>> pack_kserve_inputs(const nlohmann::json& inputs,
     const auto count = element_count(meta->shape);
     if (!count) return bad(meta->name, "shape is too large");
     if (!in.contains("data")) return bad(meta->name, "missing 'data'");
+    const auto* numbers = json_numbers(in["data"]);
     flat.clear();
-    flatten(in["data"], flat);
-    if (flat.size() != *count) {
+    if (!numbers) flatten(in["data"], flat);
+    const std::size_t n = numbers ? numbers->size() / sizeof(JsonNumber) : flat.size();
+    if (n != *count) {
       return bad(meta->name, "shape holds " + std::to_string(*count) + " elements but data has " +
-                                 std::to_string(flat.size()));
+                                 std::to_string(n));
     }
     std::size_t bad_element = 0;
-    const auto bytes = pack_data(meta->datatype, flat, bad_element);
+    const auto bytes =
+        numbers
+            ? pack_data(
+                  meta->datatype, n,
+                  [numbers](std::size_t i) {
+                    NumberView v;
+                    std::memcpy(&v.n, numbers->data() + i * sizeof(JsonNumber), sizeof(JsonNumber));
+                    return v;
+                  },
+                  bad_element)
+            : pack_data(
+                  meta->datatype, n,
+                  [&flat](std::size_t i) -> const nlohmann::json& { return *flat[i]; },
+                  bad_element);
     if (!bytes) {
       return bad(meta->name, "element " + std::to_string(bad_element) + " is not a valid " +
                                  std::string(to_string(meta->datatype)));

@@ -102,6 +102,22 @@ bool append_bytes_element(std::string& raw, std::string_view element);
 nlohmann::json to_json(const TensorMeta& meta);
 Result<TensorMeta> tensor_meta_from_json(const nlohmann::json& j);
 
+// A JSON number as nlohmann keeps it: a non-negative integer as unsigned, a negative one as
+// signed, one with a fraction or an exponent as a double. A `data` array of numbers read
+// without nlohmann (parse_infer_body, supervisor/http/infer_json.hpp) is a binary JSON value
+// of these (subtype kJsonNumbersSubtype; JSON text can never make a binary value), and packs
+// exactly as the same array parsed by nlohmann would.
+struct JsonNumber {
+  enum class Kind : std::uint8_t { unsigned_integer, signed_integer, floating };
+  Kind kind = Kind::unsigned_integer;
+  union {
+    std::uint64_t u = 0;
+    std::int64_t i;
+    double d;
+  };
+};
+inline constexpr std::uint8_t kJsonNumbersSubtype = 0x6e;
+
 // Packs KServe v2 `inputs` (each with name, shape, datatype and flat or nested data) into
 // `blob`, returning the IPC metadata. Errors are bad_input and name the offending tensor.
 Result<std::vector<TensorMeta>> pack_kserve_inputs(const nlohmann::json& inputs, std::string& blob);

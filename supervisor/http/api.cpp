@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "http/generation.hpp"
+#include "http/infer_json.hpp"
 #include "http/openai.hpp"
 #include "http/status_page.hpp"
 #include "http/triton.hpp"
@@ -141,6 +142,11 @@ Api::~Api() {
 
 namespace {
 
+// An infer body's tensors may be long arrays of numbers: those are read apart (infer_json.hpp).
+Result<json> parse_body(const Route& route, std::string_view text) {
+  return route.id == RouteId::infer ? parse_infer_body(text) : parse_json_object(text);
+}
+
 // Routes whose request body is a JSON object, parsed before their handler runs.
 bool takes_json_body(const Route& route, http::verb method) {
   switch (route.id) {
@@ -247,7 +253,7 @@ void Api::handle(HttpRequest request, const RequestContext& context, Respond res
     }
     const auto json_size = header->value_or(request.body().size());
     if (json_size < kParseOffloadBytes) {
-      auto body = parse_json_object(std::string_view(request.body()).substr(0, json_size));
+      auto body = parse_body(route, std::string_view(request.body()).substr(0, json_size));
       if (!body) return recorded(error_response(body.error()));
       return handle_route(route, request, &*body, context, recorded);
     }
@@ -258,7 +264,7 @@ void Api::handle(HttpRequest request, const RequestContext& context, Respond res
     auto shared = std::make_shared<HttpRequest>(std::move(request));
     boost::asio::post(parse_pool_, [this, route, shared, json_size, context, recorded]() mutable {
       auto body = std::make_shared<Result<nlohmann::json>>(
-          parse_json_object(std::string_view(shared->body()).substr(0, json_size)));
+          parse_body(route, std::string_view(shared->body()).substr(0, json_size)));
       boost::asio::post(
           scheduler_.io(),
           [this, route = std::move(route), shared = std::move(shared), body = std::move(body),

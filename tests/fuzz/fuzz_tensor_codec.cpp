@@ -4,7 +4,9 @@
 //   a tensor list that the other side accepts for the packed blob, and must read back with the
 //   element counts and the integer values the client sent;
 // - as an IPC tensor list from a worker over the given blob (parse_tensor_list): whatever it
-//   accepts must be readable (tensor_to_kserve_json) without touching bytes outside the blob.
+//   accepts must be readable (tensor_to_kserve_json) without touching bytes outside the blob;
+// - as a whole infer body read by parse_infer_body (its `data` numbers without nlohmann): it
+//   must pack exactly as nlohmann's parse of the same text does, or fail with the same error.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -12,6 +14,8 @@
 #include <vector>
 
 #include "fuzz_check.hpp"
+#include "http/http_types.hpp"
+#include "http/infer_json.hpp"
 #include "respawn/json_util.hpp"
 #include "respawn/tensor_codec.hpp"
 
@@ -82,6 +86,17 @@ void check_client_side(const json& inputs) {
   }
 }
 
+// What an infer body packs to: the error, or the tensor list and the blob.
+std::string packed_body(const Result<json>& body) {
+  if (!body) return "parse error: " + body.error().message;
+  std::string blob;
+  const auto metas = pack_kserve_inputs(json_field(*body, "inputs"), blob);
+  if (!metas) return "pack error: " + metas.error().message;
+  json list = json::array();
+  for (const auto& meta : *metas) list.push_back(to_json(meta));
+  return list.dump() + '\n' + blob;
+}
+
 void check_worker_side(const json& list, std::string_view blob) {
   const auto parsed = parse_tensor_list(list, blob);
   if (!parsed) return;
@@ -103,6 +118,8 @@ void check_worker_side(const json& list, std::string_view blob) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
+  FUZZ_CHECK(packed_body(parse_infer_body(input)) == packed_body(parse_json_object(input)),
+             "parse_infer_body packs otherwise than nlohmann's parse");
   const auto nul = input.find('\0');
   const json j = parse_json(input.substr(0, nul));
   if (j.is_discarded()) return 0;

@@ -84,6 +84,11 @@ def tensors():
           + b"\x00" * 53 + struct.pack("<I", 9) + b"ab")
     write("fuzz_tensor_codec", "infer_body", '{"inputs":[{"name":"INPUT0","datatype":"INT64",'
           '"shape":[1,3],"data":[1,2,3]}],"outputs":[{"name":"OUTPUT0"}]}')
+    # Nested numbers of every kind, and an input whose data is not numbers: parse_infer_body
+    # reads the first apart from nlohmann and leaves the second to it.
+    write("fuzz_tensor_codec", "infer_numbers", '{"inputs":[{"name":"a","datatype":"FP16",'
+          '"shape":[2,3],"data":[[0.1,-2.5e-3,1E2],[-0,18446744073709551615,-7]]},'
+          '{"name":"b","datatype":"BOOL","shape":[1],"data":[true]}],"id":"x"}')
     write("fuzz_tensor_codec", "empty_shape", '[{"name":"e","datatype":"FP32","shape":[0,5],'
           '"data":[]}]')
     write("fuzz_tensor_codec", "out_of_range", '[{"name":"o","datatype":"UINT8","shape":[1],'
