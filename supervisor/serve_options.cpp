@@ -53,6 +53,9 @@ void add_options(CLI::App& app, ServeOptions& o) {
                  "require 'Authorization: Bearer TOKEN' on /admin calls (else loopback only)");
   app.add_flag("--enable-fault-injection", o.enable_fault_injection,
                "let X-Respawn-Fault and PUT /admin/fault make workers fail (tests, chaos)");
+  app.add_flag("--allow-client-shm", o.allow_client_shm,
+               "let clients register system shared memory regions for infer tensors "
+               "(Triton's extension; any shared memory object this user can open)");
   app.add_option("--cuda-alloc-conf", o.cuda_alloc_conf,
                  "PYTORCH_CUDA_ALLOC_CONF for the workers, e.g. expandable_segments:True "
                  "(default: the supervisor's own, if set; docs/gpu.md)");

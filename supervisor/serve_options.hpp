@@ -34,6 +34,7 @@ struct ServeOptions {
   std::string config_file;  // TOML with policy knobs (docs/policy.md)
   std::string admin_token;  // when set, admin calls need "Authorization: Bearer <token>"
   bool enable_fault_injection = false;  // honour X-Respawn-Fault and PUT /admin/fault
+  bool allow_client_shm = false;        // Triton's system shared memory extension
   // PYTORCH_CUDA_ALLOC_CONF for the workers (e.g. "expandable_segments:True"); empty = the
   // workers inherit the supervisor's own, if it has one.
   std::string cuda_alloc_conf;

@@ -134,7 +134,8 @@ Api::Api(Scheduler& scheduler, Metrics& metrics, const ServeOptions& options)
       options_(options),
       events_(
           scheduler.io(), metrics, [this] { return workers_body(); },
-          [this] { return events_snapshot(); }) {}
+          [this] { return events_snapshot(); }),
+      shm_(options.allow_client_shm) {}
 
 Api::~Api() {
   parse_pool_.join();
@@ -158,6 +159,7 @@ bool takes_json_body(const Route& route, http::verb method) {
     case RouteId::admin_fault:
     case RouteId::tokenize:
     case RouteId::detokenize:
+    case RouteId::shm_register:
       return true;
     case RouteId::admin_policy:
       return method == http::verb::patch;
@@ -175,6 +177,9 @@ bool takes_json_body(const Route& route, http::verb method) {
     case RouteId::admin_quarantine:
     case RouteId::admin_events:
     case RouteId::status_page:
+    case RouteId::shm_status:
+    case RouteId::shm_unregister:
+    case RouteId::cuda_shm:
     case RouteId::method_not_allowed:
     case RouteId::not_found:
       return false;
@@ -312,6 +317,11 @@ void Api::handle_route(const Route& route, HttpRequest& request, const nlohmann:
   switch (route.id) {
     case RouteId::server_metadata:
       return respond(server_metadata());
+    case RouteId::shm_status:
+    case RouteId::shm_register:
+    case RouteId::shm_unregister:
+    case RouteId::cuda_shm:
+      return respond(shared_memory(route, body));
     case RouteId::health_live:
       return respond(json_response(http::status::ok, {{"live", true}}));
     case RouteId::health_ready:
@@ -368,12 +378,32 @@ void Api::handle_route(const Route& route, HttpRequest& request, const nlohmann:
 }
 
 HttpResponse Api::server_metadata() const {
-  return json_response(
-      http::status::ok,
-      {{"name", "respawn"},
-       {"version", kVersion},
-       {"extensions",
-        {"binary_tensor_data", "parameters", "schedule_policy", "statistics", "generate"}}});
+  json extensions = {"binary_tensor_data", "parameters", "schedule_policy", "statistics",
+                     "generate"};
+  if (shm_.allowed()) extensions.push_back("system_shared_memory");
+  return json_response(http::status::ok,
+                       {{"name", "respawn"}, {"version", kVersion}, {"extensions", extensions}});
+}
+
+HttpResponse Api::shared_memory(const Route& route, const json* body) {
+  const auto answer = [](std::optional<Error> error) {
+    return error ? error_response(*error) : json_response(http::status::ok, json::object());
+  };
+  switch (route.id) {
+    case RouteId::shm_status: {
+      auto status = shm_.status(route.item);
+      return status ? json_response(http::status::ok, *status) : error_response(status.error());
+    }
+    case RouteId::shm_register:
+      return answer(shm_.register_region(route.item, body ? *body : json()));
+    case RouteId::shm_unregister:
+      return answer(shm_.unregister(route.item));
+    default:
+      return error_response(make_error(
+          ErrorKind::bad_input,
+          "CUDA shared memory is not supported: the supervisor holds no GPU memory (use system "
+          "shared memory, --allow-client-shm)"));
+  }
 }
 
 HttpResponse Api::ready_response(bool model_route) const {
@@ -461,7 +491,7 @@ void Api::submit(Job job, const RequestContext& context, Respond& respond) {
 
 void Api::infer(HttpRequest& request, const json& body, const RequestContext& context,
                 Respond respond) {
-  auto selection = triton::requested_outputs(body);
+  auto selection = triton::requested_outputs(body, shm_);
   if (!selection) return respond(error_response(selection.error()));
   Job job;
   job.type = ipc::MessageType::infer;
@@ -473,7 +503,7 @@ void Api::infer(HttpRequest& request, const json& body, const RequestContext& co
   const auto json_size = triton::json_header_length(request)->value_or(request.body().size());
   std::string blob;
   auto packed = triton::pack_inputs(json_field(body, "inputs"),
-                                    std::string_view(request.body()).substr(json_size), blob);
+                                    std::string_view(request.body()).substr(json_size), blob, shm_);
   if (!packed) return respond(error_response(packed.error()));
   json meta = {{"inputs", json::array()}};
   for (const auto& t : packed->tensors) meta["inputs"].push_back(to_json(t));

@@ -11,6 +11,7 @@
 #include "http/http_types.hpp"
 #include "http/model_stats.hpp"
 #include "http/router.hpp"
+#include "http/shared_memory.hpp"
 #include "http/text_model.hpp"
 #include "metrics.hpp"
 #include "respawn/generate_request.hpp"
@@ -71,6 +72,8 @@ class Api {
                        const char* prompt_param, Job job, const RequestContext& context,
                        Respond respond, std::function<Result<std::string>()> render = nullptr);
   HttpResponse server_metadata() const;
+  // /v2/systemsharedmemory and /v2/cudasharedmemory (Triton's shared memory extension).
+  HttpResponse shared_memory(const Route& route, const nlohmann::json* body);
   void record(const std::string& route, int status, std::chrono::steady_clock::time_point since);
   HttpResponse ready_response(bool model_route) const;
   HttpResponse model_metadata() const;
@@ -104,6 +107,7 @@ class Api {
   ModelStats stats_;                        // GET /v2/models/stats
   boost::asio::thread_pool parse_pool_{1};  // large JSON bodies, long prompts to tokenize
   AdminEvents events_;                      // GET /admin/events
+  SharedMemoryRegistry shm_;                // /v2/systemsharedmemory (--allow-client-shm)
 };
 
 }  // namespace respawn

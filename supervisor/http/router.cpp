@@ -103,12 +103,50 @@ std::string_view route_label(RouteId id) {
       return "admin_events";
     case RouteId::status_page:
       return "status_page";
+    case RouteId::shm_status:
+      return "shm_status";
+    case RouteId::shm_register:
+      return "shm_register";
+    case RouteId::shm_unregister:
+      return "shm_unregister";
+    case RouteId::cuda_shm:
+      return "cuda_shm";
     case RouteId::method_not_allowed:
       return "method_not_allowed";
     case RouteId::not_found:
       break;
   }
   return "not_found";
+}
+
+// /v2/{system,cuda}sharedmemory[/region/{r}]/status (GET), .../register (POST, with a
+// region), [/region/{r}]/unregister (POST).
+Route match_shared_memory_route(std::string_view method, const std::vector<std::string_view>& p) {
+  std::string region;
+  std::string_view action;
+  if (p.size() == 3) {
+    action = p[2];
+  } else if (p.size() == 5 && p[2] == "region") {
+    region = std::string(p[3]);
+    action = p[4];
+  } else {
+    return {};
+  }
+  Route route;
+  if (action == "status") {
+    route = with_method(RouteId::shm_status, "GET", method);
+  } else if (action == "register" && !region.empty()) {
+    route = with_method(RouteId::shm_register, "POST", method);
+  } else if (action == "unregister") {
+    route = with_method(RouteId::shm_unregister, "POST", method);
+  } else {
+    return {};
+  }
+  if (p[1] == "cudasharedmemory" && route.id != RouteId::method_not_allowed) {
+    route.id = RouteId::cuda_shm;
+  }
+  route.item = std::move(region);
+  return route;
 }
 
 Route match_route(std::string_view method, std::string_view target) {
@@ -162,6 +200,9 @@ Route match_route(std::string_view method, std::string_view target) {
     if (p[2] == "live") return with_method(RouteId::health_live, "GET", method);
     if (p[2] == "ready") return with_method(RouteId::health_ready, "GET", method);
     return {};
+  }
+  if (p[1] == "systemsharedmemory" || p[1] == "cudasharedmemory") {
+    return match_shared_memory_route(method, p);
   }
   if (p[1] == "models" && p.size() == 3 && p[2] == "stats") {
     return with_method(RouteId::model_stats, "GET", method);

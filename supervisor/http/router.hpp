@@ -30,6 +30,10 @@ enum class RouteId {
   admin_quarantine,    // GET or DELETE /admin/quarantine, DELETE /admin/quarantine/{id}
   admin_events,        // GET /admin/events (Server-Sent Events for the status page)
   status_page,         // GET / or /status (the status page's HTML; no data in it)
+  shm_status,          // GET /v2/systemsharedmemory[/region/{r}]/status
+  shm_register,        // POST /v2/systemsharedmemory/region/{r}/register
+  shm_unregister,      // POST /v2/systemsharedmemory[/region/{r}]/unregister
+  cuda_shm,            // /v2/cudasharedmemory/... (refused: not supported)
   method_not_allowed,
   not_found,
 };
@@ -39,7 +43,7 @@ struct Route {
   std::string model;               // for model routes
   std::string version;             // for model routes: the {v} of /versions/{v}, if given
   std::string allow;               // for method_not_allowed: the method the path takes
-  std::string item;                // for admin_quarantine: one entry's id, if named
+  std::string item;                // admin_quarantine: an entry's id; shm_*: a region's name
   std::string_view label() const;  // a bounded name for metrics labels
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "respawn/frame.hpp"
 #include "respawn/json_util.hpp"
 
 namespace respawn::triton {
@@ -35,6 +36,34 @@ bool fits_in_place(const json& inputs) {
   return true;
 }
 
+// An input whose bytes lie in shared memory: read straight into the blob, at the offset
+// append_tensor would give them.
+Result<TensorMeta> pack_shared_memory_input(const json& in, const SharedMemoryRef& ref,
+                                            std::string& blob) {
+  auto meta = tensor_meta_from_json(in);
+  if (!meta) return meta.error();
+  const std::string what = "input '" + meta->name + "'";
+  if (in.contains("data")) return bad(what + " has both data and shared_memory_region");
+  const auto count = element_count(meta->shape);
+  if (!count) return bad(what + ": shape is too large");
+  const std::size_t at = (blob.size() + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+  // Nothing larger than a frame could reach the worker: refused before it is read.
+  if (ref.byte_size > ipc::kDefaultMaxFrameBytes - at) {
+    return make_error(ErrorKind::too_large,
+                      what + ": the input tensors exceed the worker's frame limit of " +
+                          std::to_string(ipc::kDefaultMaxFrameBytes) + " bytes");
+  }
+  blob.resize(at + ref.byte_size, '\0');
+  if (auto error = ref.region->read(ref.offset, ref.byte_size, blob.data() + at, what)) {
+    return *error;
+  }
+  const auto bytes = std::string_view(blob).substr(at);
+  if (auto why = check_raw_tensor(meta->datatype, *count, bytes)) return bad(what + ": " + *why);
+  meta->offset = at;
+  meta->nbytes = ref.byte_size;
+  return std::move(*meta);
+}
+
 }  // namespace
 
 Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request) {
@@ -53,12 +82,15 @@ Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request
   return std::optional<std::size_t>{length};
 }
 
-Result<PackedInputs> pack_inputs(const json& inputs, std::string_view binary, std::string& blob) {
+Result<PackedInputs> pack_inputs(const json& inputs, std::string_view binary, std::string& blob,
+                                 const SharedMemoryRegistry& shm) {
   if (!inputs.is_array() || inputs.empty()) return bad("'inputs' must be a non-empty array");
-  const bool any_binary = std::any_of(inputs.begin(), inputs.end(), [](const json& in) {
-    return !json_field(json_field(in, "parameters"), "binary_data_size").is_null();
+  const bool any_special = std::any_of(inputs.begin(), inputs.end(), [](const json& in) {
+    const auto& params = json_field(in, "parameters");
+    return !json_field(params, "binary_data_size").is_null() ||
+           !json_field(params, "shared_memory_region").is_null();
   });
-  if (!any_binary && binary.empty()) {
+  if (!any_special && binary.empty()) {
     auto metas = pack_kserve_inputs(inputs, blob);
     if (!metas) return metas.error();
     return PackedInputs{std::move(*metas), false};
@@ -69,8 +101,16 @@ Result<PackedInputs> pack_inputs(const json& inputs, std::string_view binary, st
   for (const auto& in : inputs) {
     const auto& params = json_field(in, "parameters");
     const std::string name = json_get<std::string>(in, "name", "");
-    if (!json_field(params, "shared_memory_region").is_null()) {
-      return bad("input '" + name + "': shared memory inputs are not supported");
+    auto region = shm.ref(params, "input '" + name + "'");
+    if (!region) return region.error();
+    if (*region) {
+      if (!json_field(params, "binary_data_size").is_null()) {
+        return bad("input '" + name + "' has both binary_data_size and shared_memory_region");
+      }
+      auto meta = pack_shared_memory_input(in, **region, blob);
+      if (!meta) return meta.error();
+      metas.push_back(std::move(*meta));
+      continue;
     }
     const auto& size = json_field(params, "binary_data_size");
     if (size.is_null()) {
@@ -115,7 +155,7 @@ Result<PackedInputs> pack_inputs(const json& inputs, std::string_view binary, st
   return packed;
 }
 
-Result<OutputSelection> requested_outputs(const json& body) {
+Result<OutputSelection> requested_outputs(const json& body, const SharedMemoryRegistry& shm) {
   OutputSelection selection;
   auto binary_default =
       bool_parameter(json_field(body, "parameters"), "binary_data_output", "parameter ");
@@ -132,12 +172,11 @@ Result<OutputSelection> requested_outputs(const json& body) {
     if (!json_field(params, "classification").is_null()) {
       return bad("output '" + name + "': the classification extension is not supported");
     }
-    if (!json_field(params, "shared_memory_region").is_null()) {
-      return bad("output '" + name + "': shared memory outputs are not supported");
-    }
+    auto region = shm.ref(params, "output '" + name + "'");
+    if (!region) return region.error();
     auto binary = bool_parameter(params, "binary_data", "output '" + name + "': ");
     if (!binary) return binary.error();
-    selection.outputs.push_back({name, *binary});
+    selection.outputs.push_back({name, *binary, std::move(*region)});
   }
   return selection;
 }
@@ -149,39 +188,62 @@ Result<HttpResponse> infer_response(json reply, const json& worker_meta, std::st
     return make_error(ErrorKind::internal,
                       "the worker sent a malformed result: " + tensors.error().message);
   }
-  // The outputs to send, in the order asked (the model's order when none were named).
-  std::vector<std::pair<const TensorMeta*, bool>> chosen;
+  // The outputs to send, in the order asked (the model's order when none were named), each
+  // binary or not, or written to shared memory (`shm`).
+  struct Chosen {
+    const TensorMeta* tensor;
+    bool binary;
+    const SharedMemoryRef* shm;
+  };
+  std::vector<Chosen> chosen;
   if (selection.outputs.empty()) {
-    for (const auto& t : *tensors) chosen.emplace_back(&t, selection.binary_default);
+    for (const auto& t : *tensors) chosen.push_back({&t, selection.binary_default, nullptr});
   }
   for (const auto& want : selection.outputs) {
     const auto found = std::find_if(tensors->begin(), tensors->end(),
                                     [&](const TensorMeta& t) { return t.name == want.name; });
     if (found == tensors->end()) return bad("the model has no output '" + want.name + "'");
-    chosen.emplace_back(&*found, want.binary.value_or(selection.binary_default));
+    chosen.push_back({&*found, !want.shm && want.binary.value_or(selection.binary_default),
+                      want.shm ? &*want.shm : nullptr});
   }
   auto& outputs = reply["outputs"] = json::array();
   std::size_t raw_bytes = 0;
-  for (const auto& [t, binary] : chosen) {
-    if (!binary) {
+  for (const auto& [t, binary, shm] : chosen) {
+    if (shm) {
+      const std::string what = "output '" + t->name + "'";
+      if (t->nbytes > shm->byte_size) {
+        return bad(what + " has " + std::to_string(t->nbytes) + " bytes, more than the " +
+                   std::to_string(shm->byte_size) + " of its shared_memory_byte_size");
+      }
+      if (auto error = shm->region->write(shm->offset, blob.substr(t->offset, t->nbytes), what)) {
+        return *error;
+      }
+      outputs.push_back({{"name", t->name},
+                         {"datatype", to_string(t->datatype)},
+                         {"shape", t->shape},
+                         {"parameters",
+                          {{"shared_memory_region", shm->region->name()},
+                           {"shared_memory_byte_size", t->nbytes},
+                           {"shared_memory_offset", shm->offset}}}});
+    } else if (!binary) {
       outputs.push_back(tensor_to_kserve_json(*t, blob));
-      continue;
+    } else {
+      outputs.push_back({{"name", t->name},
+                         {"datatype", to_string(t->datatype)},
+                         {"shape", t->shape},
+                         {"parameters", {{"binary_data_size", t->nbytes}}}});
+      raw_bytes += t->nbytes;
     }
-    outputs.push_back({{"name", t->name},
-                       {"datatype", to_string(t->datatype)},
-                       {"shape", t->shape},
-                       {"parameters", {{"binary_data_size", t->nbytes}}}});
-    raw_bytes += t->nbytes;
   }
   auto res = json_response(http::status::ok, reply);
-  if (std::none_of(chosen.begin(), chosen.end(), [](const auto& c) { return c.second; })) {
+  if (std::none_of(chosen.begin(), chosen.end(), [](const Chosen& c) { return c.binary; })) {
     return res;
   }
   res.set(kHeaderLength, std::to_string(res.body().size()));
   res.set(http::field::content_type, "application/octet-stream");
   res.body().reserve(res.body().size() + raw_bytes);
-  for (const auto& [t, binary] : chosen) {
-    if (binary) res.body().append(blob.substr(t->offset, t->nbytes));
+  for (const auto& c : chosen) {
+    if (c.binary) res.body().append(blob.substr(c.tensor->offset, c.tensor->nbytes));
   }
   return res;
 }

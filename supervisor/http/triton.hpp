@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "http/http_types.hpp"
+#include "http/shared_memory.hpp"
 #include "respawn/tensor_codec.hpp"
 
 namespace respawn::triton {
@@ -24,27 +25,30 @@ inline constexpr const char* kHeaderLength = "Inference-Header-Content-Length";
 Result<std::optional<std::size_t>> json_header_length(const HttpRequest& request);
 
 // Packs `inputs` into `blob`: an input with `binary_data_size` takes its bytes from `binary`
-// (consumed in order, all of it), the others carry JSON `data`. When every input is binary and
-// each starts at a kTensorAlign boundary of `binary` (a single input always does), nothing is
-// copied: `binary` itself is the blob, `blob` stays empty, and `in_place` says so. Errors are
-// bad_input and name the input.
+// (consumed in order, all of it), one with `shared_memory_region` from that region of `shm`,
+// the others carry JSON `data`. When every input is binary and each starts at a kTensorAlign
+// boundary of `binary` (a single input always does), nothing is copied: `binary` itself is the
+// blob, `blob` stays empty, and `in_place` says so. Errors are bad_input and name the input.
 struct PackedInputs {
   std::vector<TensorMeta> tensors;
   bool in_place = false;  // the tensors' offsets are into `binary`, not `blob`
 };
 Result<PackedInputs> pack_inputs(const nlohmann::json& inputs, std::string_view binary,
-                                 std::string& blob);
+                                 std::string& blob,
+                                 const SharedMemoryRegistry& shm = SharedMemoryRegistry::off());
 
 // Which outputs a request wants and in which form.
 struct OutputRequest {
   std::string name;
-  std::optional<bool> binary;  // the output's own `binary_data`, if given
+  std::optional<bool> binary;          // the output's own `binary_data`, if given
+  std::optional<SharedMemoryRef> shm;  // written there, not sent, when given
 };
 struct OutputSelection {
   std::vector<OutputRequest> outputs;  // empty: every output
   bool binary_default = false;         // `parameters.binary_data_output`
 };
-Result<OutputSelection> requested_outputs(const nlohmann::json& body);
+Result<OutputSelection> requested_outputs(
+    const nlohmann::json& body, const SharedMemoryRegistry& shm = SharedMemoryRegistry::off());
 
 // The 200 answer: `reply` (model_name, model_version, id) plus the selected outputs, as JSON
 // or, when any output is binary, as a JSON header and raw bytes. Errors: the worker's tensor

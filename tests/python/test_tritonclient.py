@@ -3,7 +3,8 @@
 used the way Triton's client examples use it (triton-inference-server/client,
 src/python/examples/simple_http_infer_client.py and simple_http_aio_infer_client.py): health,
 metadata, inference with JSON tensors and with the binary tensor data extension, model
-versions, the statistics extension, and Triton's `timeout` (microseconds) and `priority`.
+versions, the statistics extension, system shared memory, and Triton's `timeout`
+(microseconds) and `priority`.
 
   python tests/python/test_tritonclient.py [--bin-dir build/bin] [--models-dir models]
                                            [--generated-dir build/models-generated]
@@ -257,6 +258,66 @@ class TimeoutTest(TritonCase):
             blocker_client.close()
         self.assertNotIn("error", outcome)
         self.check_classifier_result(outcome["result"], True, True)
+
+
+class SharedMemoryTest(TritonCase):
+    """System shared memory as Triton's simple_http_shm_client.py uses it: regions made with
+    tritonclient.utils.shared_memory, registered, the input read from one and the outputs
+    written to others."""
+
+    @classmethod
+    def server_args(cls):
+        return ["--model", h.model_path("classifier.pt"), "--allow-client-shm"]
+
+    def test_inputs_and_outputs_in_system_shared_memory(self):
+        import tritonclient.utils.shared_memory as shm
+
+        x, logits, label = reference()
+        prefix = f"/respawn-shm-{os.getpid()}"
+        handles = {
+            "input": shm.create_shared_memory_region("input", prefix + "-in", x.nbytes),
+            "logits": shm.create_shared_memory_region("logits", prefix + "-logits", logits.nbytes),
+            "label": shm.create_shared_memory_region("label", prefix + "-label", label.nbytes),
+        }
+        try:
+            self.client.unregister_system_shared_memory()
+            shm.set_shared_memory_region(handles["input"], [x])
+            self.client.register_system_shared_memory("input", prefix + "-in", x.nbytes)
+            self.client.register_system_shared_memory("logits", prefix + "-logits", logits.nbytes)
+            self.client.register_system_shared_memory("label", prefix + "-label", label.nbytes)
+            status = self.client.get_system_shared_memory_status()
+            self.assertEqual(sorted(r["name"] for r in status), ["input", "label", "logits"])
+            self.assertIn("system_shared_memory", self.client.get_server_metadata()["extensions"])
+
+            inputs = [httpclient.InferInput("x", list(x.shape), "FP32")]
+            inputs[0].set_shared_memory("input", x.nbytes)
+            outputs = [httpclient.InferRequestedOutput("logits", binary_data=True),
+                       httpclient.InferRequestedOutput("label", binary_data=True)]
+            outputs[0].set_shared_memory("logits", logits.nbytes)
+            outputs[1].set_shared_memory("label", label.nbytes)
+            result = self.client.infer(MODEL, inputs, outputs=outputs)
+
+            for name, want in (("logits", logits), ("label", label)):
+                output = result.get_output(name)
+                self.assertIsNotNone(output)
+                self.assertNotIn("data", output)
+                self.assertEqual(output["parameters"]["shared_memory_region"], name)
+                got = shm.get_contents_as_numpy(handles[name], want.dtype, output["shape"])
+                np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+            # A region too small for its output: Triton's client sees a 400.
+            outputs[0].set_shared_memory("logits", logits.nbytes - 4)
+            with self.assertRaises(InferenceServerException) as raised:
+                self.client.infer(MODEL, inputs, outputs=outputs)
+            self.assertEqual(status_of(raised), "400", raised.exception)
+
+            self.client.unregister_system_shared_memory("label")
+            self.assertEqual(len(self.client.get_system_shared_memory_status()), 2)
+            self.client.unregister_system_shared_memory()
+            self.assertEqual(self.client.get_system_shared_memory_status(), [])
+        finally:
+            for handle in handles.values():
+                shm.destroy_shared_memory_region(handle)
 
 
 class StatisticsTest(TritonCase):

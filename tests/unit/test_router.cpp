@@ -284,11 +284,12 @@ TEST(Router, AdminLabelValues) {
 
 TEST(Router, EveryRouteHasADistinctLabel) {
   const RouteId ids[] = {
-      RouteId::server_metadata,    RouteId::health_live,   RouteId::health_ready,
-      RouteId::model_metadata,     RouteId::model_ready,   RouteId::infer,
-      RouteId::generate,           RouteId::metrics,       RouteId::admin_workers,
-      RouteId::admin_policy,       RouteId::admin_recycle, RouteId::admin_fault,
-      RouteId::method_not_allowed, RouteId::not_found,
+      RouteId::server_metadata,    RouteId::health_live,    RouteId::health_ready,
+      RouteId::model_metadata,     RouteId::model_ready,    RouteId::infer,
+      RouteId::generate,           RouteId::metrics,        RouteId::admin_workers,
+      RouteId::admin_policy,       RouteId::admin_recycle,  RouteId::admin_fault,
+      RouteId::method_not_allowed, RouteId::not_found,      RouteId::shm_status,
+      RouteId::shm_register,       RouteId::shm_unregister, RouteId::cuda_shm,
   };
   std::set<std::string_view> labels;
   for (RouteId id : ids) {
@@ -297,6 +298,25 @@ TEST(Router, EveryRouteHasADistinctLabel) {
     EXPECT_TRUE(labels.insert(r.label()).second) << r.label();
   }
   EXPECT_EQ(labels.size(), std::size(ids));
+}
+
+// Triton's shared memory extension: the region's name in `item`; CUDA's routes all refused.
+TEST(Router, SharedMemoryRoutes) {
+  expect_route("GET", "/v2/systemsharedmemory/status", RouteId::shm_status);
+  expect_route("POST", "/v2/systemsharedmemory/unregister", RouteId::shm_unregister);
+  EXPECT_EQ(match_route("GET", "/v2/systemsharedmemory/region/in/status").item, "in");
+  const auto reg = match_route("POST", "/v2/systemsharedmemory/region/in/register");
+  EXPECT_EQ(reg.id, RouteId::shm_register);
+  EXPECT_EQ(reg.item, "in");
+  EXPECT_EQ(match_route("POST", "/v2/systemsharedmemory/region/in/unregister").item, "in");
+  expect_route("POST", "/v2/systemsharedmemory/register", RouteId::not_found);
+  expect_route("GET", "/v2/systemsharedmemory/region/in", RouteId::not_found);
+  expect_route("POST", "/v2/systemsharedmemory/region/in/other", RouteId::not_found);
+  expect_not_allowed("GET", "/v2/systemsharedmemory/region/in/register", "POST");
+  expect_not_allowed("POST", "/v2/systemsharedmemory/status", "GET");
+  expect_route("POST", "/v2/cudasharedmemory/region/g/register", RouteId::cuda_shm);
+  expect_route("GET", "/v2/cudasharedmemory/status", RouteId::cuda_shm);
+  expect_not_allowed("GET", "/v2/cudasharedmemory/unregister", "POST");
 }
 
 }  // namespace

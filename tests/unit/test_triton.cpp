@@ -195,7 +195,7 @@ TEST(TritonBinary, AnswersAreJsonUnlessAnOutputIsBinary) {
 TEST(TritonBinary, BinaryOutputsFollowTheJsonHeaderInTheAskedOrder) {
   WorkerAnswer w;
   OutputSelection selection;
-  selection.outputs = {{"y", true}, {"x", std::nullopt}};  // x as JSON (default)
+  selection.outputs = {{"y", true, {}}, {"x", std::nullopt, {}}};  // x as JSON (default)
   auto res = infer_response({{"model_name", "m"}}, w.meta, w.blob, selection);
   ASSERT_TRUE(res) << res.error().message;
   const auto length = std::stoul(std::string((*res)[kHeaderLength]));
@@ -218,7 +218,7 @@ TEST(TritonBinary, BinaryOutputsFollowTheJsonHeaderInTheAskedOrder) {
   EXPECT_EQ(res->body().size(), all + 16);
   EXPECT_EQ(res->body().substr(all, 8), floats({1.5f, -2}));
 
-  selection.outputs = {{"z", std::nullopt}};
+  selection.outputs = {{"z", std::nullopt, {}}};
   res = infer_response({}, w.meta, w.blob, selection);
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().kind, ErrorKind::bad_input);
