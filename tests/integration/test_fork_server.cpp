@@ -66,6 +66,19 @@ Children children_of(pid_t parent) {
   return out;
 }
 
+// Within 10 s no zombie is left among the supervisor's children, and besides the fork server
+// only the current worker runs (one still exiting, or killed, is waited for).
+void expect_only_the_worker_and_the_fork_server_stay(const Server& server) {
+  Children kids;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        kids = children_of(server.pid());
+        return kids.zombies == 0 && kids.pids.size() <= 2;
+      },
+      std::chrono::seconds(10)))
+      << kids.pids.size() << " children, " << kids.zombies << " zombies";
+}
+
 // The demo model copied into `dir`, for tests that replace the file under a running server.
 std::filesystem::path copy_of_demo(const TempDir& dir) {
   const auto model = dir.path() / "demo.pt";
@@ -151,16 +164,8 @@ TEST(ForkServer, TwoHundredForkedWorkersLeaveNoZombie) {
   EXPECT_EQ(ok, 200);
   EXPECT_GE(server.metric("respawn_worker_forks_total"), 200);
   EXPECT_EQ(server.metric("respawn_fork_server_failures_total"), 0);
-  // Each retired worker is reaped as it exits: no zombie stays, and besides the fork server
-  // only the current worker (and one still exiting) run.
-  Children kids;
-  EXPECT_TRUE(wait_until(
-      [&] {
-        kids = children_of(server.pid());
-        return kids.zombies == 0 && kids.pids.size() <= 2;
-      },
-      seconds(10)))
-      << kids.pids.size() << " children, " << kids.zombies << " zombies";
+  // Each retired worker is reaped as it exits.
+  expect_only_the_worker_and_the_fork_server_stay(server);
 }
 
 TEST(ForkServer, WhenItDiesWorkersStartColdUntilItIsBack) {
@@ -212,15 +217,7 @@ TEST(ForkServer, AWorkerForkedJustBeforeItsForkServerDiedIsReaped) {
   }
   ASSERT_GE(server.metric("respawn_fork_server_failures_total"), 2);
   EXPECT_NE(server.log().find("its socket closed during a fork request"), std::string::npos);
-  // Left: the current worker, a fork server, and one worker still exiting at most.
-  Children kids;
-  EXPECT_TRUE(wait_until(
-      [&] {
-        kids = children_of(server.pid());
-        return kids.zombies == 0 && kids.pids.size() <= 2;
-      },
-      seconds(10)))
-      << kids.pids.size() << " children, " << kids.zombies << " zombies";
+  expect_only_the_worker_and_the_fork_server_stay(server);
   EXPECT_NE(server.log().find("a worker forked by a fork server that ended"), std::string::npos);
 }
 
