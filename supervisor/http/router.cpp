@@ -1,5 +1,8 @@
 #include "http/router.hpp"
 
+#include <charconv>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace respawn {
@@ -119,6 +122,25 @@ std::string_view route_label(RouteId id) {
   return "not_found";
 }
 
+// A path segment with its %XX escapes decoded (tritonclient quotes region names); nullopt for
+// a malformed escape.
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (s.size() - i < 3) return std::nullopt;
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(s.data() + i + 1, s.data() + i + 3, value, 16);
+    if (ec != std::errc() || end != s.data() + i + 3) return std::nullopt;
+    out += static_cast<char>(value);
+    i += 2;
+  }
+  return out;
+}
+
 // /v2/{system,cuda}sharedmemory[/region/{r}]/status (GET), .../register (POST, with a
 // region), [/region/{r}]/unregister (POST).
 Route match_shared_memory_route(std::string_view method, const std::vector<std::string_view>& p) {
@@ -127,7 +149,9 @@ Route match_shared_memory_route(std::string_view method, const std::vector<std::
   if (p.size() == 3) {
     action = p[2];
   } else if (p.size() == 5 && p[2] == "region") {
-    region = std::string(p[3]);
+    auto decoded = percent_decode(p[3]);
+    if (!decoded || decoded->empty()) return {};
+    region = std::move(*decoded);
     action = p[4];
   } else {
     return {};

@@ -61,7 +61,8 @@ std::optional<Error> SharedMemoryRegion::read(std::uint64_t offset, std::uint64_
 std::optional<Error> SharedMemoryRegion::write(std::uint64_t offset, std::string_view data,
                                                const std::string& what) const {
   if (auto error = check(offset, data.size(), what)) return error;
-  // pwrite would grow an object that was shrunk: it must still hold the region.
+  // pwrite would grow an object that was shrunk: it must still hold the region (one shrunk
+  // between this check and the write grows back, which is harmless: no SIGBUS either way).
   struct stat st {};
   if (::fstat(fd_, &st) != 0 ||
       static_cast<std::uint64_t>(st.st_size) < offset_ + offset + data.size()) {
@@ -112,6 +113,11 @@ std::optional<Error> SharedMemoryRegistry::register_region(const std::string& na
   }
   if (regions_.count(name) != 0) {
     return bad("shared memory region '" + name + "' is already registered");
+  }
+  if (regions_.size() >= kMaxRegions) {
+    return bad("already " + std::to_string(kMaxRegions) +
+               " shared memory regions are registered (each holds a file descriptor): "
+               "unregister some first");
   }
   const std::string k = key;
   const std::uint64_t at = offset.is_null() ? 0 : offset.get<std::uint64_t>();

@@ -59,6 +59,7 @@ struct SharedMemoryRef {
 
 class SharedMemoryRegistry {
  public:
+  static constexpr std::size_t kMaxRegions = 1024;
   explicit SharedMemoryRegistry(bool allowed) : allowed_(allowed) {}
   static const SharedMemoryRegistry& off();  // one that refuses every region
   bool allowed() const { return allowed_; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 
 #include "respawn/frame.hpp"
 #include "respawn/json_util.hpp"
@@ -46,6 +47,15 @@ Result<TensorMeta> pack_shared_memory_input(const json& in, const SharedMemoryRe
   if (in.contains("data")) return bad(what + " has both data and shared_memory_region");
   const auto count = element_count(meta->shape);
   if (!count) return bad(what + ": shape is too large");
+  // A fixed-size type's bytes are known from the shape: checked before anything is read.
+  if (const auto size = element_size(meta->datatype);
+      size != 0 && (*count > std::numeric_limits<std::uint64_t>::max() / size ||
+                    ref.byte_size != *count * size)) {
+    return bad(what + ": shared_memory_byte_size is " + std::to_string(ref.byte_size) + " but " +
+               std::string(to_string(meta->datatype)) + " " + std::to_string(*count) +
+               " elements take " + std::to_string(static_cast<unsigned long long>(*count) * size) +
+               " bytes");
+  }
   const std::size_t at = (blob.size() + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
   // Nothing larger than a frame could reach the worker: refused before it is read.
   if (ref.byte_size > ipc::kDefaultMaxFrameBytes - at) {

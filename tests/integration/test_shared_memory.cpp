@@ -178,6 +178,11 @@ TEST(SharedMemory, MisuseIsA400AndTheServerKeepsServing) {
   EXPECT_EQ(r.status, 400);
   EXPECT_NE(error(r).find("more than the 8"), std::string::npos) << r.body;
   auto body = json::parse(shm_infer("a", 0, "a", 16));
+  body["inputs"][0]["parameters"]["shared_memory_byte_size"] = 32;  // FP32 [4] is 16 bytes
+  r = server.post("/v2/models/demo/infer", body.dump());
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(error(r).find("take 16 bytes"), std::string::npos) << r.body;
+  body = json::parse(shm_infer("a", 0, "a", 16));
   body["inputs"][0]["parameters"].erase("shared_memory_region");
   EXPECT_EQ(server.post("/v2/models/demo/infer", body.dump()).status, 400);
   body = json::parse(shm_infer("a", 0, "a", 16));

@@ -317,6 +317,11 @@ TEST(Router, SharedMemoryRoutes) {
   expect_route("POST", "/v2/cudasharedmemory/region/g/register", RouteId::cuda_shm);
   expect_route("GET", "/v2/cudasharedmemory/status", RouteId::cuda_shm);
   expect_not_allowed("GET", "/v2/cudasharedmemory/unregister", "POST");
+  // tritonclient quotes the name in the URL.
+  EXPECT_EQ(match_route("POST", "/v2/systemsharedmemory/region/my%20in%2F1/register").item,
+            "my in/1");
+  expect_route("POST", "/v2/systemsharedmemory/region/bad%2/register", RouteId::not_found);
+  expect_route("POST", "/v2/systemsharedmemory/region/bad%zz/register", RouteId::not_found);
 }
 
 }  // namespace
