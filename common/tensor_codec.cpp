@@ -466,7 +466,7 @@ Result<TensorMeta> tensor_meta_from_json(const nlohmann::json& j) {
 
 TensorMeta append_tensor(std::string& blob, std::string name, DataType type,
                          std::vector<std::int64_t> shape, std::string_view bytes) {
-  blob.resize((blob.size() + kTensorAlign - 1) / kTensorAlign * kTensorAlign, '\0');
+  blob.resize(next_tensor_offset(blob.size()), '\0');
   TensorMeta m{std::move(name), type, std::move(shape), blob.size(), bytes.size()};
   blob.append(bytes);
   return m;

@@ -124,6 +124,10 @@ Result<std::vector<TensorMeta>> pack_kserve_inputs(const nlohmann::json& inputs,
 
 // Where each tensor of a blob starts: a multiple of this many bytes from the blob's start.
 inline constexpr std::size_t kTensorAlign = 64;
+// Where the next tensor of a blob of `size` bytes starts.
+inline std::size_t next_tensor_offset(std::size_t size) {
+  return (size + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+}
 
 // Appends one raw tensor to `blob` at the next aligned offset and returns its metadata.
 TensorMeta append_tensor(std::string& blob, std::string name, DataType type,

@@ -193,12 +193,7 @@ Result<std::optional<SharedMemoryRef>> SharedMemoryRegistry::ref(const nlohmann:
   }
   SharedMemoryRef ref{it->second, offset.is_null() ? 0 : offset.get<std::uint64_t>(),
                       size.get<std::uint64_t>()};
-  if (ref.offset > ref.region->byte_size() ||
-      ref.byte_size > ref.region->byte_size() - ref.offset) {
-    return bad(what + ": " + std::to_string(ref.byte_size) + " bytes at offset " +
-               std::to_string(ref.offset) + " do not fit shared memory region '" +
-               ref.region->name() + "' (" + std::to_string(ref.region->byte_size()) + " bytes)");
-  }
+  if (auto error = ref.region->check(ref.offset, ref.byte_size, what)) return *error;
   return std::optional<SharedMemoryRef>{std::move(ref)};
 }
 

@@ -39,10 +39,11 @@ class SharedMemoryRegion {
   std::optional<Error> write(std::uint64_t offset, std::string_view data,
                              const std::string& what) const;
   nlohmann::json status() const;  // {name, key, offset, byte_size}
-
- private:
+  // Why `size` bytes at `offset` do not fit the region, if they do not.
   std::optional<Error> check(std::uint64_t offset, std::uint64_t size,
                              const std::string& what) const;
+
+ private:
   std::string name_;
   std::string key_;
   std::uint64_t offset_;

@@ -56,7 +56,7 @@ Result<TensorMeta> pack_shared_memory_input(const json& in, const SharedMemoryRe
                " elements take " + std::to_string(static_cast<unsigned long long>(*count) * size) +
                " bytes");
   }
-  const std::size_t at = (blob.size() + kTensorAlign - 1) / kTensorAlign * kTensorAlign;
+  const std::size_t at = next_tensor_offset(blob.size());
   // Nothing larger than a frame could reach the worker: refused before it is read.
   if (ref.byte_size > ipc::kDefaultMaxFrameBytes - at) {
     return make_error(ErrorKind::too_large,
@@ -217,6 +217,13 @@ Result<HttpResponse> infer_response(json reply, const json& worker_meta, std::st
                       want.shm ? &*want.shm : nullptr});
   }
   auto& outputs = reply["outputs"] = json::array();
+  // An output without `data`: its bytes are elsewhere, as `parameters` say.
+  const auto described = [](const TensorMeta& t, json parameters) {
+    return json{{"name", t.name},
+                {"datatype", to_string(t.datatype)},
+                {"shape", t.shape},
+                {"parameters", std::move(parameters)}};
+  };
   std::size_t raw_bytes = 0;
   for (const auto& [t, binary, shm] : chosen) {
     if (shm) {
@@ -228,20 +235,13 @@ Result<HttpResponse> infer_response(json reply, const json& worker_meta, std::st
       if (auto error = shm->region->write(shm->offset, blob.substr(t->offset, t->nbytes), what)) {
         return *error;
       }
-      outputs.push_back({{"name", t->name},
-                         {"datatype", to_string(t->datatype)},
-                         {"shape", t->shape},
-                         {"parameters",
-                          {{"shared_memory_region", shm->region->name()},
-                           {"shared_memory_byte_size", t->nbytes},
-                           {"shared_memory_offset", shm->offset}}}});
+      outputs.push_back(described(*t, {{"shared_memory_region", shm->region->name()},
+                                       {"shared_memory_byte_size", t->nbytes},
+                                       {"shared_memory_offset", shm->offset}}));
     } else if (!binary) {
       outputs.push_back(tensor_to_kserve_json(*t, blob));
     } else {
-      outputs.push_back({{"name", t->name},
-                         {"datatype", to_string(t->datatype)},
-                         {"shape", t->shape},
-                         {"parameters", {{"binary_data_size", t->nbytes}}}});
+      outputs.push_back(described(*t, {{"binary_data_size", t->nbytes}}));
       raw_bytes += t->nbytes;
     }
   }
