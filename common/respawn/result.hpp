@@ -25,6 +25,7 @@ struct Error {
   ErrorKind kind = ErrorKind::internal;
   std::string message;
   unsigned retry_after_s = 0;  // for unavailable: when to try again (0 = the default, 1 s)
+  long worker_pid = 0;         // the worker that answered with this error; 0: the supervisor
 };
 
 // Either a T or an E. Deliberately small: construct from either, test with ok().

@@ -55,6 +55,7 @@ HttpResponse error_response(const Error& error) {
   if (error.kind == ErrorKind::unavailable) {
     res.set(http::field::retry_after, std::to_string(std::max(1u, error.retry_after_s)));
   }
+  if (error.worker_pid > 0) res.set("X-Respawn-Worker-Pid", std::to_string(error.worker_pid));
   return res;
 }
 

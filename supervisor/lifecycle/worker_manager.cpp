@@ -478,7 +478,9 @@ void WorkerManager::on_answer(Worker& worker, ipc::Frame frame) {
       return handle_failed_job(std::move(job), reason, to_client_error(error), evidence);
     }
     if (answered) return check_worker(true);
-    job.done(to_client_error(error));
+    auto client_error = to_client_error(error);
+    client_error.worker_pid = worker.pid();  // which process refused it, as a result says
+    job.done(std::move(client_error));
   } else {
     // The result's JSON is small (tensor data travels as the frame's binary part, a generation's
     // text is at most max_tokens long); its handler parses it again.

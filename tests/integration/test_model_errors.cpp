@@ -66,6 +66,10 @@ TEST(ModelErrors, AnIndexPastTheEmbeddingIs400WithTheTorchScriptErrorLine) {
     EXPECT_NE(error.find("index out of range"), std::string::npos) << r.body;
     EXPECT_EQ(error.find("TorchScript interpreter"), std::string::npos) << r.body;
     EXPECT_EQ(error.find('\n'), std::string::npos) << "one line, no traceback: " << r.body;
+    // The worker that refused it is named, as on a result (smoke reports rely on it).
+    const auto header = r.headers.find("x-respawn-worker-pid");
+    ASSERT_NE(header, r.headers.end()) << r.body;
+    EXPECT_EQ(header->second, std::to_string(pid));
   }
 
   // The same worker goes on serving: an input error is not a reason to replace it.

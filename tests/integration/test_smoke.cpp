@@ -192,6 +192,36 @@ TEST_F(SmokeTest, RestartPerTestServesEveryTestFromAFreshWorker) {
   EXPECT_EQ(rep["distinct_worker_pids"], 4);
 }
 
+// The bundled suite (smoke/demo.jsonl) against the real worker and the demo model, in both
+// modes: every test passes, and a test the worker answers with an error (an id past the
+// vocabulary: 400) names its worker and uses one up like any other.
+TEST_F(SmokeTest, TheBundledSuitePassesOnTheDemoModelInBothModes) {
+  const fs::path suite = RESPAWN_SOURCE_DIR "/smoke/demo.jsonl";
+  for (const bool restart : {true, false}) {
+    std::vector<std::string> args = {"--", "--model", model_path("demo.pt")};
+    if (restart) args.insert(args.begin(), "--restart-per-test");
+    const auto r = run_smoke(suite, args);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err << read_file(report_dir() / "server.log");
+    const auto rep = report();
+    ASSERT_GE(rep["total"].get<int>(), 20) << rep.dump();
+    EXPECT_EQ(rep["passed"], rep["total"]);
+    std::set<long> workers;
+    int worker_tests = 0;
+    for (const auto& t : rep["tests"]) {
+      const long pid = t.value("worker_pid", 0L);
+      if (t["name"] == "infer_token_past_vocab_is_400") {
+        EXPECT_EQ(t["status"], 400);
+        EXPECT_GT(pid, 0) << "a worker's error names the worker: " << t.dump();
+      }
+      if (pid > 0) ++worker_tests, workers.insert(pid);
+    }
+    EXPECT_GE(worker_tests, 10) << rep.dump();
+    EXPECT_EQ(workers.size(), restart ? static_cast<std::size_t>(worker_tests) : 1u) << rep.dump();
+    EXPECT_EQ(rep["distinct_worker_pids"], workers.size());
+    expect_server_stopped(rep);
+  }
+}
+
 TEST_F(SmokeTest, CachedModeReusesOneWorker) {
   const auto suite =
       write_suite({generate("one", "a"), generate("two", "b"), generate("three", "c")});
