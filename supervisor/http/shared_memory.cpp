@@ -14,6 +14,11 @@ namespace respawn {
 
 namespace {
 
+// Triton's words for a name that is not registered (its clients and tests look for them).
+std::string unknown_region(const std::string& name) {
+  return "Unable to find system shared memory region: '" + name + "'";
+}
+
 Error bad(const std::string& message) {
   return make_error(ErrorKind::bad_input, message);
 }
@@ -160,7 +165,7 @@ Result<nlohmann::json> SharedMemoryRegistry::status(const std::string& name) con
   }
   const auto it = regions_.find(name);
   if (it == regions_.end()) {
-    return make_error(ErrorKind::not_found, "no shared memory region '" + name + "'");
+    return make_error(ErrorKind::not_found, unknown_region(name));
   }
   list.push_back(it->second->status());
   return list;
@@ -189,7 +194,7 @@ Result<std::optional<SharedMemoryRef>> SharedMemoryRegistry::ref(const nlohmann:
   }
   const auto it = regions_.find(name.get<std::string>());
   if (it == regions_.end()) {
-    return bad(what + ": no shared memory region '" + name.get<std::string>() + "' is registered");
+    return bad(what + ": " + unknown_region(name.get<std::string>()));
   }
   SharedMemoryRef ref{it->second, offset.is_null() ? 0 : offset.get<std::uint64_t>(),
                       size.get<std::uint64_t>()};
