@@ -16,6 +16,7 @@
 #include "http/api.hpp"
 #include "http/http_server.hpp"
 #include "http/text_model.hpp"
+#include "http/triton.hpp"
 #include "lifecycle/worker_manager.hpp"
 #include "respawn/logging.hpp"
 #include "respawn/text_files.hpp"
@@ -100,6 +101,16 @@ int serve(respawn::ServeOptions options) {
     }
     text = std::move(*loaded);
   }
+  std::vector<std::string> labels;
+  if (!options.labels.empty()) {
+    auto read = respawn::triton::read_labels(options.labels);
+    if (!read) {
+      spdlog::error("--labels: {}", read.error().message);
+      return 2;
+    }
+    labels = std::move(*read);
+    spdlog::info("{} class labels from {}", labels.size(), options.labels);
+  }
   std::signal(SIGPIPE, SIG_IGN);
   raise_open_file_limit();
   fix_malloc_thresholds();
@@ -109,6 +120,7 @@ int serve(respawn::ServeOptions options) {
   respawn::Scheduler scheduler(io, options.max_queue, manager, metrics);
   respawn::Api api(scheduler, metrics, options);
   api.set_text_model(std::move(text));
+  api.set_labels(std::move(labels));
   auto server = std::make_shared<respawn::HttpServer>(io, api, options);
   auto bound = server->listen();
   if (!bound) {

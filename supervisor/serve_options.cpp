@@ -53,6 +53,10 @@ void add_options(CLI::App& app, ServeOptions& o) {
                  "require 'Authorization: Bearer TOKEN' on /admin calls (else loopback only)");
   app.add_flag("--enable-fault-injection", o.enable_fault_injection,
                "let X-Respawn-Fault and PUT /admin/fault make workers fail (tests, chaos)");
+  app.add_option("--labels", o.labels,
+                 "class labels, one per line (line i names class i), for Triton's "
+                 "classification extension (outputs asked for with \"classification\": k)")
+      ->check(CLI::ExistingFile);
   app.add_flag("--allow-client-shm", o.allow_client_shm,
                "let clients register system shared memory regions for infer tensors "
                "(Triton's extension; any shared memory object this user can open)");

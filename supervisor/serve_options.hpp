@@ -19,7 +19,8 @@ struct ServeOptions {
   // A Hugging Face tokenizer.json, or a folder with it (and tokenizer_config.json,
   // generation_config.json); empty = byte-level
   std::string tokenizer;
-  std::string task;  // generate | tensor; empty = what the model declares
+  std::string task;    // generate | tensor; empty = what the model declares
+  std::string labels;  // class labels for classification answers, one per line; empty = none
   std::string host = "127.0.0.1";
   std::uint16_t port = 8000;
   std::string device = "auto";

@@ -378,8 +378,8 @@ void Api::handle_route(const Route& route, HttpRequest& request, const nlohmann:
 }
 
 HttpResponse Api::server_metadata() const {
-  json extensions = {"binary_tensor_data", "parameters", "schedule_policy", "statistics",
-                     "generate"};
+  json extensions = {"binary_tensor_data", "classification", "parameters",
+                     "schedule_policy",    "statistics",     "generate"};
   if (shm_.allowed()) extensions.push_back("system_shared_memory");
   return json_response(http::status::ok,
                        {{"name", "respawn"}, {"version", kVersion}, {"extensions", extensions}});
@@ -524,10 +524,10 @@ void Api::infer(HttpRequest& request, const json& body, const RequestContext& co
   }
   json reply = {{"model_name", options_.model_name}, {"model_version", kModelVersion}};
   if (json_field(body, "id").is_string()) reply["id"] = body["id"];
-  job.done = [respond, selection = std::move(*selection), reply](JobOutcome outcome) mutable {
+  job.done = [this, respond, selection = std::move(*selection), reply](JobOutcome outcome) mutable {
     if (!outcome) return respond(error_response(outcome.error()));
     const auto meta = parse_json(outcome->json);
-    auto res = triton::infer_response(std::move(reply), meta, outcome->binary, selection);
+    auto res = triton::infer_response(std::move(reply), meta, outcome->binary, selection, labels_);
     if (!res) return respond(error_response(res.error()));
     respond(with_worker_pid(std::move(*res), meta));
   };

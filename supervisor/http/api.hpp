@@ -39,6 +39,8 @@ class Api {
   void handle(HttpRequest request, const RequestContext& context, Respond respond);
   // The model's tokenizer and chat template (--tokenizer); byte-level until set.
   void set_text_model(std::shared_ptr<const TextModel> text) { text_ = std::move(text); }
+  // Class labels for classification answers (--labels).
+  void set_labels(std::vector<std::string> labels) { labels_ = std::move(labels); }
   // The server drains: ends the status page's event streams (GET /admin/events) and refuses
   // new ones, so that they hold nothing open.
   void stop_events() { events_.stop(); }
@@ -104,6 +106,7 @@ class Api {
   Metrics& metrics_;
   const ServeOptions& options_;
   std::shared_ptr<const TextModel> text_ = std::make_shared<TextModel>();
+  std::vector<std::string> labels_;         // --labels: line i names class i
   ModelStats stats_;                        // GET /v2/models/stats
   boost::asio::thread_pool parse_pool_{1};  // large JSON bodies, long prompts to tokenize
   AdminEvents events_;                      // GET /admin/events

@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
+#include <cstring>
+#include <deque>
+#include <fstream>
 #include <limits>
+#include <numeric>
 
 #include "respawn/frame.hpp"
 #include "respawn/json_util.hpp"
@@ -72,6 +77,88 @@ Result<TensorMeta> pack_shared_memory_input(const json& in, const SharedMemoryRe
   meta->offset = at;
   meta->nbytes = ref.byte_size;
   return std::move(*meta);
+}
+
+template <typename T>
+T load(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Calls f with a zero of the C++ type that holds an element of `type` (float for FP16 and
+// BF16); nothing for BOOL and BYTES, which have no order to rank by.
+template <typename F>
+void with_element_type(DataType type, F f) {
+  switch (type) {
+    case DataType::UINT8:
+      return f(std::uint8_t{});
+    case DataType::UINT16:
+      return f(std::uint16_t{});
+    case DataType::UINT32:
+      return f(std::uint32_t{});
+    case DataType::UINT64:
+      return f(std::uint64_t{});
+    case DataType::INT8:
+      return f(std::int8_t{});
+    case DataType::INT16:
+      return f(std::int16_t{});
+    case DataType::INT32:
+      return f(std::int32_t{});
+    case DataType::INT64:
+      return f(std::int64_t{});
+    case DataType::FP16:
+    case DataType::BF16:
+    case DataType::FP32:
+      return f(float{});
+    case DataType::FP64:
+      return f(double{});
+    case DataType::BOOL:
+    case DataType::BYTES:
+      return;
+  }
+}
+
+// The rows of `bytes` (elements of type `type`, read as T), each ranked, appended to `out` as
+// "value:index[:label]" elements.
+template <typename T>
+void append_classes(DataType type, std::string_view bytes, std::size_t rows, std::size_t per_row,
+                    std::size_t k, const std::vector<std::string>& labels, std::string& out) {
+  if (rows == 0) return;  // (per_row may then be anything: nothing to allocate for)
+  const std::size_t size = element_size(type);
+  std::vector<T> values(per_row);
+  std::vector<std::size_t> order(per_row);
+  for (std::size_t row = 0; row < rows; ++row) {
+    for (std::size_t i = 0; i < per_row; ++i) {
+      const char* p = bytes.data() + (row * per_row + i) * size;
+      if (type == DataType::FP16) {
+        values[i] = static_cast<T>(fp16_bits_to_float(load<std::uint16_t>(p)));
+      } else if (type == DataType::BF16) {
+        values[i] = static_cast<T>(bf16_bits_to_float(load<std::uint16_t>(p)));
+      } else {
+        values[i] = load<T>(p);
+      }
+    }
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    // Highest first, the lower index first among equals; NaN below everything (a total order).
+    const auto before = [&](std::size_t a, std::size_t b) {
+      const T& x = values[a];
+      const T& y = values[b];
+      if constexpr (std::is_floating_point_v<T>) {
+        if (std::isnan(x) || std::isnan(y)) return !std::isnan(x) || (std::isnan(y) && a < b);
+      }
+      return x > y || (x == y && a < b);
+    };
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                      before);
+    for (std::size_t j = 0; j < k; ++j) {
+      const std::size_t index = order[j];
+      // Triton's format: std::to_string of the element's type (so floats print as "%f").
+      std::string text = std::to_string(values[index]) + ":" + std::to_string(index);
+      if (index < labels.size() && !labels[index].empty()) text += ":" + labels[index];
+      append_bytes_element(out, text);
+    }
+  }
 }
 
 }  // namespace
@@ -179,42 +266,103 @@ Result<OutputSelection> requested_outputs(const json& body, const SharedMemoryRe
     }
     const std::string name = o["name"];
     const auto& params = json_field(o, "parameters");
-    if (!json_field(params, "classification").is_null()) {
-      return bad("output '" + name + "': the classification extension is not supported");
+    const auto& classes = json_field(params, "classification");
+    const bool counts = classes.is_number_unsigned() ||
+                        (classes.is_number_integer() && classes.get<std::int64_t>() >= 0);
+    if (!classes.is_null() && (!counts || classes.get<std::uint64_t>() > UINT32_MAX)) {
+      return bad("output '" + name +
+                 "': classification must be a non-negative integer (how many classes)");
     }
     auto region = shm.ref(params, "output '" + name + "'");
     if (!region) return region.error();
     auto binary = bool_parameter(params, "binary_data", "output '" + name + "': ");
     if (!binary) return binary.error();
-    selection.outputs.push_back({name, *binary, std::move(*region)});
+    selection.outputs.push_back(
+        {name, *binary, std::move(*region), classes.is_null() ? 0 : classes.get<std::uint32_t>()});
   }
   return selection;
 }
 
+Result<Classes> classify(const TensorMeta& tensor, std::string_view bytes, std::uint32_t k,
+                         const std::vector<std::string>& labels) {
+  if (tensor.datatype == DataType::BOOL || tensor.datatype == DataType::BYTES) {
+    return bad("output '" + tensor.name + "': classification needs a numeric output, not " +
+               std::string(to_string(tensor.datatype)));
+  }
+  const auto count = element_count(tensor.shape);
+  if (!count || bytes.size() != *count * element_size(tensor.datatype)) {
+    return make_error(ErrorKind::internal, "output '" + tensor.name + "' does not fit its shape");
+  }
+  const bool batched = tensor.shape.size() >= 2;
+  const auto per_row = element_count(
+      batched ? std::vector<std::int64_t>(tensor.shape.begin() + 1, tensor.shape.end())
+              : tensor.shape);
+  const std::size_t rows = batched ? static_cast<std::size_t>(tensor.shape[0]) : 1;
+  const std::size_t top = std::min<std::size_t>(k, *per_row);
+  Classes classes;
+  classes.shape = {static_cast<std::int64_t>(top)};
+  if (batched) classes.shape.insert(classes.shape.begin(), tensor.shape[0]);
+  with_element_type(tensor.datatype, [&](auto zero) {
+    append_classes<decltype(zero)>(tensor.datatype, bytes, rows, *per_row, top, labels,
+                                   classes.bytes);
+  });
+  return classes;
+}
+
+Result<std::vector<std::string>> read_labels(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return bad("cannot read the labels file " + path);
+  std::vector<std::string> labels;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    labels.push_back(std::move(line));
+  }
+  if (in.bad()) return bad("cannot read the labels file " + path);
+  return labels;
+}
+
 Result<HttpResponse> infer_response(json reply, const json& worker_meta, std::string_view blob,
-                                    const OutputSelection& selection) {
+                                    const OutputSelection& selection,
+                                    const std::vector<std::string>& labels) {
   auto tensors = parse_tensor_list(json_field(worker_meta, "outputs"), blob);
   if (!tensors) {
     return make_error(ErrorKind::internal,
                       "the worker sent a malformed result: " + tensors.error().message);
   }
   // The outputs to send, in the order asked (the model's order when none were named), each
-  // binary or not, or written to shared memory (`shm`).
+  // with its bytes (the worker's, or its classification), binary or not, or written to shared
+  // memory (`shm`). `tensor.offset` is 0: the offset into `bytes`.
   struct Chosen {
-    const TensorMeta* tensor;
+    TensorMeta tensor;
+    std::string_view bytes;
     bool binary;
     const SharedMemoryRef* shm;
   };
+  const auto as_sent = [&](const TensorMeta& t, bool binary, const SharedMemoryRef* shm) {
+    TensorMeta meta = t;
+    meta.offset = 0;
+    return Chosen{std::move(meta), blob.substr(t.offset, t.nbytes), binary, shm};
+  };
   std::vector<Chosen> chosen;
+  std::deque<std::string> classified;  // the bytes of classification answers
   if (selection.outputs.empty()) {
-    for (const auto& t : *tensors) chosen.push_back({&t, selection.binary_default, nullptr});
+    for (const auto& t : *tensors) chosen.push_back(as_sent(t, selection.binary_default, nullptr));
   }
   for (const auto& want : selection.outputs) {
     const auto found = std::find_if(tensors->begin(), tensors->end(),
                                     [&](const TensorMeta& t) { return t.name == want.name; });
     if (found == tensors->end()) return bad("the model has no output '" + want.name + "'");
-    chosen.push_back({&*found, !want.shm && want.binary.value_or(selection.binary_default),
-                      want.shm ? &*want.shm : nullptr});
+    auto& c = chosen.emplace_back(
+        as_sent(*found, !want.shm && want.binary.value_or(selection.binary_default),
+                want.shm ? &*want.shm : nullptr));
+    if (want.classification > 0) {
+      auto classes = classify(*found, c.bytes, want.classification, labels);
+      if (!classes) return classes.error();
+      c.bytes = classified.emplace_back(std::move(classes->bytes));
+      c.tensor.datatype = DataType::BYTES;
+      c.tensor.shape = std::move(classes->shape);
+      c.tensor.nbytes = c.bytes.size();
+    }
   }
   auto& outputs = reply["outputs"] = json::array();
   // An output without `data`: its bytes are elsewhere, as `parameters` say.
@@ -225,24 +373,22 @@ Result<HttpResponse> infer_response(json reply, const json& worker_meta, std::st
                 {"parameters", std::move(parameters)}};
   };
   std::size_t raw_bytes = 0;
-  for (const auto& [t, binary, shm] : chosen) {
+  for (const auto& [t, bytes, binary, shm] : chosen) {
     if (shm) {
-      const std::string what = "output '" + t->name + "'";
-      if (t->nbytes > shm->byte_size) {
-        return bad(what + " has " + std::to_string(t->nbytes) + " bytes, more than the " +
+      const std::string what = "output '" + t.name + "'";
+      if (t.nbytes > shm->byte_size) {
+        return bad(what + " has " + std::to_string(t.nbytes) + " bytes, more than the " +
                    std::to_string(shm->byte_size) + " of its shared_memory_byte_size");
       }
-      if (auto error = shm->region->write(shm->offset, blob.substr(t->offset, t->nbytes), what)) {
-        return *error;
-      }
-      outputs.push_back(described(*t, {{"shared_memory_region", shm->region->name()},
-                                       {"shared_memory_byte_size", t->nbytes},
-                                       {"shared_memory_offset", shm->offset}}));
+      if (auto error = shm->region->write(shm->offset, bytes, what)) return *error;
+      outputs.push_back(described(t, {{"shared_memory_region", shm->region->name()},
+                                      {"shared_memory_byte_size", t.nbytes},
+                                      {"shared_memory_offset", shm->offset}}));
     } else if (!binary) {
-      outputs.push_back(tensor_to_kserve_json(*t, blob));
+      outputs.push_back(tensor_to_kserve_json(t, bytes));
     } else {
-      outputs.push_back(described(*t, {{"binary_data_size", t->nbytes}}));
-      raw_bytes += t->nbytes;
+      outputs.push_back(described(t, {{"binary_data_size", t.nbytes}}));
+      raw_bytes += t.nbytes;
     }
   }
   auto res = json_response(http::status::ok, reply);
@@ -253,7 +399,7 @@ Result<HttpResponse> infer_response(json reply, const json& worker_meta, std::st
   res.set(http::field::content_type, "application/octet-stream");
   res.body().reserve(res.body().size() + raw_bytes);
   for (const auto& c : chosen) {
-    if (c.binary) res.body().append(blob.substr(c.tensor->offset, c.tensor->nbytes));
+    if (c.binary) res.body().append(c.bytes);
   }
   return res;
 }

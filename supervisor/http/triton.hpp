@@ -42,6 +42,9 @@ struct OutputRequest {
   std::string name;
   std::optional<bool> binary;          // the output's own `binary_data`, if given
   std::optional<SharedMemoryRef> shm;  // written there, not sent, when given
+  // Triton's classification extension (`"classification": k`): instead of the tensor, its k
+  // highest values per batch row as BYTES "value:index[:label]"; 0 = the tensor itself.
+  std::uint32_t classification = 0;
 };
 struct OutputSelection {
   std::vector<OutputRequest> outputs;  // empty: every output
@@ -51,9 +54,26 @@ Result<OutputSelection> requested_outputs(
     const nlohmann::json& body, const SharedMemoryRegistry& shm = SharedMemoryRegistry::off());
 
 // The 200 answer: `reply` (model_name, model_version, id) plus the selected outputs, as JSON
-// or, when any output is binary, as a JSON header and raw bytes. Errors: the worker's tensor
-// list is malformed (internal) or names no such output (bad_input).
+// or, when any output is binary, as a JSON header and raw bytes. `labels[i]` names class i in
+// classification answers. Errors: the worker's tensor list is malformed (internal); it names
+// no such output, or a classified output is not numeric (bad_input).
 Result<HttpResponse> infer_response(nlohmann::json reply, const nlohmann::json& worker_meta,
-                                    std::string_view blob, const OutputSelection& selection);
+                                    std::string_view blob, const OutputSelection& selection,
+                                    const std::vector<std::string>& labels = {});
+
+// Classification of one numeric tensor (in `bytes`), as Triton does it: a tensor of rank 2 or
+// more is [batch, ...], and each batch row's elements are ranked; a smaller one is one row. The
+// k highest of a row (ties: the lower index first; NaN lowest), each as the BYTES element
+// "<value>:<index>[:<label>]" with the value printed by std::to_string of the element's type.
+// The result's shape is [batch, min(k, n)] or [min(k, n)] for rows of n elements.
+struct Classes {
+  std::vector<std::int64_t> shape;
+  std::string bytes;  // the BYTES layout
+};
+Result<Classes> classify(const TensorMeta& tensor, std::string_view bytes, std::uint32_t k,
+                         const std::vector<std::string>& labels);
+
+// Class labels for classification, one per line (line i names class i; an empty line, none).
+Result<std::vector<std::string>> read_labels(const std::string& path);
 
 }  // namespace respawn::triton

@@ -178,8 +178,8 @@ TEST(Triton, StatisticsCountWhatRanTheModel) {
 TEST(Triton, TheServerListsItsExtensions) {
   auto server = classifier();
   const auto meta = server.get("/v2").json();
-  for (const char* ext :
-       {"binary_tensor_data", "parameters", "schedule_policy", "statistics", "generate"}) {
+  for (const char* ext : {"binary_tensor_data", "classification", "parameters", "schedule_policy",
+                          "statistics", "generate"}) {
     EXPECT_NE(std::find(meta["extensions"].begin(), meta["extensions"].end(), ext),
               meta["extensions"].end())
         << ext;

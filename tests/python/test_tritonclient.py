@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -318,6 +319,61 @@ class SharedMemoryTest(TritonCase):
         finally:
             for handle in handles.values():
                 shm.destroy_shared_memory_region(handle)
+
+
+class ClassificationTest(TritonCase):
+    """Triton's classification extension as its image_client.py example uses it: an output asked
+    for with class_count=k comes back as BYTES "value:index:label", the k highest per batch row,
+    labels from --labels."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.labels_dir = tempfile.TemporaryDirectory(prefix="respawn-labels-")
+        cls.labels_path = os.path.join(cls.labels_dir.name, "labels.txt")
+        with open(cls.labels_path, "w") as f:
+            f.write("\n".join(f"class {i}" for i in range(reference()[1].shape[1])) + "\n")
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        cls.labels_dir.cleanup()
+
+    @classmethod
+    def server_args(cls):
+        return ["--model", h.model_path("classifier.pt"), "--labels", cls.labels_path]
+
+    def test_top_classes_with_labels(self):
+        x, logits, _ = reference()
+        self.assertIn("classification", self.client.get_server_metadata()["extensions"])
+        for binary in (True, False):
+            with self.subTest(binary=binary):
+                result = self.client.infer(MODEL, classifier_inputs(x, binary), outputs=[
+                    httpclient.InferRequestedOutput("logits", binary_data=binary, class_count=3),
+                    httpclient.InferRequestedOutput("label", binary_data=binary)])
+                classes = result.as_numpy("logits")
+                self.assertEqual(classes.shape, (logits.shape[0], 3))
+                self.assertEqual(result.get_output("logits")["datatype"], "BYTES")
+                for row, want in zip(classes, logits):
+                    # Binary BYTES come back as bytes, JSON ones as str (tritonclient's way).
+                    fields = [(c.decode() if isinstance(c, bytes) else c).split(":") for c in row]
+                    indices = [int(f[1]) for f in fields]
+                    self.assertEqual(indices, list(np.argsort(-want, kind="stable")[:3]))
+                    for (value, index, label) in fields:
+                        self.assertAlmostEqual(float(value), want[int(index)], places=5)
+                        self.assertEqual(label, f"class {index}")
+                # The other output is untouched.
+                np.testing.assert_array_equal(result.as_numpy("label"), reference()[2])
+
+    def test_a_count_past_the_classes_gives_them_all_and_strings_are_refused(self):
+        x, logits, _ = reference()
+        result = self.client.infer(MODEL, classifier_inputs(x, True), outputs=[
+            httpclient.InferRequestedOutput("logits", class_count=1000)])
+        self.assertEqual(result.as_numpy("logits").shape, logits.shape)
+        with self.assertRaises(InferenceServerException) as raised:
+            self.client.infer(MODEL, classifier_inputs(x, True), outputs=[
+                httpclient.InferRequestedOutput("logits", class_count=-1)])
+        self.assertEqual(status_of(raised), "400")
 
 
 class StatisticsTest(TritonCase):

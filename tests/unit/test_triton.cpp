@@ -2,7 +2,12 @@
 // body is a JSON header and raw tensor bytes, and answers built the same way.
 #include "http/triton.hpp"
 
+#include <unistd.h>
+
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -162,10 +167,17 @@ TEST(TritonBinary, OutputSelection) {
   for (const json& bad :
        {json{{"outputs", "x"}}, json{{"outputs", {{{"nom", "x"}}}}},
         json{{"outputs", {{{"name", "x"}, {"parameters", {{"binary_data", 1}}}}}}},
-        json{{"outputs", {{{"name", "x"}, {"parameters", {{"classification", 3}}}}}}},
+        json{{"outputs", {{{"name", "x"}, {"parameters", {{"classification", -1}}}}}}},
+        json{{"outputs", {{{"name", "x"}, {"parameters", {{"classification", 1.5}}}}}}},
+        json{{"outputs", {{{"name", "x"}, {"parameters", {{"classification", "3"}}}}}}},
+        json{{"outputs", {{{"name", "x"}, {"parameters", {{"classification", 1ull << 32}}}}}}},
         json{{"parameters", {{"binary_data_output", "yes"}}}}}) {
     EXPECT_FALSE(requested_outputs(bad)) << bad.dump();
   }
+  auto classes =
+      requested_outputs({{"outputs", {{{"name", "x"}, {"parameters", {{"classification", 3}}}}}}});
+  ASSERT_TRUE(classes) << classes.error().message;
+  EXPECT_EQ(classes->outputs[0].classification, 3u);
 }
 
 // A worker answer with outputs "x" (FP32 [2]) and "y" (INT64 [1]).
@@ -222,6 +234,124 @@ TEST(TritonBinary, BinaryOutputsFollowTheJsonHeaderInTheAskedOrder) {
   res = infer_response({}, w.meta, w.blob, selection);
   ASSERT_FALSE(res);
   EXPECT_EQ(res.error().kind, ErrorKind::bad_input);
+}
+
+template <typename T>
+std::string raw(std::initializer_list<T> values) {
+  std::string bytes(values.size() * sizeof(T), '\0');
+  std::memcpy(bytes.data(), values.begin(), bytes.size());
+  return bytes;
+}
+
+std::vector<std::string> elements(const Classes& c) {
+  const auto e = bytes_elements(c.bytes);
+  return e ? std::vector<std::string>(e->begin(), e->end()) : std::vector<std::string>{"bad"};
+}
+
+Classes classes_of(DataType type, std::vector<std::int64_t> shape, const std::string& bytes,
+                   std::uint32_t k, const std::vector<std::string>& labels = {}) {
+  auto c = classify({"x", type, std::move(shape), 0, bytes.size()}, bytes, k, labels);
+  EXPECT_TRUE(c) << c.error().message;
+  return c ? *c : Classes{};
+}
+
+using Strings = std::vector<std::string>;
+
+TEST(TritonClassification, EachBatchRowGivesItsHighestValuesAsTritonWritesThem) {
+  // [2, 4]: each row ranked apart; equal values by the lower index; floats as "%f".
+  const auto c = classes_of(DataType::FP32, {2, 4}, floats({1.5f, -2, 3, 4.25f, 0, 0, 7, -1}), 2);
+  EXPECT_EQ(c.shape, (std::vector<std::int64_t>{2, 2}));
+  EXPECT_EQ(elements(c), (Strings{"4.250000:3", "3.000000:2", "7.000000:2", "0.000000:0"}));
+  // Labels name the classes they have; a class past the file or on an empty line goes without.
+  const auto named = classes_of(DataType::FP32, {1, 4}, floats({1, 2, 3, 4}), 3, {"a", "", "c"});
+  EXPECT_EQ(elements(named), (Strings{"4.000000:3", "3.000000:2:c", "2.000000:1"}));
+  // Rank 1 is one row; a count past the row's length gives the whole row.
+  const auto one = classes_of(DataType::FP32, {3}, floats({0.5f, 0.25f, 1}), 10);
+  EXPECT_EQ(one.shape, (std::vector<std::int64_t>{3}));
+  EXPECT_EQ(elements(one), (Strings{"1.000000:2", "0.500000:0", "0.250000:1"}));
+  // The rows of a higher rank are everything after the batch dimension.
+  const auto cube = classes_of(DataType::FP32, {1, 2, 2}, floats({1, 4, 3, 2}), 2);
+  EXPECT_EQ(cube.shape, (std::vector<std::int64_t>{1, 2}));
+  EXPECT_EQ(elements(cube), (Strings{"4.000000:1", "3.000000:2"}));
+}
+
+TEST(TritonClassification, ValuesKeepTheirTypeAndNanRanksLast) {
+  // Integers compare exactly (2^60 + 1 and 2^60 are one double) and print as integers.
+  const std::int64_t big = std::int64_t{1} << 60;
+  const auto ints = classes_of(DataType::INT64, {2}, raw<std::int64_t>({big, big + 1}), 2);
+  EXPECT_EQ(elements(ints), (Strings{std::to_string(big + 1) + ":1", std::to_string(big) + ":0"}));
+  const auto small = classes_of(DataType::INT8, {3}, raw<std::int8_t>({-5, 100, 3}), 1);
+  EXPECT_EQ(elements(small), (Strings{"100:1"}));
+  const auto u8 = classes_of(DataType::UINT8, {2}, raw<std::uint8_t>({200, 7}), 1);
+  EXPECT_EQ(elements(u8), (Strings{"200:0"}));
+  const auto halves =
+      classes_of(DataType::FP16, {3},
+                 raw<std::uint16_t>({to_fp16_bits(0.5), to_fp16_bits(-1), to_fp16_bits(2)}), 3);
+  EXPECT_EQ(elements(halves), (Strings{"2.000000:2", "0.500000:0", "-1.000000:1"}));
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const auto nans = classes_of(DataType::FP64, {4}, raw<double>({nan, -inf, 1, nan}), 4);
+  ASSERT_EQ(elements(nans).size(), 4u);
+  EXPECT_EQ(elements(nans)[0], "1.000000:2");
+  EXPECT_EQ(elements(nans)[1], "-inf:1");
+  EXPECT_EQ(elements(nans)[2].substr(elements(nans)[2].find(':')), ":0");
+  EXPECT_EQ(elements(nans)[3].substr(elements(nans)[3].find(':')), ":3");
+}
+
+TEST(TritonClassification, NoRowsGiveNoClassesAndStringsAreRefused) {
+  const auto none = classes_of(DataType::FP32, {0, 5}, "", 3);
+  EXPECT_EQ(none.shape, (std::vector<std::int64_t>{0, 3}));
+  EXPECT_TRUE(none.bytes.empty());
+  std::string strings;
+  append_bytes_element(strings, "a");
+  for (const auto type : {DataType::BYTES, DataType::BOOL}) {
+    const std::string bytes = type == DataType::BYTES ? strings : std::string(1, '\1');
+    const auto refused = classify({"x", type, {1}, 0, bytes.size()}, bytes, 1, {});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().kind, ErrorKind::bad_input);
+    EXPECT_NE(refused.error().message.find("classification needs a numeric output"),
+              std::string::npos);
+  }
+}
+
+TEST(TritonClassification, AClassifiedOutputIsBytesInJsonOrBinary) {
+  WorkerAnswer w;  // x: FP32 [2] {1.5, -2}
+  OutputSelection selection;
+  selection.outputs = {{"x", std::nullopt, {}, 1}, {"y", std::nullopt, {}, 0}};
+  auto res = infer_response({}, w.meta, w.blob, selection, {"first", "second"});
+  ASSERT_TRUE(res) << res.error().message;
+  const auto body = json::parse(res->body());
+  EXPECT_EQ(
+      body["outputs"][0],
+      json({{"name", "x"}, {"datatype", "BYTES"}, {"shape", {1}}, {"data", {"1.500000:0:first"}}}));
+  EXPECT_EQ(body["outputs"][1]["data"], json({7}));
+
+  selection.outputs = {{"x", true, {}, 2}};
+  res = infer_response({}, w.meta, w.blob, selection);
+  ASSERT_TRUE(res) << res.error().message;
+  const auto length = std::stoul(std::string((*res)[kHeaderLength]));
+  const auto header = json::parse(res->body().substr(0, length));
+  EXPECT_EQ(header["outputs"][0]["datatype"], "BYTES");
+  EXPECT_EQ(header["outputs"][0]["shape"], json({2}));
+  std::string want;
+  append_bytes_element(want, "1.500000:0");
+  append_bytes_element(want, "-2.000000:1");
+  EXPECT_EQ(header["outputs"][0]["parameters"]["binary_data_size"], want.size());
+  EXPECT_EQ(res->body().substr(length), want);
+}
+
+TEST(TritonClassification, LabelsAreReadOnePerLine) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("respawn-labels-" + std::to_string(::getpid()) + ".txt");
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << "cat\r\ndog\n\nbird";
+  }
+  const auto labels = read_labels(path.string());
+  std::filesystem::remove(path);
+  ASSERT_TRUE(labels) << labels.error().message;
+  EXPECT_EQ(*labels, (Strings{"cat", "dog", "", "bird"}));
+  EXPECT_FALSE(read_labels(path.string()));
 }
 
 }  // namespace
