@@ -167,6 +167,7 @@ bool takes_json_body(const Route& route, http::verb method) {
     case RouteId::health_live:
     case RouteId::health_ready:
     case RouteId::model_metadata:
+    case RouteId::model_config:
     case RouteId::model_ready:
     case RouteId::model_stats:
     case RouteId::openai_models:
@@ -330,6 +331,8 @@ void Api::handle_route(const Route& route, HttpRequest& request, const nlohmann:
       return respond(ready_response(true));
     case RouteId::model_metadata:
       return respond(model_metadata());
+    case RouteId::model_config:
+      return respond(model_config());
     case RouteId::model_stats:
       return respond(
           json_response(http::status::ok,
@@ -419,13 +422,31 @@ HttpResponse Api::ready_response(bool model_route) const {
   return json_response(ready ? http::status::ok : http::status::service_unavailable, body);
 }
 
+namespace {
+
+std::string platform_of(const json& model_info) {
+  return json_get<std::string>(model_info, "model_format", "") == "aoti_package"
+             ? "pytorch_aotinductor"
+             : "pytorch_torchscript";
+}
+
+}  // namespace
+
+HttpResponse Api::model_config() const {
+  const auto& manager = scheduler_.manager();
+  const auto& info = manager.model_info();
+  return json_response(
+      http::status::ok,
+      triton::model_config(info,
+                           {options_.model_name, platform_of(info), manager.policy().max_batch_size,
+                            manager.policy().max_batch_delay_us, options_.labels}));
+}
+
 HttpResponse Api::model_metadata() const {
   const auto& info = scheduler_.manager().model_info();
   json body = {{"name", options_.model_name},
                {"versions", {kModelVersion}},
-               {"platform", json_get<std::string>(info, "model_format", "") == "aoti_package"
-                                ? "pytorch_aotinductor"
-                                : "pytorch_torchscript"},
+               {"platform", platform_of(info)},
                {"inputs", json::array()},
                {"outputs", json::array()}};
   if (info.is_object()) {

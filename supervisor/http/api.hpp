@@ -79,6 +79,7 @@ class Api {
   void record(const std::string& route, int status, std::chrono::steady_clock::time_point since);
   HttpResponse ready_response(bool model_route) const;
   HttpResponse model_metadata() const;
+  HttpResponse model_config() const;
   HttpResponse metrics();
   // Takes the body of a binary request (its tensor bytes go to the worker as they are).
   void infer(HttpRequest& request, const nlohmann::json& body, const RequestContext& context,

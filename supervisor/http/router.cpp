@@ -45,6 +45,7 @@ Route match_model_route(std::string_view method, const std::vector<std::string_v
   if (p.size() != next + 1) return {};
   const auto action = p[next];
   if (action == "ready") return route(RouteId::model_ready, "GET");
+  if (action == "config") return route(RouteId::model_config, "GET");
   if (action == "stats") return route(RouteId::model_stats, "GET");
   if (action == "infer") return route(RouteId::infer, "POST");
   if (action == "generate") return route(RouteId::generate, "POST");
@@ -68,6 +69,8 @@ std::string_view route_label(RouteId id) {
       return "health_ready";
     case RouteId::model_metadata:
       return "model_metadata";
+    case RouteId::model_config:
+      return "model_config";
     case RouteId::model_ready:
       return "model_ready";
     case RouteId::model_stats:

@@ -11,6 +11,7 @@ enum class RouteId {
   health_live,         // GET /v2/health/live
   health_ready,        // GET /v2/health/ready
   model_metadata,      // GET /v2/models/{m}[/versions/{v}]
+  model_config,        // GET /v2/models/{m}[/versions/{v}]/config (Triton's model configuration)
   model_stats,         // GET /v2/models[/{m}[/versions/{v}]]/stats (Triton's statistics extension)
   model_ready,         // GET /v2/models/{m}[/versions/{v}]/ready
   infer,               // POST /v2/models/{m}[/versions/{v}]/infer

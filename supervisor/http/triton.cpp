@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <numeric>
@@ -307,6 +308,66 @@ Result<Classes> classify(const TensorMeta& tensor, std::string_view bytes, std::
                                    classes.bytes);
   });
   return classes;
+}
+
+json model_config(const json& info, const ConfigContext& context) {
+  const auto& inputs = json_field(info, "inputs");
+  const auto& outputs = json_field(info, "outputs");
+  const auto batch_first = [](const json& tensors) {
+    return std::all_of(tensors.begin(), tensors.end(), [](const json& t) {
+      const auto& shape = json_field(t, "shape");
+      return shape.is_array() && !shape.empty() && shape[0] == -1;
+    });
+  };
+  const bool batched = (inputs.is_array() && !inputs.empty()) && batch_first(inputs) &&
+                       (!outputs.is_array() || batch_first(outputs));
+  const auto label_file = context.labels_file.empty()
+                              ? std::string()
+                              : std::filesystem::path(context.labels_file).filename().string();
+  // Triton's names: TYPE_ and the KServe name, but TYPE_STRING for BYTES.
+  const auto tensors = [&](const json& list, bool output) {
+    auto out = json::array();
+    if (!list.is_array()) return out;
+    for (const auto& t : list) {
+      const std::string datatype = json_get<std::string>(t, "datatype", "");
+      auto dims = json_field(t, "shape").is_array() ? json_field(t, "shape") : json::array();
+      if (batched) dims.erase(dims.begin());
+      // One value per batch item: Triton writes that as dims [1] reshaped to [].
+      const bool scalar = batched && dims.empty();
+      json entry = {{"name", json_get<std::string>(t, "name", "")},
+                    {"data_type", datatype == "BYTES" ? "TYPE_STRING" : "TYPE_" + datatype},
+                    {"dims", scalar ? json::array({1}) : std::move(dims)},
+                    {"is_shape_tensor", false}};
+      if (scalar) entry["reshape"] = {{"shape", json::array()}};
+      if (output) {
+        entry["label_filename"] = label_file;
+      } else {
+        entry["format"] = "FORMAT_NONE";
+        entry["allow_ragged_batch"] = false;
+        entry["optional"] = false;
+      }
+      out.push_back(std::move(entry));
+    }
+    return out;
+  };
+  const bool gpu = json_get<std::string>(info, "device", "cpu").rfind("cuda", 0) == 0;
+  json instance = {
+      {"name", context.name + "_0"}, {"kind", gpu ? "KIND_GPU" : "KIND_CPU"}, {"count", 1}};
+  if (gpu) instance["gpus"] = {0};
+  json config = {{"name", context.name},
+                 {"platform", context.platform},
+                 {"backend", "pytorch"},
+                 {"version_policy", {{"latest", {{"num_versions", 1}}}}},
+                 {"max_batch_size", batched ? context.max_batch_size : 0},
+                 {"input", tensors(inputs, false)},
+                 {"output", tensors(outputs, true)},
+                 {"instance_group", {instance}},
+                 {"model_transaction_policy", {{"decoupled", false}}}};
+  if (batched && context.max_batch_size > 1) {
+    config["dynamic_batching"] = {{"max_queue_delay_microseconds", context.max_batch_delay_us},
+                                  {"preserve_ordering", false}};
+  }
+  return config;
 }
 
 Result<std::vector<std::string>> read_labels(const std::string& path) {

@@ -73,6 +73,19 @@ struct Classes {
 Result<Classes> classify(const TensorMeta& tensor, std::string_view bytes, std::uint32_t k,
                          const std::vector<std::string>& labels);
 
+// Triton's model configuration (GET /v2/models/{m}/config, as tritonclient's get_model_config
+// reads it) of what the worker reported of the model (`info`: inputs, outputs, device). The
+// model is batched, as in Triton, when it declares tensors and each one's first dimension is
+// -1: then `max_batch_size` is the supervisor's and `dims` leave that dimension out.
+struct ConfigContext {
+  std::string name;
+  std::string platform;
+  std::uint64_t max_batch_size = 0;
+  std::uint64_t max_batch_delay_us = 0;
+  std::string labels_file;  // --labels, named as the outputs' label_filename
+};
+nlohmann::json model_config(const nlohmann::json& info, const ConfigContext& context);
+
 // Class labels for classification, one per line (line i names class i; an empty line, none).
 Result<std::vector<std::string>> read_labels(const std::string& path);
 

@@ -134,6 +134,19 @@ class ClassifierTest(TritonCase):
             self.client.get_model_metadata("nope")
         self.assertEqual(status_of(raised), "404")
 
+    def test_model_config(self):
+        config = self.client.get_model_config(MODEL)
+        self.assertEqual(config["name"], MODEL)
+        self.assertEqual(config["max_batch_size"], 8)  # the default max_batch_size policy
+        self.assertEqual([(i["name"], i["data_type"], i["dims"]) for i in config["input"]],
+                         [("x", "TYPE_FP32", [4])])
+        self.assertEqual([(o["name"], o["data_type"], o["dims"]) for o in config["output"]],
+                         [("logits", "TYPE_FP32", [3]), ("label", "TYPE_INT64", [1])])
+        self.assertEqual(self.client.get_model_config(MODEL, "1"), config)
+        with self.assertRaises(InferenceServerException) as raised:
+            self.client.get_model_config("wrong_model_name")
+        self.assertEqual(status_of(raised), "404")
+
     def test_infer_json_tensors(self):
         x, _, _ = reference()
         result = self.client.infer(MODEL, classifier_inputs(x, binary_data=False),

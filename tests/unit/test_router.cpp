@@ -37,6 +37,9 @@ TEST(Router, ServerRoutes) {
 TEST(Router, ModelRoutes) {
   expect_route("GET", "/v2/models/demo", RouteId::model_metadata, "demo");
   expect_route("GET", "/v2/models/demo/ready", RouteId::model_ready, "demo");
+  expect_route("GET", "/v2/models/demo/config", RouteId::model_config, "demo");
+  expect_route("GET", "/v2/models/demo/versions/1/config", RouteId::model_config, "demo");
+  EXPECT_EQ(match_route("POST", "/v2/models/demo/config").id, RouteId::method_not_allowed);
   expect_route("POST", "/v2/models/demo/infer", RouteId::infer, "demo");
   expect_route("POST", "/v2/models/demo/generate", RouteId::generate, "demo");
 }
@@ -149,6 +152,7 @@ TEST(Router, LabelValues) {
       {RouteId::health_live, "health_live"},
       {RouteId::health_ready, "health_ready"},
       {RouteId::model_metadata, "model_metadata"},
+      {RouteId::model_config, "model_config"},
       {RouteId::model_ready, "model_ready"},
       {RouteId::model_stats, "model_stats"},
       {RouteId::infer, "infer"},
@@ -290,6 +294,7 @@ TEST(Router, EveryRouteHasADistinctLabel) {
       RouteId::admin_policy,       RouteId::admin_recycle,  RouteId::admin_fault,
       RouteId::method_not_allowed, RouteId::not_found,      RouteId::shm_status,
       RouteId::shm_register,       RouteId::shm_unregister, RouteId::cuda_shm,
+      RouteId::model_config,
   };
   std::set<std::string_view> labels;
   for (RouteId id : ids) {

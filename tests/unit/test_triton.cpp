@@ -354,5 +354,54 @@ TEST(TritonClassification, LabelsAreReadOnePerLine) {
   EXPECT_FALSE(read_labels(path.string()));
 }
 
+TEST(TritonModelConfig, ABatchFirstModelLeavesTheBatchDimensionOut) {
+  const json info = json::parse(R"({"device":"cpu",
+    "inputs":[{"name":"x","datatype":"FP32","shape":[-1,4]}],
+    "outputs":[{"name":"logits","datatype":"FP32","shape":[-1,3]},
+               {"name":"label","datatype":"INT64","shape":[-1]},
+               {"name":"names","datatype":"BYTES","shape":[-1,2]}]})");
+  const auto config =
+      model_config(info, {"classifier", "pytorch_torchscript", 8, 1000, "/etc/x/labels.txt"});
+  EXPECT_EQ(config["name"], "classifier");
+  EXPECT_EQ(config["platform"], "pytorch_torchscript");
+  EXPECT_EQ(config["max_batch_size"], 8);
+  EXPECT_EQ(config["dynamic_batching"]["max_queue_delay_microseconds"], 1000);
+  EXPECT_EQ(config["input"],
+            json::parse(R"([{"name":"x","data_type":"TYPE_FP32","dims":[4],"format":"FORMAT_NONE",
+              "is_shape_tensor":false,"allow_ragged_batch":false,"optional":false}])"));
+  const auto& out = config["output"];
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0]["dims"], json({3}));
+  EXPECT_EQ(out[0]["label_filename"], "labels.txt");
+  // One value per item: dims [1] reshaped to [], as Triton writes it.
+  EXPECT_EQ(out[1]["dims"], json({1}));
+  EXPECT_EQ(out[1]["reshape"]["shape"], json::array());
+  EXPECT_EQ(out[1]["data_type"], "TYPE_INT64");
+  EXPECT_EQ(out[2]["data_type"], "TYPE_STRING");
+  EXPECT_EQ(config["instance_group"][0]["kind"], "KIND_CPU");
+  EXPECT_EQ(config["model_transaction_policy"]["decoupled"], false);
+}
+
+TEST(TritonModelConfig, AFixedFirstDimensionOrNoSpecIsNotBatched) {
+  const json fixed = json::parse(R"({"device":"cuda",
+    "inputs":[{"name":"x","datatype":"FP32","shape":[2,4]}],
+    "outputs":[{"name":"y","datatype":"FP32","shape":[-1,3]}]})");
+  auto config = model_config(fixed, {"m", "pytorch_torchscript", 8, 1000, ""});
+  EXPECT_EQ(config["max_batch_size"], 0);
+  EXPECT_FALSE(config.contains("dynamic_batching"));
+  EXPECT_EQ(config["input"][0]["dims"], json({2, 4}));
+  EXPECT_EQ(config["output"][0]["dims"], json({-1, 3}));
+  EXPECT_EQ(config["output"][0]["label_filename"], "");
+  EXPECT_EQ(config["instance_group"][0]["kind"], "KIND_GPU");
+  config = model_config(json::object(), {"m", "pytorch_torchscript", 8, 1000, ""});
+  EXPECT_EQ(config["max_batch_size"], 0);
+  EXPECT_EQ(config["input"], json::array());
+  // Batched, but one request at a time: no dynamic batching.
+  const json batched = json::parse(R"({"inputs":[{"name":"x","datatype":"FP32","shape":[-1]}]})");
+  config = model_config(batched, {"m", "pytorch_torchscript", 1, 1000, ""});
+  EXPECT_EQ(config["max_batch_size"], 1);
+  EXPECT_FALSE(config.contains("dynamic_batching"));
+}
+
 }  // namespace
 }  // namespace respawn::triton
