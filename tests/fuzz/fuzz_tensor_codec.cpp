@@ -4,7 +4,9 @@
 //   a tensor list that the other side accepts for the packed blob, and must read back with the
 //   element counts and the integer values the client sent;
 // - as an IPC tensor list from a worker over the given blob (parse_tensor_list): whatever it
-//   accepts must be readable (tensor_to_kserve_json) without touching bytes outside the blob;
+//   accepts must be readable (tensor_to_kserve_json) without touching bytes outside the blob,
+//   and a numeric one classifiable (Triton's classification extension) into a BYTES tensor that
+//   fits its shape;
 // - as a whole infer body read by parse_infer_body (its `data` numbers without nlohmann): it
 //   must pack exactly as nlohmann's parse of the same text does, or fail with the same error.
 #include <cstddef>
@@ -16,6 +18,7 @@
 #include "fuzz_check.hpp"
 #include "http/http_types.hpp"
 #include "http/infer_json.hpp"
+#include "http/triton.hpp"
 #include "respawn/json_util.hpp"
 #include "respawn/tensor_codec.hpp"
 
@@ -111,6 +114,21 @@ void check_worker_side(const json& list, std::string_view blob) {
     FUZZ_CHECK(out["data"].size() == element_count(meta.shape),
                "element count does not match the shape");
     out.dump();
+    // Triton's classification of the same output (a few classes, one label).
+    const auto k = static_cast<std::uint32_t>(meta.nbytes % 5);
+    const auto classes = triton::classify(local, own, k, {"label"});
+    if (meta.datatype == DataType::BOOL || meta.datatype == DataType::BYTES) {
+      FUZZ_CHECK(!classes && classes.error().kind == ErrorKind::bad_input,
+                 "classified a BOOL or BYTES output");
+      continue;
+    }
+    FUZZ_CHECK(classes.ok(), "a numeric output that fits its blob could not be classified");
+    const auto strings = bytes_elements(classes->bytes);
+    FUZZ_CHECK(strings.has_value(), "classes are not a BYTES layout");
+    FUZZ_CHECK(element_count(classes->shape) == strings->size(), "classes do not fit their shape");
+    for (const auto& text : *strings) {
+      FUZZ_CHECK(text.find(':') != std::string_view::npos, "a class without value:index");
+    }
   }
 }
 
