@@ -672,6 +672,23 @@ class ImageModelTest(unittest.TestCase):
                 self.assertEqual(got.shape, (1, 1000))
                 np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
 
+    def test_top5_classes_as_image_client_asks_for_them(self):
+        """Triton's image_client.py way: class_count=5 on the 1000 logits."""
+        image = np.random.default_rng(1).random((2, 3, 224, 224), dtype=np.float32)
+        tensor = httpclient.InferInput("image", list(image.shape), "FP32")
+        tensor.set_data_from_numpy(image)
+        raw = self.client.infer("resnet18", [tensor]).as_numpy("logits")
+        result = self.client.infer(
+            "resnet18", [tensor],
+            outputs=[httpclient.InferRequestedOutput("logits", class_count=5)])
+        classes = result.as_numpy("logits")
+        self.assertEqual(classes.shape, (2, 5))
+        for row, logits in zip(classes, raw):
+            fields = [c.decode().split(":") for c in row]
+            self.assertEqual([int(f[1]) for f in fields], list(np.argsort(-logits)[:5]))
+            for value, index in fields:
+                self.assertAlmostEqual(float(value), logits[int(index)], places=5)
+
 
 if __name__ == "__main__":
     h.main()
