@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <numeric>
 
 #include "respawn/frame.hpp"
 #include "respawn/json_util.hpp"
@@ -121,41 +120,48 @@ void with_element_type(DataType type, F f) {
 }
 
 // The rows of `bytes` (elements of type `type`, read as T), each ranked, appended to `out` as
-// "value:index[:label]" elements.
+// "value:index[:label]" elements. A heap of the k best so far: memory for k classes, not for a
+// copy of the row (an output can be 256 MiB).
 template <typename T>
 void append_classes(DataType type, std::string_view bytes, std::size_t rows, std::size_t per_row,
                     std::size_t k, const std::vector<std::string>& labels, std::string& out) {
-  if (rows == 0) return;  // (per_row may then be anything: nothing to allocate for)
   const std::size_t size = element_size(type);
-  std::vector<T> values(per_row);
-  std::vector<std::size_t> order(per_row);
-  for (std::size_t row = 0; row < rows; ++row) {
-    for (std::size_t i = 0; i < per_row; ++i) {
-      const char* p = bytes.data() + (row * per_row + i) * size;
-      if (type == DataType::FP16) {
-        values[i] = static_cast<T>(fp16_bits_to_float(load<std::uint16_t>(p)));
-      } else if (type == DataType::BF16) {
-        values[i] = static_cast<T>(bf16_bits_to_float(load<std::uint16_t>(p)));
-      } else {
-        values[i] = load<T>(p);
+  const auto value = [&](std::size_t i) -> T {
+    const char* p = bytes.data() + i * size;
+    if (type == DataType::FP16) return static_cast<T>(fp16_bits_to_float(load<std::uint16_t>(p)));
+    if (type == DataType::BF16) return static_cast<T>(bf16_bits_to_float(load<std::uint16_t>(p)));
+    return load<T>(p);
+  };
+  using Class = std::pair<T, std::size_t>;  // value, index in the row
+  // Whether a ranks before b: the higher value, the lower index among equals, NaN last.
+  const auto before = [](const Class& a, const Class& b) {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(a.first) || std::isnan(b.first)) {
+        return !std::isnan(a.first) || (std::isnan(b.first) && a.second < b.second);
       }
     }
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    // Highest first, the lower index first among equals; NaN below everything (a total order).
-    const auto before = [&](std::size_t a, std::size_t b) {
-      const T& x = values[a];
-      const T& y = values[b];
-      if constexpr (std::is_floating_point_v<T>) {
-        if (std::isnan(x) || std::isnan(y)) return !std::isnan(x) || (std::isnan(y) && a < b);
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  if (rows == 0 || k == 0) return;  // (with no rows, per_row and so k may be anything)
+  std::vector<Class> best;          // a heap whose front ranks last
+  best.reserve(k);
+  for (std::size_t row = 0; row < rows; ++row) {
+    best.clear();
+    for (std::size_t i = 0; i < per_row; ++i) {
+      const Class c{value(row * per_row + i), i};
+      if (best.size() < k) {
+        best.push_back(c);
+        std::push_heap(best.begin(), best.end(), before);
+      } else if (before(c, best.front())) {
+        std::pop_heap(best.begin(), best.end(), before);
+        best.back() = c;
+        std::push_heap(best.begin(), best.end(), before);
       }
-      return x > y || (x == y && a < b);
-    };
-    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-                      before);
-    for (std::size_t j = 0; j < k; ++j) {
-      const std::size_t index = order[j];
+    }
+    std::sort_heap(best.begin(), best.end(), before);  // the first ranks first
+    for (const auto& [v, index] : best) {
       // Triton's format: std::to_string of the element's type (so floats print as "%f").
-      std::string text = std::to_string(values[index]) + ":" + std::to_string(index);
+      std::string text = std::to_string(v) + ":" + std::to_string(index);
       if (index < labels.size() && !labels[index].empty()) text += ":" + labels[index];
       append_bytes_element(out, text);
     }
@@ -300,6 +306,14 @@ Result<Classes> classify(const TensorMeta& tensor, std::string_view bytes, std::
               : tensor.shape);
   const std::size_t rows = batched ? static_cast<std::size_t>(tensor.shape[0]) : 1;
   const std::size_t top = std::min<std::size_t>(k, *per_row);
+  // Each class is a string of ~20 bytes and a ranking entry of 16: a bound keeps a client that
+  // asks for every class of a huge output from costing the supervisor gigabytes.
+  constexpr std::size_t kMaxClasses = std::size_t{1} << 20;
+  if (rows != 0 && top > kMaxClasses / rows) {
+    return bad("output '" + tensor.name + "': classification of " + std::to_string(rows) +
+               " rows of " + std::to_string(top) + " classes is more than the " +
+               std::to_string(kMaxClasses) + " classes an answer may hold");
+  }
   Classes classes;
   classes.shape = {static_cast<std::int64_t>(top)};
   if (batched) classes.shape.insert(classes.shape.begin(), tensor.shape[0]);

@@ -122,7 +122,11 @@ void check_worker_side(const json& list, std::string_view blob) {
                  "classified a BOOL or BYTES output");
       continue;
     }
-    FUZZ_CHECK(classes.ok(), "a numeric output that fits its blob could not be classified");
+    if (!classes) {
+      FUZZ_CHECK(classes.error().message.find("classes an answer may hold") != std::string::npos,
+                 "a numeric output that fits its blob could not be classified");
+      continue;
+    }
     const auto strings = bytes_elements(classes->bytes);
     FUZZ_CHECK(strings.has_value(), "classes are not a BYTES layout");
     FUZZ_CHECK(element_count(classes->shape) == strings->size(), "classes do not fit their shape");

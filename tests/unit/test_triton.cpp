@@ -302,6 +302,17 @@ TEST(TritonClassification, NoRowsGiveNoClassesAndStringsAreRefused) {
   const auto none = classes_of(DataType::FP32, {0, 5}, "", 3);
   EXPECT_EQ(none.shape, (std::vector<std::int64_t>{0, 3}));
   EXPECT_TRUE(none.bytes.empty());
+  // No rows of 2^39 elements each, every class asked for: nothing is allocated for them.
+  const auto huge = classes_of(DataType::FP32, {0, std::int64_t{1} << 39}, "", UINT32_MAX);
+  EXPECT_EQ(huge.shape, (std::vector<std::int64_t>{0, UINT32_MAX}));
+  // At most 2^20 classes in an answer: 2 rows of 2^19 + 1 are refused before any is ranked.
+  const auto half = std::size_t{1} << 19;
+  const std::string big((2 * half + 2) * sizeof(float), '\0');
+  const auto over =
+      classify({"x", DataType::FP32, {2, static_cast<std::int64_t>(half + 1)}, 0, big.size()}, big,
+               UINT32_MAX, {});
+  ASSERT_FALSE(over);
+  EXPECT_NE(over.error().message.find("more than the 1048576 classes"), std::string::npos);
   std::string strings;
   append_bytes_element(strings, "a");
   for (const auto type : {DataType::BYTES, DataType::BOOL}) {
