@@ -378,7 +378,7 @@ class ClassificationTest(TritonCase):
                 # The other output is untouched.
                 np.testing.assert_array_equal(result.as_numpy("label"), reference()[2])
 
-    def test_a_count_past_the_classes_gives_them_all_and_strings_are_refused(self):
+    def test_a_count_past_the_classes_gives_them_all_and_a_negative_one_is_400(self):
         x, logits, _ = reference()
         result = self.client.infer(MODEL, classifier_inputs(x, True), outputs=[
             httpclient.InferRequestedOutput("logits", class_count=1000)])
